@@ -1,0 +1,163 @@
+//! Who is asking: session tokens, password hashes, and the `CurrentUser` extractor.
+//!
+//! A token is 256 random bits, given to the client once (JSON body and an HttpOnly cookie) and
+//! stored only as its SHA-256, so a copy of the database signs nobody in. Passwords are stored
+//! as argon2id hashes.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use poem::http::{Method, header};
+use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::model::{Password, UserId};
+
+/// The cookie the page signs in with.
+pub const COOKIE: &str = "chat_session";
+/// How long the browser keeps the cookie.
+const COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
+
+/// A fresh token and the hash to store for it.
+pub fn new_token() -> Result<(String, Vec<u8>), AppError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_token(&token);
+    Ok((token, hash))
+}
+
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes). Slow on purpose: call it off the
+/// async threads.
+pub fn hash_password(password: &Password) -> Result<String, AppError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| AppError::Internal(format!("cannot hash password: {e}")))
+}
+
+pub fn verify_password(password: &Password, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// `Set-Cookie` value that signs the browser in.
+pub fn session_cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}")
+}
+
+/// `Set-Cookie` value that signs the browser out.
+pub fn cleared_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// The token a request carries: `Authorization: Bearer …` first, else the session cookie.
+pub fn request_token(req: &Request) -> Option<&str> {
+    if let Some(value) = req.header(header::AUTHORIZATION) {
+        return value.strip_prefix("Bearer ").map(str::trim);
+    }
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// Whether `token` could be one of ours: 43 characters of URL-safe base64. Anything else is
+/// refused without a database lookup.
+fn plausible(token: &str) -> bool {
+    token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The signed-in user. Extracting it answers `401` when the request has no valid session.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: UserId,
+    pub username: String,
+    pub token_hash: Vec<u8>,
+}
+
+impl<'a> FromRequest<'a> for CurrentUser {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<AppState>()
+            .ok_or_else(|| AppError::Internal("application state missing".into()))?;
+        let token = request_token(req).filter(|t| plausible(t)).ok_or(AppError::Unauthorized)?;
+        let token_hash = hash_token(token);
+        let user = state
+            .store
+            .session_user(&token_hash)
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::Unauthorized)?;
+        Ok(Self { id: user.user_id, username: user.username, token_hash })
+    }
+}
+
+/// Refuses state-changing requests that a browser sent from another site: the `Origin`
+/// header, when present, must name this host. Requests without `Origin` (curl, scripts) and
+/// bearer-token requests (a browser never adds those on its own) pass.
+pub async fn same_origin_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let bearer = req.header(header::AUTHORIZATION).is_some_and(|v| v.starts_with("Bearer "));
+    if !safe && !bearer {
+        if let Some(origin) = req.header(header::ORIGIN) {
+            let host = req.header(header::HOST).unwrap_or_default();
+            if !origin_matches_host(origin, host) {
+                return Err(AppError::CrossSite.into());
+            }
+        }
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
+/// `Origin: http://host:port` against `Host: host:port`. `null` and garbage never match.
+fn origin_matches_host(origin: &str, host: &str) -> bool {
+    let Some((_, authority)) = origin.split_once("://") else { return false };
+    !host.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bits_and_distinct() {
+        let (a, hash_a) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert!(plausible(&a));
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        assert_eq!(hash_a, hash_token(&a));
+    }
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let right = Password::parse("correct horse".into()).unwrap();
+        let wrong = Password::parse("battery staple".into()).unwrap();
+        let stored = hash_password(&right).unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(verify_password(&right, &stored));
+        assert!(!verify_password(&wrong, &stored));
+        assert!(!verify_password(&right, "not a hash"));
+    }
+
+    #[test]
+    fn origins() {
+        assert!(origin_matches_host("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(origin_matches_host("https://Chat.Example", "chat.example"));
+        assert!(!origin_matches_host("http://evil.example", "127.0.0.1:8080"));
+        assert!(!origin_matches_host("http://127.0.0.1:8081", "127.0.0.1:8080"));
+        assert!(!origin_matches_host("null", "127.0.0.1:8080"));
+        assert!(!origin_matches_host("http://x", ""));
+    }
+}

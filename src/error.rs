@@ -1,0 +1,117 @@
+//! `AppError`: every way a request can fail, and the HTTP answer each one gets.
+//! Every error body is JSON `{"error": "..."}`; a 5xx body says only that it failed, while the
+//! log keeps the detail.
+
+use poem::error::ResponseError;
+use poem::http::StatusCode;
+use poem::{Body, IntoResponse, Response};
+
+use crate::model::Invalid;
+use crate::writer::WriteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The body is not JSON, or a query parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed, but a value breaks a rule (an empty message, a bad name).
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    /// Valid JSON of the wrong shape: a missing field, a number for a string.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("sign in first: no valid session cookie or bearer token")]
+    Unauthorized,
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("cross-site request refused: the Origin header names another site")]
+    CrossSite,
+    #[error("no room called `{0}`")]
+    NoSuchRoom(String),
+    #[error("a room called `{0}` already exists")]
+    RoomTaken(String),
+    #[error("this endpoint sends text/event-stream, which the Accept header excludes")]
+    NotAcceptable,
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The database cannot take the write now (disk full, locked, shutting down).
+    #[error("the server cannot store this right now: {0}")]
+    Unavailable(WriteError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("template: {0}")]
+    Render(#[from] askama::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<WriteError> for AppError {
+    fn from(error: WriteError) -> Self {
+        Self::Unavailable(error)
+    }
+}
+
+impl ResponseError for AppError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized | Self::WrongPassword => StatusCode::UNAUTHORIZED,
+            Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::NoSuchRoom(_) => StatusCode::NOT_FOUND,
+            Self::RoomTaken(_) => StatusCode::CONFLICT,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Db(_) | Self::Render(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn as_response(&self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let message = match self {
+            Self::Unavailable(_) => "the server cannot store this right now; try again shortly".to_owned(),
+            _ if status.is_server_error() => "something went wrong".to_owned(),
+            _ => self.to_string(),
+        };
+        let response = json_error(status, &message);
+        match self {
+            Self::Unavailable(_) => response.with_header("Retry-After", "1").into_response(),
+            _ => response,
+        }
+    }
+}
+
+/// `{"error": message}` with `status`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(Body::from_string(body))
+}
+
+/// Turns any error that reached the top (poem's own too: unknown route, wrong method, bad query)
+/// into a JSON answer.
+pub async fn into_json_response(error: poem::Error) -> Response {
+    if let Some(app_error) = error.downcast_ref::<AppError>() {
+        return app_error.as_response();
+    }
+    let status = error.status();
+    if status.is_server_error() {
+        tracing::error!(%error, "request failed");
+        return json_error(status, "something went wrong");
+    }
+    let message = match status {
+        StatusCode::NOT_FOUND => "not found".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed".to_owned(),
+        _ => error.to_string(),
+    };
+    json_error(status, &message)
+}

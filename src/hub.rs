@@ -1,0 +1,167 @@
+//! The live tail of the log: one bounded broadcast channel per room that has listeners.
+//!
+//! Only the writer publishes, after commit and in id order, so every channel is in id order and
+//! whatever a subscriber sees is already durable. The hub holds no history: a stream that falls
+//! more than the channel's capacity behind gets `Lagged` and catches up from SQLite.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Event, EventId, RoomId};
+use crate::render::{self, Format};
+
+/// One committed event, encoded once for every kind of subscriber.
+/// Cloning the `Arc` (or one of the `Bytes`) is the whole cost of a delivery.
+#[derive(Debug)]
+pub struct Frame {
+    pub id: EventId,
+    /// `None`: a status change, sent to every room.
+    pub room_id: Option<RoomId>,
+    /// `id: 42\nevent: message\ndata: {...}\n\n`
+    pub json: Bytes,
+    /// The same event as the htmx partial.
+    pub html: Bytes,
+}
+
+impl Frame {
+    pub fn encode(event: &Event) -> Result<Self, askama::Error> {
+        let encode = |format| -> Result<Bytes, askama::Error> {
+            let mut out = BytesMut::new();
+            render::write_frame(&mut out, event, format)?;
+            Ok(out.freeze())
+        };
+        Ok(Self {
+            id: event.id,
+            room_id: event.room_id(),
+            json: encode(Format::Json)?,
+            html: encode(Format::Html)?,
+        })
+    }
+
+    pub fn bytes(&self, format: Format) -> &Bytes {
+        match format {
+            Format::Json => &self.json,
+            Format::Html => &self.html,
+        }
+    }
+}
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rooms: Mutex<HashMap<RoomId, broadcast::Sender<Arc<Frame>>>>,
+    capacity: usize,
+    /// The newest id published: where a stream that asks for "from now" starts.
+    head: AtomicI64,
+    /// Cancelled once at shutdown; every stream ends when it is.
+    shutdown: CancellationToken,
+}
+
+impl Hub {
+    /// `head` is the newest id ever handed out, read from the database at start-up.
+    pub fn new(capacity: usize, head: EventId) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rooms: Mutex::new(HashMap::new()),
+                capacity: capacity.max(1),
+                head: AtomicI64::new(head),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// A receiver of every frame for `room` published from now on, and the newest id published
+    /// before it: every event after that id arrives through the receiver. Subscribe *before*
+    /// reading the database, so nothing committed in between is missed.
+    pub fn subscribe(&self, room: RoomId) -> (broadcast::Receiver<Arc<Frame>>, EventId) {
+        let mut rooms = self.rooms();
+        let receiver = rooms
+            .entry(room)
+            .or_insert_with(|| broadcast::channel(self.inner.capacity).0)
+            .subscribe();
+        // Read under the lock `publish` holds while it moves the head and sends.
+        (receiver, self.head())
+    }
+
+    /// Sends a committed event to the streams of its room, or of every room for a status
+    /// change. Called by the writer only, in id order.
+    pub fn publish(&self, frame: Arc<Frame>) {
+        let mut rooms = self.rooms();
+        self.inner.head.fetch_max(frame.id, Ordering::AcqRel);
+        match frame.room_id {
+            Some(room) => {
+                if let Some(sender) = rooms.get(&room)
+                    && sender.send(frame).is_err()
+                {
+                    // Nobody listens any more; a new subscriber makes a new channel.
+                    rooms.remove(&room);
+                }
+            }
+            None => rooms.retain(|_, sender| sender.send(Arc::clone(&frame)).is_ok()),
+        }
+    }
+
+    /// The newest id published so far.
+    pub fn head(&self) -> EventId {
+        self.inner.head.load(Ordering::Acquire)
+    }
+
+    /// Ends every open stream (they select on this token).
+    pub fn close(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, broadcast::Sender<Arc<Frame>>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.inner.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(id: EventId, room_id: Option<RoomId>) -> Arc<Frame> {
+        Arc::new(Frame { id, room_id, json: Bytes::new(), html: Bytes::new() })
+    }
+
+    #[tokio::test]
+    async fn messages_reach_only_their_room_and_statuses_reach_all() {
+        let hub = Hub::new(8, 0);
+        let (mut one, head) = hub.subscribe(1);
+        assert_eq!(head, 0);
+        let (mut two, _) = hub.subscribe(2);
+        hub.publish(frame(1, Some(1)));
+        hub.publish(frame(2, None));
+        assert_eq!(one.recv().await.unwrap().id, 1);
+        assert_eq!(one.recv().await.unwrap().id, 2);
+        assert_eq!(two.recv().await.unwrap().id, 2);
+        assert!(two.try_recv().is_err());
+        assert_eq!(hub.head(), 2);
+    }
+
+    #[tokio::test]
+    async fn channels_without_listeners_are_dropped() {
+        let hub = Hub::new(8, 0);
+        drop(hub.subscribe(1).0);
+        hub.publish(frame(1, Some(1)));
+        assert!(hub.rooms().is_empty());
+        let (mut again, head) = hub.subscribe(1);
+        assert_eq!(head, 1);
+        hub.publish(frame(2, Some(1)));
+        assert_eq!(again.recv().await.unwrap().id, 2);
+    }
+}

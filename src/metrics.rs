@@ -1,0 +1,87 @@
+//! Prometheus metrics, served as text at `/metrics`. Every metric is an atomic: recording one
+//! costs an atomic add, no lock and no allocation.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub open_streams: Gauge,
+    pub events_written: Counter,
+    pub frames_sent: Counter,
+    pub lag_recoveries: Counter,
+    pub replayed_events: Counter,
+    pub stream_resets: Counter,
+    pub write_batch_size: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let open_streams = Gauge::default();
+        let events_written = Counter::default();
+        let frames_sent = Counter::default();
+        let lag_recoveries = Counter::default();
+        let replayed_events = Counter::default();
+        let stream_resets = Counter::default();
+        let write_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let mut registry = Registry::with_prefix("chat");
+        registry.register("open_streams", "Event streams open now", open_streams.clone());
+        registry.register("events_written", "Events committed to the log", events_written.clone());
+        registry.register("frames_sent", "Events sent on event streams, live or replayed", frames_sent.clone());
+        registry.register(
+            "lag_recoveries",
+            "Times a stream fell behind the live channel and caught up from the database",
+            lag_recoveries.clone(),
+        );
+        registry.register("replayed_events", "Events sent to streams from the database", replayed_events.clone());
+        registry.register(
+            "stream_resets",
+            "Streams opened with a cursor the server could not honour (sent `event: reset`)",
+            stream_resets.clone(),
+        );
+        registry.register("write_batch_size", "Requests committed per transaction", write_batch_size.clone());
+        Self {
+            registry,
+            open_streams,
+            events_written,
+            frames_sent,
+            lag_recoveries,
+            replayed_events,
+            stream_resets,
+            write_batch_size,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a `String` cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts one open stream until dropped.
+pub struct StreamGauge(Gauge);
+
+impl StreamGauge {
+    pub fn new(metrics: &Metrics) -> Self {
+        metrics.open_streams.inc();
+        Self(metrics.open_streams.clone())
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

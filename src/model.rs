@@ -1,0 +1,268 @@
+//! The chat's vocabulary: names and texts parsed once at the edge and trusted after, and the
+//! event, the one thing the log stores.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// `events.id`: the position in the log and the SSE `id:`. Never reused.
+pub type EventId = i64;
+pub type UserId = i64;
+pub type RoomId = i64;
+
+/// Longest message, in characters after trimming.
+pub const MAX_CONTENT_CHARS: usize = 4_000;
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 1_024;
+
+/// Why a name or text was refused; the message is shown to the client as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub &'static str);
+
+/// 1 to 32 ASCII letters, digits, `_`, `-` or `.`. Unique without regard to case; kept as typed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if raw.is_empty() || raw.len() > 32 || !raw.chars().all(ok_char) {
+            return Err(Invalid(
+                "a username is 1 to 32 letters, digits, `_`, `-` or `.`",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `[a-z0-9][a-z0-9-]{0,31}`: safe in a URL path and an HTML id as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let bytes = raw.as_bytes();
+        let head_ok = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let tail_ok = bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !head_ok || !tail_ok || bytes.len() > 32 {
+            return Err(Invalid(
+                "a room name is 1 to 32 lowercase letters, digits or `-`, starting with a letter or digit",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 8 to 1,024 characters, anything at all.
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
+        let chars = raw.chars().count();
+        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+            return Err(Invalid("a password is 8 to 1,024 characters"));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A message's text: 1 to 4,000 characters once surrounding white space is ignored, but stored
+/// exactly as sent, white space and all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content(String);
+
+impl Content {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(Invalid("a message cannot be empty"));
+        }
+        // Counting stops early: a huge body costs no more than the limit.
+        if trimmed.chars().nth(MAX_CONTENT_CHARS).is_some() {
+            return Err(Invalid("a message is at most 4,000 characters"));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// What a user shows the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Away,
+    Offline,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        match s {
+            "online" => Ok(Self::Online),
+            "away" => Ok(Self::Away),
+            "offline" => Ok(Self::Offline),
+            _ => Err(Invalid("a status is `online`, `away` or `offline`")),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One committed row of the log, with the names it refers to already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub username: String,
+    /// ISO 8601 UTC with milliseconds, as stored.
+    pub created_at: String,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Message {
+        room_id: RoomId,
+        room: String,
+        content: String,
+    },
+    /// Belongs to no room: every room's stream carries it.
+    Status { status: Status },
+}
+
+impl Event {
+    /// The room whose stream carries this event; `None` means every room's.
+    pub fn room_id(&self) -> Option<RoomId> {
+        match &self.kind {
+            EventKind::Message { room_id, .. } => Some(*room_id),
+            EventKind::Status { .. } => None,
+        }
+    }
+
+    /// The SSE `event:` name, which is also the JSON `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            EventKind::Message { .. } => "message",
+            EventKind::Status { .. } => "status",
+        }
+    }
+
+    /// The JSON shape of the API and of `?format=json` streams.
+    pub fn view(&self) -> EventView<'_> {
+        let (room, content, status) = match &self.kind {
+            EventKind::Message { room, content, .. } => (Some(room.as_str()), Some(content.as_str()), None),
+            EventKind::Status { status } => (None, None, Some(*status)),
+        };
+        EventView {
+            id: self.id,
+            kind: self.type_name(),
+            room,
+            username: &self.username,
+            content,
+            status,
+            created_at: &self.created_at,
+        }
+    }
+}
+
+/// `{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"…"}`
+/// or `{"id":43,"type":"status","username":"ada","status":"away","created_at":"…"}`.
+#[derive(Debug, Serialize)]
+pub struct EventView<'a> {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+    pub username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    pub created_at: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        for ok in ["a", "Ada", "ada.lovelace", "a_b-c", &"x".repeat(32)] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ada", "ada!", "ådа", "a b", &"x".repeat(33), "a\0"] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn room_names_follow_the_rules() {
+        for ok in ["general", "0", "a-b", "rust-2026", &"r".repeat(32)] {
+            assert!(RoomName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a_b", "a/b", "..", &"r".repeat(33), "é"] {
+            assert!(RoomName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_is_measured_trimmed_but_kept_whole() {
+        assert!(Content::parse("   ".into()).is_err());
+        assert!(Content::parse("\r\n\t".into()).is_err());
+        let padded = format!("  {}  ", "é".repeat(MAX_CONTENT_CHARS));
+        assert_eq!(Content::parse(padded.clone()).unwrap().into_string(), padded);
+        assert!(Content::parse("é".repeat(MAX_CONTENT_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters() {
+        assert!(Password::parse("1234567".into()).is_err());
+        assert!(Password::parse("ééééééé".into()).is_err());
+        assert!(Password::parse("12345678".into()).is_ok());
+        assert!(Password::parse("x".repeat(1024)).is_ok());
+        assert!(Password::parse("x".repeat(1025)).is_err());
+    }
+}

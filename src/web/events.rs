@@ -1,0 +1,199 @@
+//! `GET /api/rooms/{room}/events`: a room's live event stream over SSE.
+//!
+//! A stream subscribes to the hub first, then replays `id > cursor` from SQLite in pages, then
+//! sends live frames, skipping any with `id <= cursor`: nothing committed between the replay
+//! and the subscription is missed, and nothing is sent twice. When the stream falls so far
+//! behind that the hub's buffer overflows (`Lagged`), it goes back to replaying from its
+//! cursor: the events it missed are already in the database.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use poem::http::header;
+use poem::web::{Data, Path, Query};
+use poem::{Body, Request, Response, handler};
+use serde::Deserialize;
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+use tokio::time::{Instant, Sleep};
+
+use super::find_room;
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::hub::Frame;
+use crate::metrics::StreamGauge;
+use crate::model::{EventId, RoomId};
+use crate::render::{self, Format};
+use crate::sse::{self, Cursor};
+
+/// Events read from the database per query while catching up.
+const REPLAY_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after: Option<String>,
+    format: Option<String>,
+}
+
+#[handler]
+pub async fn room_events(
+    req: &Request,
+    Data(state): Data<&AppState>,
+    Path(room): Path<String>,
+    Query(query): Query<EventsQuery>,
+    user: CurrentUser,
+) -> Result<Response, AppError> {
+    if !sse::accepts_event_stream(req.header(header::ACCEPT)) {
+        return Err(AppError::NotAcceptable);
+    }
+    let format = Format::parse(query.format.as_deref())
+        .ok_or_else(|| AppError::BadRequest("`format` is `json` or `html`".into()))?;
+    let room = find_room(state, &room).await?;
+    let cursor = Cursor::from_request(req.header("Last-Event-ID"), query.after.as_deref());
+
+    // Subscribe before anything is read from the database.
+    let (live, head) = state.hub.subscribe(room.id);
+    let mut first = BytesMut::from(&sse::retry()[..]);
+    let start = match cursor {
+        Cursor::Now => head,
+        Cursor::Invalid => reset(state, &mut first, head, "the cursor is not an event id"),
+        Cursor::After(id) if id > head => reset(
+            state,
+            &mut first,
+            head,
+            "the cursor is newer than the newest event; the database has been replaced",
+        ),
+        Cursor::After(id) => match state.store.oldest_event_id().await? {
+            Some(oldest) if id.saturating_add(1) < oldest => reset(
+                state,
+                &mut first,
+                head,
+                "the cursor is older than the oldest event kept",
+            ),
+            _ => id,
+        },
+    };
+    tracing::debug!(room = %room.name, user = %user.username, ?cursor, start, "stream opened");
+
+    let guards = (
+        state.writer.stream_opened(user.id, user.username),
+        StreamGauge::new(&state.metrics),
+    );
+    let events = room_stream(state.clone(), room.id, format, live, start, first.freeze(), guards);
+    let body = KeepAlive::new(Box::pin(events), state.keepalive)
+        .take_until(state.hub.shutdown_token().clone().cancelled_owned())
+        .map(Ok::<_, std::io::Error>);
+    Ok(Response::builder()
+        .content_type("text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("X-Accel-Buffering", "no")
+        .body(Body::from_bytes_stream(body)))
+}
+
+/// Writes `event: reset` (its id the newest event, so a later reconnect resumes from there)
+/// and returns where the stream goes on from: now.
+fn reset(state: &AppState, out: &mut BytesMut, head: EventId, reason: &str) -> EventId {
+    state.metrics.stream_resets.inc();
+    let data = serde_json::json!({ "reason": reason, "newest_id": head }).to_string();
+    sse::write_event(out, Some(head), "reset", &data);
+    head
+}
+
+/// Replay, then live, then replay again whenever the live channel overflowed.
+fn room_stream<G: Send + 'static>(
+    state: AppState,
+    room: RoomId,
+    format: Format,
+    mut live: Receiver<Arc<Frame>>,
+    mut cursor: EventId,
+    first: Bytes,
+    guards: G,
+) -> impl Stream<Item = Bytes> + Send {
+    async_stream::stream! {
+        // Dropped with the stream: presence and the open-streams gauge see the client leave.
+        let _guards = guards;
+        yield first;
+        loop {
+            loop {
+                let page = match state.store.events_after(room, cursor, REPLAY_PAGE).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        // Ending the stream makes the client reconnect from its last id.
+                        tracing::error!(%error, room, cursor, "replay failed; ending stream");
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                let mut out = BytesMut::new();
+                for event in &page {
+                    if let Err(error) = render::write_frame(&mut out, event, format) {
+                        tracing::error!(%error, id = event.id, "cannot render event; ending stream");
+                        return;
+                    }
+                }
+                cursor = last.id;
+                let count = page.len() as u64;
+                state.metrics.replayed_events.inc_by(count);
+                state.metrics.frames_sent.inc_by(count);
+                yield out.freeze();
+                if page.len() < REPLAY_PAGE as usize {
+                    break;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(frame) if frame.id > cursor => {
+                        cursor = frame.id;
+                        state.metrics.frames_sent.inc();
+                        yield frame.bytes(format).clone();
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        state.metrics.lag_recoveries.inc();
+                        break;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Sends a comment when the inner stream has been quiet for `every`, so proxies and browsers
+/// keep an idle stream open and a vanished client is noticed when the write fails.
+struct KeepAlive<S> {
+    inner: Pin<Box<S>>,
+    every: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<S> KeepAlive<S> {
+    fn new(inner: Pin<Box<S>>, every: Duration) -> Self {
+        Self { inner, every, sleep: Box::pin(tokio::time::sleep(every)) }
+    }
+}
+
+impl<S: Stream<Item = Bytes>> Stream for KeepAlive<S> {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(item) => {
+                this.sleep.as_mut().reset(Instant::now() + this.every);
+                Poll::Ready(item)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.sleep.as_mut().reset(Instant::now() + this.every);
+                    Poll::Ready(Some(Bytes::from_static(sse::KEEPALIVE)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}

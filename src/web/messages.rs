@@ -1,0 +1,90 @@
+//! `POST /api/rooms/{room}/messages` posts; `GET` reads a room's history.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Json, Path, Query};
+use poem::{IntoResponse, Response, handler};
+use serde::{Deserialize, Serialize};
+
+use super::{JsonBody, find_room};
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::model::{Content, Event, EventId, EventView};
+use crate::writer::Command;
+
+/// Most messages one history request returns.
+pub const MAX_HISTORY: u32 = 200;
+const DEFAULT_HISTORY: u32 = 50;
+
+#[derive(Deserialize)]
+pub struct NewMessage {
+    content: String,
+}
+
+/// `201` with the stored event, once it is committed.
+#[handler]
+pub async fn post_message(
+    Data(state): Data<&AppState>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody<NewMessage>,
+) -> Result<Response, AppError> {
+    let content = Content::parse(body.content)?;
+    let room = find_room(state, &room).await?;
+    let event = state
+        .writer
+        .submit_event(Command::PostMessage {
+            room_id: room.id,
+            room: room.name,
+            user_id: user.id,
+            username: user.username,
+            content: content.into_string(),
+        })
+        .await?;
+    Ok(Json(event.view()).with_status(StatusCode::CREATED).into_response())
+}
+
+/// Query parameters arrive as text so that a bad one gets a clear message, not a parse error.
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    before: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// `{"messages": [...]}`, oldest first: the newest `limit` (default 50, at most 200) before
+/// `before`, or the oldest `limit` after `after`.
+#[handler]
+pub async fn history(
+    Data(state): Data<&AppState>,
+    Path(room): Path<String>,
+    Query(query): Query<HistoryQuery>,
+    _user: CurrentUser,
+) -> Result<Response, AppError> {
+    let before = query.before.as_deref().map(|raw| parse_id("before", raw)).transpose()?;
+    let after = query.after.as_deref().map(|raw| parse_id("after", raw)).transpose()?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_HISTORY,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_HISTORY).contains(limit))
+            .ok_or_else(|| AppError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_HISTORY}")))?,
+    };
+    let room = find_room(state, &room).await?;
+    let events = state.store.history(room.id, before, after, limit).await?;
+    let messages = events.iter().map(Event::view).collect();
+    Ok(Json(HistoryPage { messages }).into_response())
+}
+
+#[derive(Serialize)]
+struct HistoryPage<'a> {
+    messages: Vec<EventView<'a>>,
+}
+
+fn parse_id(name: &str, raw: &str) -> Result<EventId, AppError> {
+    raw.parse::<EventId>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| AppError::BadRequest(format!("`{name}` must be an event id (a whole number, 0 or more)")))
+}

@@ -1,0 +1,464 @@
+//! The one writer. Every change to the database goes through this task, which
+//!
+//! 1. takes whatever requests are waiting (group commit: one fsync pays for all of them),
+//! 2. applies each inside its own `SAVEPOINT`, so a failing request is rolled back alone,
+//! 3. commits, and only then
+//! 4. publishes each new event to the hub, in id order, and answers each request.
+//!
+//! So a client is answered only once its event is durable, what a subscriber sees live is
+//! already durable, and live order equals id order. Presence (who is online) lives here too:
+//! the writer is already the one place where status changes are ordered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Frame, Hub};
+use crate::metrics::Metrics;
+use crate::model::{Event, EventKind, RoomId, Status, UserId};
+use crate::store::Room;
+
+/// Most requests in one transaction. More waiting than this simply makes the next batch.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer before senders wait too.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// A unique name (user, room) is taken.
+    #[error("already exists")]
+    Conflict,
+    /// The database refused the batch (disk full, I/O error, locked file).
+    #[error("{0}")]
+    Database(String),
+    /// The writer has stopped: the server is shutting down.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            _ => Self::Database(error.to_string()),
+        }
+    }
+}
+
+/// A change to make, as the request handlers ask for it.
+#[derive(Debug)]
+pub enum Command {
+    /// A new user and their first session, together or not at all.
+    CreateAccount { username: String, password_hash: String, token_hash: Vec<u8> },
+    CreateSession { user_id: UserId, token_hash: Vec<u8> },
+    DeleteSession { token_hash: Vec<u8> },
+    CreateRoom { name: String, created_by: UserId },
+    PostMessage { room_id: RoomId, room: String, user_id: UserId, username: String, content: String },
+    SetStatus { user_id: UserId, username: String, status: Status },
+}
+
+/// What a command did, once committed.
+#[derive(Debug)]
+pub enum Outcome {
+    User(UserId),
+    Room(Room),
+    Event(Event),
+    Done,
+}
+
+type Reply = oneshot::Sender<Result<Outcome, WriteError>>;
+
+struct Job {
+    command: Command,
+    /// `None` for the writer's own writes (presence).
+    reply: Option<Reply>,
+}
+
+/// What the event streams tell presence.
+#[derive(Debug)]
+enum Note {
+    Opened { user_id: UserId, username: String },
+    Closed { user_id: UserId },
+    GraceOver { user_id: UserId, epoch: u64 },
+}
+
+/// The handle request handlers write through. Cloning copies two channel senders.
+#[derive(Clone)]
+pub struct Writer {
+    requests: mpsc::Sender<(Command, Reply)>,
+    notes: mpsc::UnboundedSender<Note>,
+}
+
+impl Writer {
+    /// Queues `command` and waits until it is committed (and its event published).
+    pub async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send((command, reply)).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Stores a new event and returns it as committed.
+    pub async fn submit_event(&self, command: Command) -> Result<Event, WriteError> {
+        match self.submit(command).await? {
+            Outcome::Event(event) => Ok(event),
+            other => Err(WriteError::Database(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Counts an open event stream of `user_id` until the returned guard is dropped.
+    pub fn stream_opened(&self, user_id: UserId, username: String) -> PresenceGuard {
+        let _ = self.notes.send(Note::Opened { user_id, username });
+        PresenceGuard { user_id, notes: self.notes.clone() }
+    }
+}
+
+/// Held by an open event stream; dropping it (the client went away) tells presence.
+pub struct PresenceGuard {
+    user_id: UserId,
+    notes: mpsc::UnboundedSender<Note>,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let _ = self.notes.send(Note::Closed { user_id: self.user_id });
+    }
+}
+
+/// Starts the writer on `conn`. It runs until `stop` is cancelled, then finishes what is
+/// queued and returns. `statuses` are the users' last stored statuses, for presence.
+pub fn spawn(
+    conn: SqliteConnection,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    statuses: Vec<(UserId, String, Status)>,
+    grace: Duration,
+    stop: CancellationToken,
+) -> (Writer, JoinHandle<()>) {
+    let (requests, requests_rx) = mpsc::channel(QUEUE_DEPTH);
+    let (notes, notes_rx) = mpsc::unbounded_channel();
+    let mut task = Task {
+        conn,
+        hub,
+        metrics,
+        requests: requests_rx,
+        notes: notes_rx,
+        presence: Presence::new(grace, notes.clone()),
+        pending: Vec::new(),
+    };
+    for (user_id, username, status) in statuses {
+        task.presence.restore(user_id, username, status);
+    }
+    let handle = tokio::spawn(task.run(stop));
+    (Writer { requests, notes }, handle)
+}
+
+struct Task {
+    conn: SqliteConnection,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    requests: mpsc::Receiver<(Command, Reply)>,
+    notes: mpsc::UnboundedReceiver<Note>,
+    presence: Presence,
+    pending: Vec<Job>,
+}
+
+impl Task {
+    async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                request = self.requests.recv() => match request {
+                    Some((command, reply)) => { self.accept(command, Some(reply)); false }
+                    None => true,
+                },
+                Some(note) = self.notes.recv() => { self.note(note); false }
+                () = stop.cancelled() => true,
+            };
+            self.gather();
+            while !self.pending.is_empty() {
+                let batch: Vec<Job> = {
+                    let take = self.pending.len().min(MAX_BATCH);
+                    self.pending.drain(..take).collect()
+                };
+                self.commit(batch).await;
+                self.gather();
+            }
+            if stopping {
+                break;
+            }
+        }
+        tracing::info!("writer stopped");
+    }
+
+    /// Moves everything already waiting into `pending`, without waiting.
+    fn gather(&mut self) {
+        while let Ok(note) = self.notes.try_recv() {
+            self.note(note);
+        }
+        while self.pending.len() < MAX_BATCH {
+            match self.requests.try_recv() {
+                Ok((command, reply)) => self.accept(command, Some(reply)),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn accept(&mut self, command: Command, reply: Option<Reply>) {
+        if let Command::SetStatus { user_id, ref username, status } = command {
+            self.presence.chosen(user_id, username, status);
+        }
+        self.pending.push(Job { command, reply });
+    }
+
+    fn note(&mut self, note: Note) {
+        // At shutdown every stream closes; that says nothing about the users.
+        if self.hub.shutdown_token().is_cancelled() {
+            return;
+        }
+        if let Some((user_id, username, status)) = self.presence.note(note) {
+            self.pending.push(Job { command: Command::SetStatus { user_id, username, status }, reply: None });
+        }
+    }
+
+    /// One transaction for the whole batch; then publish and answer, in order.
+    async fn commit(&mut self, batch: Vec<Job>) {
+        self.metrics.write_batch_size.observe(batch.len() as f64);
+        match self.apply_batch(&batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    if let Ok(Outcome::Event(event)) = &outcome {
+                        self.metrics.events_written.inc();
+                        match Frame::encode(event) {
+                            Ok(frame) => self.hub.publish(Arc::new(frame)),
+                            // Stored but not renderable live: streams still replay it.
+                            Err(error) => tracing::error!(%error, id = event.id, "cannot encode event"),
+                        }
+                    }
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, requests = batch.len(), "batch not committed");
+                for job in batch {
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the batch in one transaction. The outer `Err` means nothing was committed.
+    async fn apply_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
+        exec(&mut self.conn, "BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            if let Err(error) = exec(&mut self.conn, "SAVEPOINT job").await {
+                self.rollback().await;
+                return Err(error);
+            }
+            let outcome = apply(&mut self.conn, &job.command).await;
+            let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            // If SQLite rolled the whole transaction back (an I/O error, a full disk), the
+            // savepoint is gone and this fails: then nothing of the batch may be reported done.
+            if let Err(error) = exec(&mut self.conn, end).await {
+                self.rollback().await;
+                return Err(outcome.err().unwrap_or(error));
+            }
+            outcomes.push(outcome);
+        }
+        if let Err(error) = exec(&mut self.conn, "COMMIT").await {
+            self.rollback().await;
+            return Err(error);
+        }
+        Ok(outcomes)
+    }
+
+    async fn rollback(&mut self) {
+        // Fails harmlessly when SQLite already rolled back.
+        let _ = exec(&mut self.conn, "ROLLBACK").await;
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), WriteError> {
+    sqlx::raw_sql(sql).execute(conn).await.map(drop).map_err(WriteError::from)
+}
+
+async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome, WriteError> {
+    match command {
+        Command::CreateAccount { username, password_hash, token_hash } => {
+            let user_id: UserId = sqlx::query_scalar("INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id")
+                .bind(username)
+                .bind(password_hash)
+                .fetch_one(&mut *conn)
+                .await?;
+            insert_session(conn, user_id, token_hash).await?;
+            Ok(Outcome::User(user_id))
+        }
+        Command::CreateSession { user_id, token_hash } => {
+            insert_session(conn, *user_id, token_hash).await?;
+            Ok(Outcome::Done)
+        }
+        Command::DeleteSession { token_hash } => {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(conn).await?;
+            Ok(Outcome::Done)
+        }
+        Command::CreateRoom { name, created_by } => {
+            let room: Room = sqlx::query_as("INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at")
+                .bind(name)
+                .bind(created_by)
+                .fetch_one(conn)
+                .await?;
+            Ok(Outcome::Room(room))
+        }
+        Command::PostMessage { room_id, room, user_id, username, content } => {
+            let (id, created_at) = sqlx::query_as(
+                "INSERT INTO events (kind, room_id, user_id, body) VALUES ('message', ?, ?, ?) RETURNING id, created_at",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .bind(content)
+            .fetch_one(conn)
+            .await?;
+            Ok(Outcome::Event(Event {
+                id,
+                username: username.clone(),
+                created_at,
+                kind: EventKind::Message { room_id: *room_id, room: room.clone(), content: content.clone() },
+            }))
+        }
+        Command::SetStatus { user_id, username, status } => {
+            let (id, created_at) = sqlx::query_as("INSERT INTO events (kind, user_id, body) VALUES ('status', ?, ?) RETURNING id, created_at")
+            .bind(user_id)
+            .bind(status.as_str())
+            .fetch_one(conn)
+            .await?;
+            Ok(Outcome::Event(Event {
+                id,
+                username: username.clone(),
+                created_at,
+                kind: EventKind::Status { status: *status },
+            }))
+        }
+    }
+}
+
+async fn insert_session(conn: &mut SqliteConnection, user_id: UserId, token_hash: &[u8]) -> Result<(), WriteError> {
+    sqlx::query("INSERT INTO sessions (token_hash, user_id) VALUES (?, ?)")
+        .bind(token_hash)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Who is online. A user is online while they have an open event stream; the first stream
+/// stores `online` (or `away`, if that is what they chose), and `offline` is stored only when
+/// the last stream has been closed for the grace period, so a reconnect stores nothing.
+struct Presence {
+    users: HashMap<UserId, Member>,
+    grace: Duration,
+    notes: mpsc::UnboundedSender<Note>,
+}
+
+struct Member {
+    username: String,
+    streams: u32,
+    /// The status last stored (or about to be).
+    status: Status,
+    /// They set `away` themselves: coming back keeps them away.
+    chose_away: bool,
+    /// Bumped whenever a pending grace period must no longer count.
+    epoch: u64,
+}
+
+impl Presence {
+    fn new(grace: Duration, notes: mpsc::UnboundedSender<Note>) -> Self {
+        Self { users: HashMap::new(), grace, notes }
+    }
+
+    /// After a restart nobody has a stream yet: anyone not offline gets a grace period to
+    /// reconnect before they are stored offline.
+    fn restore(&mut self, user_id: UserId, username: String, status: Status) {
+        self.users.insert(
+            user_id,
+            Member { username, streams: 0, status, chose_away: status == Status::Away, epoch: 0 },
+        );
+        if status != Status::Offline {
+            self.start_grace(user_id, 0);
+        }
+    }
+
+    /// The user set their status themselves.
+    fn chosen(&mut self, user_id: UserId, username: &str, status: Status) {
+        let member = self.member(user_id, username);
+        member.status = status;
+        member.chose_away = status == Status::Away;
+        if member.streams == 0 && status != Status::Offline {
+            member.epoch += 1;
+            let epoch = member.epoch;
+            self.start_grace(user_id, epoch);
+        }
+    }
+
+    /// Returns the status change to store, if the note calls for one.
+    fn note(&mut self, note: Note) -> Option<(UserId, String, Status)> {
+        match note {
+            Note::Opened { user_id, username } => {
+                let member = self.member(user_id, &username);
+                member.streams += 1;
+                member.epoch += 1;
+                if member.streams == 1 && member.status == Status::Offline {
+                    member.status = if member.chose_away { Status::Away } else { Status::Online };
+                    return Some((user_id, member.username.clone(), member.status));
+                }
+                None
+            }
+            Note::Closed { user_id } => {
+                let member = self.users.get_mut(&user_id)?;
+                member.streams = member.streams.saturating_sub(1);
+                if member.streams == 0 {
+                    member.epoch += 1;
+                    let epoch = member.epoch;
+                    self.start_grace(user_id, epoch);
+                }
+                None
+            }
+            Note::GraceOver { user_id, epoch } => {
+                let member = self.users.get_mut(&user_id)?;
+                if member.streams == 0 && member.epoch == epoch && member.status != Status::Offline {
+                    member.status = Status::Offline;
+                    return Some((user_id, member.username.clone(), Status::Offline));
+                }
+                None
+            }
+        }
+    }
+
+    fn member(&mut self, user_id: UserId, username: &str) -> &mut Member {
+        self.users.entry(user_id).or_insert_with(|| Member {
+            username: username.to_owned(),
+            streams: 0,
+            status: Status::Offline,
+            chose_away: false,
+            epoch: 0,
+        })
+    }
+
+    fn start_grace(&self, user_id: UserId, epoch: u64) {
+        let notes = self.notes.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = notes.send(Note::GraceOver { user_id, epoch });
+        });
+    }
+}
