@@ -98,12 +98,7 @@ async fn race(extra_args: &[&str]) -> u64 {
         assert_eq!(got, expected, "{start:?}: stream differs from the log");
     }
 
-    let metrics = watcher.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("chat_lag_recoveries_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("lag recoveries metric")
+    server.metric("chat_lag_recoveries_total").await as u64
 }
 
 /// Reads one stream until the message `end`; returns the ids it saw.

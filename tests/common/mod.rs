@@ -58,8 +58,10 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .arg("--db")
             .arg(db)
-            .args(["--bind", "127.0.0.1:0", "--presence-grace", "1"])
+            .args(["--bind", "127.0.0.1:0"])
             .args(args)
+            // Through the environment, so that a test's own flag overrides it.
+            .env("CHAT_PRESENCE_GRACE", "1")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -102,6 +104,24 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The current value of a Prometheus metric, read from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics")).await.expect("GET /metrics").text().await.expect("metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// Waits until a metric reads `value`.
+    pub async fn wait_for_metric(&self, name: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.metric(name).await != value {
+            assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn anonymous(&self) -> Client {
