@@ -4,8 +4,10 @@
 //! stored only as its SHA-256, so a copy of the database signs nobody in. Passwords are stored
 //! as argon2id hashes.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::http::{Method, header};
@@ -45,8 +47,11 @@ pub fn hash_password(password: &Password) -> Result<String, AppError> {
 }
 
 pub fn verify_password(password: &Password, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// `Set-Cookie` value that signs the browser in.
@@ -75,7 +80,10 @@ pub fn request_token(req: &Request) -> Option<&str> {
 /// Whether `token` could be one of ours: 43 characters of URL-safe base64. Anything else is
 /// refused without a database lookup.
 fn plausible(token: &str) -> bool {
-    token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The signed-in user. Extracting it answers `401` when the request has no valid session.
@@ -91,7 +99,9 @@ impl<'a> FromRequest<'a> for CurrentUser {
         let state = req
             .data::<AppState>()
             .ok_or_else(|| AppError::Internal("application state missing".into()))?;
-        let token = request_token(req).filter(|t| plausible(t)).ok_or(AppError::Unauthorized)?;
+        let token = request_token(req)
+            .filter(|t| plausible(t))
+            .ok_or(AppError::Unauthorized)?;
         let token_hash = hash_token(token);
         let user = state
             .store
@@ -99,7 +109,11 @@ impl<'a> FromRequest<'a> for CurrentUser {
             .await
             .map_err(AppError::from)?
             .ok_or(AppError::Unauthorized)?;
-        Ok(Self { id: user.user_id, username: user.username, token_hash })
+        Ok(Self {
+            id: user.user_id,
+            username: user.username,
+            token_hash,
+        })
     }
 }
 
@@ -108,21 +122,24 @@ impl<'a> FromRequest<'a> for CurrentUser {
 /// bearer-token requests (a browser never adds those on its own) pass.
 pub async fn same_origin_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let bearer = req.header(header::AUTHORIZATION).is_some_and(|v| v.starts_with("Bearer "));
-    if !safe && !bearer {
-        if let Some(origin) = req.header(header::ORIGIN) {
-            let host = req.header(header::HOST).unwrap_or_default();
-            if !origin_matches_host(origin, host) {
-                return Err(AppError::CrossSite.into());
-            }
-        }
+    let bearer = req
+        .header(header::AUTHORIZATION)
+        .is_some_and(|v| v.starts_with("Bearer "));
+    if !safe
+        && !bearer
+        && let Some(origin) = req.header(header::ORIGIN)
+        && !origin_matches_host(origin, req.header(header::HOST).unwrap_or_default())
+    {
+        return Err(AppError::CrossSite.into());
     }
     Ok(next.call(req).await?.into_response())
 }
 
 /// `Origin: http://host:port` against `Host: host:port`. `null` and garbage never match.
 fn origin_matches_host(origin: &str, host: &str) -> bool {
-    let Some((_, authority)) = origin.split_once("://") else { return false };
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
     !host.is_empty() && authority.eq_ignore_ascii_case(host)
 }
 
@@ -153,10 +170,19 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert!(origin_matches_host("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(origin_matches_host(
+            "http://127.0.0.1:8080",
+            "127.0.0.1:8080"
+        ));
         assert!(origin_matches_host("https://Chat.Example", "chat.example"));
-        assert!(!origin_matches_host("http://evil.example", "127.0.0.1:8080"));
-        assert!(!origin_matches_host("http://127.0.0.1:8081", "127.0.0.1:8080"));
+        assert!(!origin_matches_host(
+            "http://evil.example",
+            "127.0.0.1:8080"
+        ));
+        assert!(!origin_matches_host(
+            "http://127.0.0.1:8081",
+            "127.0.0.1:8080"
+        ));
         assert!(!origin_matches_host("null", "127.0.0.1:8080"));
         assert!(!origin_matches_host("http://x", ""));
     }

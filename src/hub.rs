@@ -126,7 +126,10 @@ impl Hub {
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, broadcast::Sender<Arc<Frame>>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.inner.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -135,7 +138,12 @@ mod tests {
     use super::*;
 
     fn frame(id: EventId, room_id: Option<RoomId>) -> Arc<Frame> {
-        Arc::new(Frame { id, room_id, json: Bytes::new(), html: Bytes::new() })
+        Arc::new(Frame {
+            id,
+            room_id,
+            json: Bytes::new(),
+            html: Bytes::new(),
+        })
     }
 
     #[tokio::test]

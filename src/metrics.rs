@@ -28,21 +28,41 @@ impl Metrics {
         let stream_resets = Counter::default();
         let write_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let mut registry = Registry::with_prefix("chat");
-        registry.register("open_streams", "Event streams open now", open_streams.clone());
-        registry.register("events_written", "Events committed to the log", events_written.clone());
-        registry.register("frames_sent", "Events sent on event streams, live or replayed", frames_sent.clone());
+        registry.register(
+            "open_streams",
+            "Event streams open now",
+            open_streams.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Events committed to the log",
+            events_written.clone(),
+        );
+        registry.register(
+            "frames_sent",
+            "Events sent on event streams, live or replayed",
+            frames_sent.clone(),
+        );
         registry.register(
             "lag_recoveries",
             "Times a stream fell behind the live channel and caught up from the database",
             lag_recoveries.clone(),
         );
-        registry.register("replayed_events", "Events sent to streams from the database", replayed_events.clone());
+        registry.register(
+            "replayed_events",
+            "Events sent to streams from the database",
+            replayed_events.clone(),
+        );
         registry.register(
             "stream_resets",
             "Streams opened with a cursor the server could not honour (sent `event: reset`)",
             stream_resets.clone(),
         );
-        registry.register("write_batch_size", "Requests committed per transaction", write_batch_size.clone());
+        registry.register(
+            "write_batch_size",
+            "Requests committed per transaction",
+            write_batch_size.clone(),
+        );
         Self {
             registry,
             open_streams,

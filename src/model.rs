@@ -67,7 +67,8 @@ impl RoomName {
     }
 }
 
-/// 8 to 1,024 characters, anything at all.
+/// 8 to 1,024 characters, anything at all. Its `Debug` never shows it.
+#[derive(Clone)]
 pub struct Password(String);
 
 impl Password {
@@ -192,7 +193,9 @@ impl Event {
     /// The JSON shape of the API and of `?format=json` streams.
     pub fn view(&self) -> EventView<'_> {
         let (room, content, status) = match &self.kind {
-            EventKind::Message { room, content, .. } => (Some(room.as_str()), Some(content.as_str()), None),
+            EventKind::Message { room, content, .. } => {
+                (Some(room.as_str()), Some(content.as_str()), None)
+            }
             EventKind::Status { status } => (None, None, Some(*status)),
         };
         EventView {
@@ -253,7 +256,10 @@ mod tests {
         assert!(Content::parse("   ".into()).is_err());
         assert!(Content::parse("\r\n\t".into()).is_err());
         let padded = format!("  {}  ", "é".repeat(MAX_CONTENT_CHARS));
-        assert_eq!(Content::parse(padded.clone()).unwrap().into_string(), padded);
+        assert_eq!(
+            Content::parse(padded.clone()).unwrap().into_string(),
+            padded
+        );
         assert!(Content::parse("é".repeat(MAX_CONTENT_CHARS + 1)).is_err());
     }
 

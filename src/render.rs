@@ -5,7 +5,7 @@
 use askama::Template;
 use bytes::BytesMut;
 
-use crate::model::{Event, EventKind, EventId, Status};
+use crate::model::{Event, EventId, EventKind, Status};
 use crate::sse;
 
 /// What a stream's client wants to read: `?format=json` (the default) or `?format=html`.
@@ -111,7 +111,11 @@ mod tests {
             id: 42,
             username: "ada".into(),
             created_at: "2026-11-21T09:30:00.123Z".into(),
-            kind: EventKind::Message { room_id: 1, room: "general".into(), content: content.into() },
+            kind: EventKind::Message {
+                room_id: 1,
+                room: "general".into(),
+                content: content.into(),
+            },
         }
     }
 
@@ -121,7 +125,12 @@ mod tests {
             json(&message("hi")),
             r#"{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"2026-11-21T09:30:00.123Z"}"#
         );
-        let status = Event { kind: EventKind::Status { status: Status::Away }, ..message("") };
+        let status = Event {
+            kind: EventKind::Status {
+                status: Status::Away,
+            },
+            ..message("")
+        };
         assert_eq!(
             json(&status),
             r#"{"id":42,"type":"status","username":"ada","status":"away","created_at":"2026-11-21T09:30:00.123Z"}"#
@@ -131,8 +140,14 @@ mod tests {
     #[test]
     fn html_escapes_markup_and_keeps_line_ends_out_of_the_frame() {
         let html = html(&message("<script>alert('x')</script>\r\n&\r")).unwrap();
-        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#13;&#10;&amp;&#13;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#13;&#10;&amp;&#13;"),
+            "{html}"
+        );
         assert!(!html.contains("<script"));
-        assert!(!html.contains(['\r', '\n']), "one data line per frame: {html:?}");
+        assert!(
+            !html.contains(['\r', '\n']),
+            "one data line per frame: {html:?}"
+        );
     }
 }

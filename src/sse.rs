@@ -62,7 +62,11 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
                 Some(current)
             }
             Some(end) => {
-                let skip = if current[end..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[end + skip..]);
                 Some(&current[..end])
             }
@@ -169,10 +173,22 @@ mod tests {
         assert_eq!(Cursor::from_request(None, None), Cursor::Now);
         assert_eq!(Cursor::from_request(Some("5"), Some("9")), Cursor::After(5));
         assert_eq!(Cursor::from_request(None, Some("0")), Cursor::After(0));
-        for bad in ["", "-1", "+1", " 1", "1.0", "abc", "99999999999999999999", "٣"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            " 1",
+            "1.0",
+            "abc",
+            "99999999999999999999",
+            "٣",
+        ] {
             assert_eq!(Cursor::parse(bad), Cursor::Invalid, "{bad:?}");
         }
-        assert_eq!(Cursor::parse("9223372036854775807"), Cursor::After(i64::MAX));
+        assert_eq!(
+            Cursor::parse("9223372036854775807"),
+            Cursor::After(i64::MAX)
+        );
     }
 
     #[test]
@@ -218,7 +234,8 @@ mod tests {
             let parsed = Cursor::parse(&raw);
             if let Cursor::After(id) = parsed {
                 prop_assert!(id >= 0);
-                prop_assert_eq!(id.to_string().trim_start_matches('0'), raw.trim_start_matches('0'));
+                let canonical = id.to_string();
+                prop_assert_eq!(canonical.trim_start_matches('0'), raw.trim_start_matches('0'));
             }
         }
     }

@@ -55,12 +55,34 @@ impl From<sqlx::Error> for WriteError {
 #[derive(Debug)]
 pub enum Command {
     /// A new user and their first session, together or not at all.
-    CreateAccount { username: String, password_hash: String, token_hash: Vec<u8> },
-    CreateSession { user_id: UserId, token_hash: Vec<u8> },
-    DeleteSession { token_hash: Vec<u8> },
-    CreateRoom { name: String, created_by: UserId },
-    PostMessage { room_id: RoomId, room: String, user_id: UserId, username: String, content: String },
-    SetStatus { user_id: UserId, username: String, status: Status },
+    CreateAccount {
+        username: String,
+        password_hash: String,
+        token_hash: Vec<u8>,
+    },
+    CreateSession {
+        user_id: UserId,
+        token_hash: Vec<u8>,
+    },
+    DeleteSession {
+        token_hash: Vec<u8>,
+    },
+    CreateRoom {
+        name: String,
+        created_by: UserId,
+    },
+    PostMessage {
+        room_id: RoomId,
+        room: String,
+        user_id: UserId,
+        username: String,
+        content: String,
+    },
+    SetStatus {
+        user_id: UserId,
+        username: String,
+        status: Status,
+    },
 }
 
 /// What a command did, once committed.
@@ -99,7 +121,10 @@ impl Writer {
     /// Queues `command` and waits until it is committed (and its event published).
     pub async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.requests.send((command, reply)).await.map_err(|_| WriteError::Stopped)?;
+        self.requests
+            .send((command, reply))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
@@ -107,14 +132,19 @@ impl Writer {
     pub async fn submit_event(&self, command: Command) -> Result<Event, WriteError> {
         match self.submit(command).await? {
             Outcome::Event(event) => Ok(event),
-            other => Err(WriteError::Database(format!("unexpected outcome {other:?}"))),
+            other => Err(WriteError::Database(format!(
+                "unexpected outcome {other:?}"
+            ))),
         }
     }
 
     /// Counts an open event stream of `user_id` until the returned guard is dropped.
     pub fn stream_opened(&self, user_id: UserId, username: String) -> PresenceGuard {
         let _ = self.notes.send(Note::Opened { user_id, username });
-        PresenceGuard { user_id, notes: self.notes.clone() }
+        PresenceGuard {
+            user_id,
+            notes: self.notes.clone(),
+        }
     }
 }
 
@@ -126,7 +156,9 @@ pub struct PresenceGuard {
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        let _ = self.notes.send(Note::Closed { user_id: self.user_id });
+        let _ = self.notes.send(Note::Closed {
+            user_id: self.user_id,
+        });
     }
 }
 
@@ -210,7 +242,12 @@ impl Task {
     }
 
     fn accept(&mut self, command: Command, reply: Option<Reply>) {
-        if let Command::SetStatus { user_id, ref username, status } = command {
+        if let Command::SetStatus {
+            user_id,
+            ref username,
+            status,
+        } = command
+        {
             self.presence.chosen(user_id, username, status);
         }
         self.pending.push(Job { command, reply });
@@ -222,7 +259,14 @@ impl Task {
             return;
         }
         if let Some((user_id, username, status)) = self.presence.note(note) {
-            self.pending.push(Job { command: Command::SetStatus { user_id, username, status }, reply: None });
+            self.pending.push(Job {
+                command: Command::SetStatus {
+                    user_id,
+                    username,
+                    status,
+                },
+                reply: None,
+            });
         }
     }
 
@@ -237,7 +281,9 @@ impl Task {
                         match Frame::encode(event) {
                             Ok(frame) => self.hub.publish(Arc::new(frame)),
                             // Stored but not renderable live: streams still replay it.
-                            Err(error) => tracing::error!(%error, id = event.id, "cannot encode event"),
+                            Err(error) => {
+                                tracing::error!(%error, id = event.id, "cannot encode event")
+                            }
                         }
                     }
                     if let Some(reply) = job.reply {
@@ -257,7 +303,10 @@ impl Task {
     }
 
     /// Runs the batch in one transaction. The outer `Err` means nothing was committed.
-    async fn apply_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
+    async fn apply_batch(
+        &mut self,
+        batch: &[Job],
+    ) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
         exec(&mut self.conn, "BEGIN IMMEDIATE").await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
@@ -266,7 +315,11 @@ impl Task {
                 return Err(error);
             }
             let outcome = apply(&mut self.conn, &job.command).await;
-            let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            let end = if outcome.is_ok() {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
             // If SQLite rolled the whole transaction back (an I/O error, a full disk), the
             // savepoint is gone and this fails: then nothing of the batch may be reported done.
             if let Err(error) = exec(&mut self.conn, end).await {
@@ -289,37 +342,61 @@ impl Task {
 }
 
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), WriteError> {
-    sqlx::raw_sql(sql).execute(conn).await.map(drop).map_err(WriteError::from)
+    sqlx::raw_sql(sql)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(WriteError::from)
 }
 
 async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome, WriteError> {
     match command {
-        Command::CreateAccount { username, password_hash, token_hash } => {
-            let user_id: UserId = sqlx::query_scalar("INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id")
-                .bind(username)
-                .bind(password_hash)
-                .fetch_one(&mut *conn)
-                .await?;
+        Command::CreateAccount {
+            username,
+            password_hash,
+            token_hash,
+        } => {
+            let user_id: UserId = sqlx::query_scalar(
+                "INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id",
+            )
+            .bind(username)
+            .bind(password_hash)
+            .fetch_one(&mut *conn)
+            .await?;
             insert_session(conn, user_id, token_hash).await?;
             Ok(Outcome::User(user_id))
         }
-        Command::CreateSession { user_id, token_hash } => {
+        Command::CreateSession {
+            user_id,
+            token_hash,
+        } => {
             insert_session(conn, *user_id, token_hash).await?;
             Ok(Outcome::Done)
         }
         Command::DeleteSession { token_hash } => {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash).execute(conn).await?;
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                .bind(token_hash)
+                .execute(conn)
+                .await?;
             Ok(Outcome::Done)
         }
         Command::CreateRoom { name, created_by } => {
-            let room: Room = sqlx::query_as("INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at")
-                .bind(name)
-                .bind(created_by)
-                .fetch_one(conn)
-                .await?;
+            let room: Room = sqlx::query_as(
+                "INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at",
+            )
+            .bind(name)
+            .bind(created_by)
+            .fetch_one(conn)
+            .await?;
             Ok(Outcome::Room(room))
         }
-        Command::PostMessage { room_id, room, user_id, username, content } => {
+        Command::PostMessage {
+            room_id,
+            room,
+            user_id,
+            username,
+            content,
+        } => {
             let (id, created_at) = sqlx::query_as(
                 "INSERT INTO events (kind, room_id, user_id, body) VALUES ('message', ?, ?, ?) RETURNING id, created_at",
             )
@@ -332,10 +409,18 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
                 id,
                 username: username.clone(),
                 created_at,
-                kind: EventKind::Message { room_id: *room_id, room: room.clone(), content: content.clone() },
+                kind: EventKind::Message {
+                    room_id: *room_id,
+                    room: room.clone(),
+                    content: content.clone(),
+                },
             }))
         }
-        Command::SetStatus { user_id, username, status } => {
+        Command::SetStatus {
+            user_id,
+            username,
+            status,
+        } => {
             let (id, created_at) = sqlx::query_as("INSERT INTO events (kind, user_id, body) VALUES ('status', ?, ?) RETURNING id, created_at")
             .bind(user_id)
             .bind(status.as_str())
@@ -351,7 +436,11 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
     }
 }
 
-async fn insert_session(conn: &mut SqliteConnection, user_id: UserId, token_hash: &[u8]) -> Result<(), WriteError> {
+async fn insert_session(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    token_hash: &[u8],
+) -> Result<(), WriteError> {
     sqlx::query("INSERT INTO sessions (token_hash, user_id) VALUES (?, ?)")
         .bind(token_hash)
         .bind(user_id)
@@ -382,7 +471,11 @@ struct Member {
 
 impl Presence {
     fn new(grace: Duration, notes: mpsc::UnboundedSender<Note>) -> Self {
-        Self { users: HashMap::new(), grace, notes }
+        Self {
+            users: HashMap::new(),
+            grace,
+            notes,
+        }
     }
 
     /// After a restart nobody has a stream yet: anyone not offline gets a grace period to
@@ -390,7 +483,13 @@ impl Presence {
     fn restore(&mut self, user_id: UserId, username: String, status: Status) {
         self.users.insert(
             user_id,
-            Member { username, streams: 0, status, chose_away: status == Status::Away, epoch: 0 },
+            Member {
+                username,
+                streams: 0,
+                status,
+                chose_away: status == Status::Away,
+                epoch: 0,
+            },
         );
         if status != Status::Offline {
             self.start_grace(user_id, 0);
@@ -417,7 +516,11 @@ impl Presence {
                 member.streams += 1;
                 member.epoch += 1;
                 if member.streams == 1 && member.status == Status::Offline {
-                    member.status = if member.chose_away { Status::Away } else { Status::Online };
+                    member.status = if member.chose_away {
+                        Status::Away
+                    } else {
+                        Status::Online
+                    };
                     return Some((user_id, member.username.clone(), member.status));
                 }
                 None
@@ -434,7 +537,8 @@ impl Presence {
             }
             Note::GraceOver { user_id, epoch } => {
                 let member = self.users.get_mut(&user_id)?;
-                if member.streams == 0 && member.epoch == epoch && member.status != Status::Offline {
+                if member.streams == 0 && member.epoch == epoch && member.status != Status::Offline
+                {
                     member.status = Status::Offline;
                     return Some((user_id, member.username.clone(), Status::Offline));
                 }

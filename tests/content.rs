@@ -70,7 +70,11 @@ async fn text_round_trips_exactly_everywhere() {
             }
         };
         assert_eq!(event.id, id.to_string());
-        assert!(!event.data.contains("<script"), "markup is escaped: {}", event.data);
+        assert!(
+            !event.data.contains("<script"),
+            "markup is escaped: {}",
+            event.data
+        );
         let inner = event
             .data
             .split_once(r#"<span class="text">"#)
@@ -83,7 +87,12 @@ async fn text_round_trips_exactly_everywhere() {
     let history = ada.history("general", "").await;
     let stored: Vec<(i64, String)> = history
         .iter()
-        .map(|m| (m["id"].as_i64().unwrap(), m["content"].as_str().unwrap().to_owned()))
+        .map(|m| {
+            (
+                m["id"].as_i64().unwrap(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let expected: Vec<(i64, String)> = posted.iter().map(|(id, t)| (*id, t.to_string())).collect();
     assert_eq!(stored, expected);
@@ -120,7 +129,10 @@ async fn the_views_read_well_from_sqlite_while_the_server_runs() {
             .await
             .unwrap();
     assert_eq!(id, posted["id"].as_i64().unwrap());
-    assert_eq!((room.as_str(), username.as_str(), content.as_str()), ("general", "ada", "hello from ada"));
+    assert_eq!(
+        (room.as_str(), username.as_str(), content.as_str()),
+        ("general", "ada", "hello from ada")
+    );
     assert_eq!(created_at, posted["created_at"].as_str().unwrap());
     // ISO 8601 UTC with milliseconds: 2026-11-21T09:30:00.123Z
     assert_eq!(created_at.len(), 24, "{created_at}");
@@ -133,7 +145,10 @@ async fn the_views_read_well_from_sqlite_while_the_server_runs() {
             .unwrap();
     assert_eq!((username.as_str(), status.as_str()), ("ada", "away"));
 
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -147,6 +162,9 @@ async fn oversized_and_empty_messages_are_refused_clearly() {
         let response = ada.post("general", &bad).await;
         assert_eq!(response.status(), 422);
         let body: serde_json::Value = response.json().await.unwrap();
-        assert!(body["error"].as_str().unwrap().contains("message"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("message"),
+            "{body}"
+        );
     }
 }

@@ -19,8 +19,13 @@ async fn a_cursor_at_the_head_replays_nothing_then_goes_live() {
     warm.next_message().await;
     warm.next_message().await;
 
-    let mut stream = ada.open_stream("general", &format!("?after={head}"), None).await;
-    assert!(stream.is_quiet_for(Duration::from_millis(300)).await, "nothing to replay at the head");
+    let mut stream = ada
+        .open_stream("general", &format!("?after={head}"), None)
+        .await;
+    assert!(
+        stream.is_quiet_for(Duration::from_millis(300)).await,
+        "nothing to replay at the head"
+    );
     let live = ada.say("general", "three").await["id"].as_i64().unwrap();
     let event = stream.expect().await;
     assert_eq!(ids(&[event]), [live]);
@@ -33,7 +38,11 @@ async fn cursor_zero_replays_the_whole_room() {
     let ada = server.user("ada").await;
     let mut posted = Vec::new();
     for n in 0..3 {
-        posted.push(ada.say("general", &format!("m{n}")).await["id"].as_i64().unwrap());
+        posted.push(
+            ada.say("general", &format!("m{n}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     let mut stream = ada.open_stream("general", "", Some("0")).await;
     assert_eq!(ids(&stream.until_id(posted[2], true).await), posted);
@@ -59,10 +68,18 @@ async fn garbage_cursors_get_a_reset_then_live_events() {
         let mut stream = ada.open_stream("general", query, header).await;
         let (reset, data) = stream.expect_json().await;
         assert_eq!(reset.event, "reset", "{header:?} {query}");
-        assert!(reset.id.parse::<i64>().unwrap() >= head, "the reset's id is the newest event");
-        assert!(data["reason"].as_str().unwrap().contains("not an event id"), "{data}");
+        assert!(
+            reset.id.parse::<i64>().unwrap() >= head,
+            "the reset's id is the newest event"
+        );
+        assert!(
+            data["reason"].as_str().unwrap().contains("not an event id"),
+            "{data}"
+        );
         // And then it carries on live.
-        let live = ada.say("general", "after reset").await["id"].as_i64().unwrap();
+        let live = ada.say("general", "after reset").await["id"]
+            .as_i64()
+            .unwrap();
         assert_eq!(ids(&[stream.next_message().await.0]), [live]);
     }
 }
@@ -94,7 +111,10 @@ async fn a_cursor_older_than_what_is_kept_gets_a_reset() {
     }
     // An operator prunes the oldest events by hand.
     let mut conn = db.connect().await;
-    sqlx::query("DELETE FROM events WHERE id <= 3").execute(&mut conn).await.unwrap();
+    sqlx::query("DELETE FROM events WHERE id <= 3")
+        .execute(&mut conn)
+        .await
+        .unwrap();
 
     let mut stream = ada.open_stream("general", "?after=1", None).await;
     let (reset, data) = stream.expect_json().await;

@@ -75,20 +75,29 @@ async fn race(extra_args: &[&str]) -> u64 {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    let log: Vec<i64> = sqlx::query("SELECT id FROM events WHERE (room_id = ? OR room_id IS NULL) AND id <= ? ORDER BY id")
-        .bind(general_id)
-        .bind(end)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let log: Vec<i64> = sqlx::query(
+        "SELECT id FROM events WHERE (room_id = ? OR room_id IS NULL) AND id <= ? ORDER BY id",
+    )
+    .bind(general_id)
+    .bind(end)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
 
     for (start, reader) in readers {
         let got = reader.await.unwrap();
-        assert!(got.windows(2).all(|w| w[0] < w[1]), "{start:?}: ids not strictly increasing: {got:?}");
-        assert_eq!(got.last(), Some(&end), "{start:?}: stream did not reach the end");
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "{start:?}: ids not strictly increasing: {got:?}"
+        );
+        assert_eq!(
+            got.last(),
+            Some(&end),
+            "{start:?}: stream did not reach the end"
+        );
         let from = match start {
             Start::After(id) | Start::LastEventId(id) => id,
             // "From now": whatever it starts with, it must miss nothing after that.
@@ -105,13 +114,25 @@ async fn race(extra_args: &[&str]) -> u64 {
 async fn read_until_end(client: Client, start: Start, slow: bool) -> Vec<i64> {
     let mut stream = match start {
         Start::Now => client.open_stream("general", "", None).await,
-        Start::After(id) => client.open_stream("general", &format!("?after={id}"), None).await,
-        Start::LastEventId(id) => client.open_stream("general", "", Some(&id.to_string())).await,
+        Start::After(id) => {
+            client
+                .open_stream("general", &format!("?after={id}"), None)
+                .await
+        }
+        Start::LastEventId(id) => {
+            client
+                .open_stream("general", "", Some(&id.to_string()))
+                .await
+        }
     };
     let mut seen = Vec::new();
     loop {
         let event = stream.expect().await;
-        assert_ne!(event.event, "reset", "{start:?}: unexpected reset: {}", event.data);
+        assert_ne!(
+            event.event, "reset",
+            "{start:?}: unexpected reset: {}",
+            event.data
+        );
         seen.push(event.clone());
         if slow && seen.len() % 20 == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -130,5 +151,8 @@ async fn every_stream_gets_every_later_event_exactly_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn streams_that_overflow_a_tiny_hub_recover_from_the_database() {
     let recoveries = race(&["--hub-capacity", "1"]).await;
-    assert!(recoveries > 0, "the tiny hub never overflowed, so recovery was not exercised");
+    assert!(
+        recoveries > 0,
+        "the tiny hub never overflowed, so recovery was not exercised"
+    );
 }

@@ -12,7 +12,11 @@ async fn last_event_id_replays_exactly_what_was_missed_then_goes_live() {
     let ada = server.user("ada").await;
     let mut posted = Vec::new();
     for n in 1..=10 {
-        posted.push(ada.say("general", &format!("message {n}")).await["id"].as_i64().unwrap());
+        posted.push(
+            ada.say("general", &format!("message {n}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     let k = posted[3];
 
@@ -38,16 +42,26 @@ async fn after_query_does_the_same_and_the_header_wins_over_it() {
     let ada = server.user("ada").await;
     let mut posted = Vec::new();
     for n in 1..=6 {
-        posted.push(ada.say("general", &format!("m{n}")).await["id"].as_i64().unwrap());
+        posted.push(
+            ada.say("general", &format!("m{n}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     let last = *posted.last().unwrap();
 
-    let mut by_query = ada.open_stream("general", &format!("?after={}", posted[1]), None).await;
+    let mut by_query = ada
+        .open_stream("general", &format!("?after={}", posted[1]), None)
+        .await;
     assert_eq!(ids(&by_query.until_id(last, true).await), posted[2..]);
 
     // Header says posted[4], query says posted[0]: the header wins.
     let mut both = ada
-        .open_stream("general", &format!("?after={}", posted[0]), Some(&posted[4].to_string()))
+        .open_stream(
+            "general",
+            &format!("?after={}", posted[0]),
+            Some(&posted[4].to_string()),
+        )
         .await;
     assert_eq!(ids(&both.until_id(last, true).await), posted[5..]);
 
@@ -65,7 +79,10 @@ async fn a_stream_shows_only_its_own_room() {
     let mut general = ada.open_stream("general", "?after=0", None).await;
     // The first event is ada's own `online` status.
     let (first, data) = general.expect_json().await;
-    assert_eq!((first.event.as_str(), data["status"].as_str()), ("status", Some("online")));
+    assert_eq!(
+        (first.event.as_str(), data["status"].as_str()),
+        ("status", Some("online"))
+    );
 
     ada.say("other", "elsewhere").await;
     let here = ada.say("general", "here").await;
@@ -92,7 +109,11 @@ async fn the_stream_starts_with_retry_and_sse_headers() {
     assert!(response.headers().get("content-encoding").is_none());
     let mut body = response.bytes_stream();
     use futures_util::StreamExt;
-    let first = tokio::time::timeout(common::WAIT, body.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(common::WAIT, body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(first.starts_with(b"retry: 3000\n"), "{first:?}");
 }
 
@@ -110,7 +131,11 @@ async fn keep_alive_comments_flow_on_an_idle_stream() {
     use futures_util::StreamExt;
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains(": keep-alive\n\n") {
-        let chunk = tokio::time::timeout(common::WAIT, body.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(common::WAIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         seen.extend_from_slice(&chunk);
     }
 }

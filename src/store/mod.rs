@@ -66,7 +66,11 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
         .connect_with(options.pragma("query_only", "ON"))
         .await
         .with_context(|| format!("cannot open read connections to {}", path.display()))?;
-    Ok(Opened { store: Store { pool }, writer, checkpointer })
+    Ok(Opened {
+        store: Store { pool },
+        writer,
+        checkpointer,
+    })
 }
 
 /// How an event row reads back, names joined in.
@@ -86,15 +90,26 @@ impl TryFrom<EventRow> for Event {
 
     fn try_from(row: EventRow) -> Result<Self, sqlx::Error> {
         let kind = match (row.kind.as_str(), row.room_id, row.room) {
-            ("message", Some(room_id), Some(room)) => EventKind::Message { room_id, room, content: row.body },
+            ("message", Some(room_id), Some(room)) => EventKind::Message {
+                room_id,
+                room,
+                content: row.body,
+            },
             ("status", None, _) => EventKind::Status {
                 status: Status::from_str(&row.body).map_err(|e| sqlx::Error::Decode(e.into()))?,
             },
             (kind, ..) => {
-                return Err(sqlx::Error::Decode(format!("event {} has an unknown shape ({kind})", row.id).into()));
+                return Err(sqlx::Error::Decode(
+                    format!("event {} has an unknown shape ({kind})", row.id).into(),
+                ));
             }
         };
-        Ok(Event { id: row.id, username: row.username, created_at: row.created_at, kind })
+        Ok(Event {
+            id: row.id,
+            username: row.username,
+            created_at: row.created_at,
+            kind,
+        })
     }
 }
 
@@ -134,7 +149,12 @@ pub struct Account {
 impl Store {
     /// The events a stream of `room` shows (its messages and every status change) after
     /// `after`, oldest first, at most `limit`.
-    pub async fn events_after(&self, room: RoomId, after: EventId, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+    pub async fn events_after(
+        &self,
+        room: RoomId,
+        after: EventId,
+        limit: u32,
+    ) -> Result<Vec<Event>, sqlx::Error> {
         // Two ordered range scans of (room_id, id), merged: no sort, and no scan of other rooms.
         const SQL: &str = concat!(
             "SELECT * FROM (",
@@ -164,17 +184,31 @@ impl Store {
         let before = before.unwrap_or(EventId::MAX);
         let rows: Vec<EventRow> = match after {
             Some(after) => {
-                const SQL: &str =
-                    select_events!("WHERE e.room_id = ?1 AND e.id > ?2 AND e.id < ?3 ORDER BY e.id LIMIT ?4");
-                sqlx::query_as(SQL).bind(room).bind(after).bind(before).bind(limit).fetch_all(&self.pool).await?
+                const SQL: &str = select_events!(
+                    "WHERE e.room_id = ?1 AND e.id > ?2 AND e.id < ?3 ORDER BY e.id LIMIT ?4"
+                );
+                sqlx::query_as(SQL)
+                    .bind(room)
+                    .bind(after)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             None => {
                 const SQL: &str = concat!(
                     "SELECT * FROM (",
-                    select_events!("WHERE e.room_id = ?1 AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3"),
+                    select_events!(
+                        "WHERE e.room_id = ?1 AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3"
+                    ),
                     ") ORDER BY id"
                 );
-                sqlx::query_as(SQL).bind(room).bind(before).bind(limit).fetch_all(&self.pool).await?
+                sqlx::query_as(SQL)
+                    .bind(room)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         rows.into_iter().map(Event::try_from).collect()
@@ -183,15 +217,18 @@ impl Store {
     /// The newest id ever handed out, even if its row has since been deleted (AUTOINCREMENT
     /// keeps it in `sqlite_sequence`); 0 for an empty log.
     pub async fn head(&self) -> Result<EventId, sqlx::Error> {
-        let seq: Option<EventId> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-            .fetch_optional(&self.pool)
-            .await?;
+        let seq: Option<EventId> =
+            sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(seq.unwrap_or(0))
     }
 
     /// The oldest event still kept, if any.
     pub async fn oldest_event_id(&self) -> Result<Option<EventId>, sqlx::Error> {
-        sqlx::query_scalar("SELECT min(id) FROM events").fetch_one(&self.pool).await
+        sqlx::query_scalar("SELECT min(id) FROM events")
+            .fetch_one(&self.pool)
+            .await
     }
 
     pub async fn room(&self, name: &str) -> Result<Option<Room>, sqlx::Error> {
@@ -214,7 +251,10 @@ impl Store {
             .await
     }
 
-    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<SessionUser>, sqlx::Error> {
+    pub async fn session_user(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<SessionUser>, sqlx::Error> {
         sqlx::query_as(
             "SELECT u.id AS user_id, u.username FROM sessions AS s JOIN users AS u ON u.id = s.user_id \
              WHERE s.token_hash = ?",
@@ -235,13 +275,18 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(user, name, status, _)| Some((user, name, Status::from_str(&status).ok()?)))
+            .filter_map(|(user, name, status, _)| {
+                Some((user, name, Status::from_str(&status).ok()?))
+            })
             .collect())
     }
 
     /// Answers when the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1 FROM rooms LIMIT 1").execute(&self.pool).await.map(drop)
+        sqlx::query("SELECT 1 FROM rooms LIMIT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
     }
 
     pub async fn close(&self) {
@@ -252,7 +297,10 @@ impl Store {
 /// Copies the WAL back into the database file now and then, off the writer's path, so that
 /// no commit ever waits for a checkpoint and the WAL does not grow without bound. On `stop`
 /// it truncates the WAL, leaving a tidy file for `sqlite3`.
-pub async fn run_checkpointer(mut conn: SqliteConnection, stop: tokio_util::sync::CancellationToken) {
+pub async fn run_checkpointer(
+    mut conn: SqliteConnection,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -266,7 +314,10 @@ pub async fn run_checkpointer(mut conn: SqliteConnection, stop: tokio_util::sync
             () = stop.cancelled() => break,
         }
     }
-    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+    {
         tracing::warn!(%error, "final checkpoint failed");
     }
     let _ = sqlx::Connection::close(conn).await;

@@ -83,7 +83,15 @@ pub async fn room_events(
         state.writer.stream_opened(user.id, user.username),
         StreamGauge::new(&state.metrics),
     );
-    let events = room_stream(state.clone(), room.id, format, live, start, first.freeze(), guards);
+    let events = room_stream(
+        state.clone(),
+        room.id,
+        format,
+        live,
+        start,
+        first.freeze(),
+        guards,
+    );
     let body = KeepAlive::new(Box::pin(events), state.keepalive)
         .take_until(state.hub.shutdown_token().clone().cancelled_owned())
         .map(Ok::<_, std::io::Error>);
@@ -173,7 +181,11 @@ struct KeepAlive<S> {
 
 impl<S> KeepAlive<S> {
     fn new(inner: Pin<Box<S>>, every: Duration) -> Self {
-        Self { inner, every, sleep: Box::pin(tokio::time::sleep(every)) }
+        Self {
+            inner,
+            every,
+            sleep: Box::pin(tokio::time::sleep(every)),
+        }
     }
 }
 

@@ -41,7 +41,9 @@ pub async fn post_message(
             content: content.into_string(),
         })
         .await?;
-    Ok(Json(event.view()).with_status(StatusCode::CREATED).into_response())
+    Ok(Json(event.view())
+        .with_status(StatusCode::CREATED)
+        .into_response())
 }
 
 /// Query parameters arrive as text so that a bad one gets a clear message, not a parse error.
@@ -61,15 +63,27 @@ pub async fn history(
     Query(query): Query<HistoryQuery>,
     _user: CurrentUser,
 ) -> Result<Response, AppError> {
-    let before = query.before.as_deref().map(|raw| parse_id("before", raw)).transpose()?;
-    let after = query.after.as_deref().map(|raw| parse_id("after", raw)).transpose()?;
+    let before = query
+        .before
+        .as_deref()
+        .map(|raw| parse_id("before", raw))
+        .transpose()?;
+    let after = query
+        .after
+        .as_deref()
+        .map(|raw| parse_id("after", raw))
+        .transpose()?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_HISTORY,
         Some(raw) => raw
             .parse::<u32>()
             .ok()
             .filter(|limit| (1..=MAX_HISTORY).contains(limit))
-            .ok_or_else(|| AppError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_HISTORY}")))?,
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "`limit` must be a whole number from 1 to {MAX_HISTORY}"
+                ))
+            })?,
     };
     let room = find_room(state, &room).await?;
     let events = state.store.history(room.id, before, after, limit).await?;
@@ -86,5 +100,9 @@ fn parse_id(name: &str, raw: &str) -> Result<EventId, AppError> {
     raw.parse::<EventId>()
         .ok()
         .filter(|id| *id >= 0)
-        .ok_or_else(|| AppError::BadRequest(format!("`{name}` must be an event id (a whole number, 0 or more)")))
+        .ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "`{name}` must be an event id (a whole number, 0 or more)"
+            ))
+        })
 }

@@ -19,8 +19,14 @@ use crate::store::Room;
 
 pub fn build_app(state: AppState) -> impl Endpoint {
     Route::new()
-        .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
-        .at("/api/rooms", get(rooms::list_rooms).post(rooms::create_room))
+        .at(
+            "/api/sessions",
+            post(sessions::sign_in).delete(sessions::sign_out),
+        )
+        .at(
+            "/api/rooms",
+            get(rooms::list_rooms).post(rooms::create_room),
+        )
         .at(
             "/api/rooms/:room/messages",
             get(messages::history).post(messages::post_message),
@@ -48,7 +54,9 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for JsonBody<T> {
         if !is_json {
             return Err(AppError::UnsupportedMediaType.into());
         }
-        let limit = req.data::<AppState>().map_or(usize::MAX, AppState::body_limit);
+        let limit = req
+            .data::<AppState>()
+            .map_or(usize::MAX, AppState::body_limit);
         let declared = req
             .header(header::CONTENT_LENGTH)
             .and_then(|len| len.parse::<u64>().ok());
@@ -64,7 +72,9 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for JsonBody<T> {
                 other => AppError::BadRequest(format!("cannot read the body: {other}")),
             })?;
         let value = serde_json::from_slice(&bytes).map_err(|error| match error.classify() {
-            serde_json::error::Category::Data => AppError::Unprocessable(format!("the body does not fit: {error}")),
+            serde_json::error::Category::Data => {
+                AppError::Unprocessable(format!("the body does not fit: {error}"))
+            }
             _ => AppError::BadRequest(format!("the body is not valid JSON: {error}")),
         })?;
         Ok(Self(value))

@@ -14,7 +14,10 @@ use crate::store::Room;
 use crate::writer::{Command, Outcome, WriteError};
 
 #[handler]
-pub async fn list_rooms(Data(state): Data<&AppState>, _user: CurrentUser) -> Result<Response, AppError> {
+pub async fn list_rooms(
+    Data(state): Data<&AppState>,
+    _user: CurrentUser,
+) -> Result<Response, AppError> {
     let rooms = state.store.rooms().await?;
     Ok(Json(RoomList { rooms }).into_response())
 }
@@ -37,7 +40,10 @@ pub async fn create_room(
     JsonBody(body): JsonBody<NewRoom>,
 ) -> Result<Response, AppError> {
     let name = RoomName::parse(&body.name)?;
-    let command = Command::CreateRoom { name: name.as_str().to_owned(), created_by: user.id };
+    let command = Command::CreateRoom {
+        name: name.as_str().to_owned(),
+        created_by: user.id,
+    };
     match state.writer.submit(command).await {
         Ok(Outcome::Room(room)) => {
             tracing::info!(room = %room.name, by = %user.username, "room created");

@@ -28,7 +28,10 @@ struct Session<'a> {
 /// `201` and a new account when the name is free, `200` when the password matches the
 /// existing account, `401` when it does not. Either way: a fresh token, and a cookie.
 #[handler]
-pub async fn sign_in(Data(state): Data<&AppState>, JsonBody(body): JsonBody<SignIn>) -> Result<Response, AppError> {
+pub async fn sign_in(
+    Data(state): Data<&AppState>,
+    JsonBody(body): JsonBody<SignIn>,
+) -> Result<Response, AppError> {
     let username = Username::parse(&body.username)?;
     let password = Password::parse(body.password)?;
     let (token, token_hash) = auth::new_token()?;
@@ -56,12 +59,18 @@ pub async fn sign_in(Data(state): Data<&AppState>, JsonBody(body): JsonBody<Sign
         .account(username.as_str())
         .await?
         .ok_or_else(|| AppError::Internal("account vanished during sign-in".into()))?;
-    if !state.verify_password(&password, &account.password_hash).await? {
+    if !state
+        .verify_password(&password, &account.password_hash)
+        .await?
+    {
         return Err(AppError::WrongPassword);
     }
     state
         .writer
-        .submit(Command::CreateSession { user_id: account.id, token_hash })
+        .submit(Command::CreateSession {
+            user_id: account.id,
+            token_hash,
+        })
         .await?;
     Ok(signed_in(StatusCode::OK, &account.username, &token))
 }
@@ -80,7 +89,9 @@ pub async fn sign_out(req: &Request, Data(state): Data<&AppState>) -> Result<Res
     if let Ok(user) = CurrentUser::from_request_without_body(req).await {
         state
             .writer
-            .submit(Command::DeleteSession { token_hash: user.token_hash })
+            .submit(Command::DeleteSession {
+                token_hash: user.token_hash,
+            })
             .await?;
     }
     Ok(StatusCode::NO_CONTENT

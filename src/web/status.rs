@@ -26,7 +26,11 @@ pub async fn set_status(
     let status: Status = body.status.parse()?;
     let event = state
         .writer
-        .submit_event(Command::SetStatus { user_id: user.id, username: user.username, status })
+        .submit_event(Command::SetStatus {
+            user_id: user.id,
+            username: user.username,
+            status,
+        })
         .await?;
     Ok(Json(event.view()).into_response())
 }

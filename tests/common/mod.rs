@@ -23,7 +23,9 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -108,7 +110,12 @@ impl Server {
 
     /// The current value of a Prometheus metric, read from `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics")).await.expect("GET /metrics").text().await.expect("metrics");
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics");
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
@@ -119,20 +126,32 @@ impl Server {
     pub async fn wait_for_metric(&self, name: &str, value: f64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while self.metric(name).await != value {
-            assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never reached {value}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub fn anonymous(&self) -> Client {
-        Client { http: reqwest::Client::new(), base: self.base.clone(), token: None, username: String::new() }
+        Client {
+            http: reqwest::Client::new(),
+            base: self.base.clone(),
+            token: None,
+            username: String::new(),
+        }
     }
 
     /// Signs in as `username` (creating the account) and returns a client carrying the token.
     pub async fn user(&self, username: &str) -> Client {
         let mut client = self.anonymous();
         let response = client.sign_in(username, "correct horse battery").await;
-        assert!(response.status().is_success(), "sign-in of {username}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "sign-in of {username}: {}",
+            response.status()
+        );
         let body: Value = response.json().await.expect("sign-in body");
         client.token = Some(body["token"].as_str().expect("token").to_owned());
         client.username = username.to_owned();
@@ -156,7 +175,10 @@ impl Client {
 
     /// The same user against another server (after a restart on the same database).
     pub fn against(&self, server: &Server) -> Self {
-        Self { base: server.base.clone(), ..self.clone() }
+        Self {
+            base: server.base.clone(),
+            ..self.clone()
+        }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -177,11 +199,14 @@ impl Client {
     }
 
     pub async fn post(&self, room: &str, content: &str) -> reqwest::Response {
-        self.request(reqwest::Method::POST, &format!("/api/rooms/{room}/messages"))
-            .json(&json!({ "content": content }))
-            .send()
-            .await
-            .expect("POST message")
+        self.request(
+            reqwest::Method::POST,
+            &format!("/api/rooms/{room}/messages"),
+        )
+        .json(&json!({ "content": content }))
+        .send()
+        .await
+        .expect("POST message")
     }
 
     /// Posts and returns the stored event, asserting `201`.
@@ -209,7 +234,10 @@ impl Client {
 
     pub async fn history(&self, room: &str, query: &str) -> Vec<Value> {
         let response = self
-            .request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages{query}"))
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/rooms/{room}/messages{query}"),
+            )
             .send()
             .await
             .expect("GET history");
@@ -220,8 +248,16 @@ impl Client {
 
     /// Opens `/api/rooms/{room}/events{query}`, with `Last-Event-ID` if given, and waits for
     /// the response head (the server has subscribed by then).
-    pub async fn open_stream(&self, room: &str, query: &str, last_event_id: Option<&str>) -> Stream200 {
-        let mut request = self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/events{query}"));
+    pub async fn open_stream(
+        &self,
+        room: &str,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> Stream200 {
+        let mut request = self.request(
+            reqwest::Method::GET,
+            &format!("/api/rooms/{room}/events{query}"),
+        );
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -231,11 +267,18 @@ impl Client {
             .expect("GET events");
         assert_eq!(response.status(), 200, "opening the stream of {room}");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Stream200 { events: Box::pin(response.bytes_stream().eventsource()) }
+        Stream200 {
+            events: Box::pin(response.bytes_stream().eventsource()),
+        }
     }
 }
 
-type Events = std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>>;
+type Events = std::pin::Pin<
+    Box<
+        dyn Stream<Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
 
 /// An open event stream, parsed by an independent SSE parser.
 pub struct Stream200 {
@@ -290,11 +333,16 @@ impl Stream200 {
 
     /// Whether nothing arrives within `quiet`.
     pub async fn is_quiet_for(&mut self, quiet: Duration) -> bool {
-        tokio::time::timeout(quiet, self.events.next()).await.is_err()
+        tokio::time::timeout(quiet, self.events.next())
+            .await
+            .is_err()
     }
 }
 
 /// The ids of a list of SSE events.
 pub fn ids(events: &[SseEvent]) -> Vec<i64> {
-    events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
+    events
+        .iter()
+        .map(|e| e.id.parse().expect("numeric id"))
+        .collect()
 }
