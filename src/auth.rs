@@ -5,9 +5,7 @@
 //! as argon2id hashes.
 
 use argon2::Argon2;
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::http::{Method, header};
@@ -47,11 +45,7 @@ pub fn hash_password(password: &Password) -> Result<String, AppError> {
 }
 
 pub fn verify_password(password: &Password, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok()
-    })
+    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 /// `Set-Cookie` value that signs the browser in.
@@ -170,19 +164,10 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert!(origin_matches_host(
-            "http://127.0.0.1:8080",
-            "127.0.0.1:8080"
-        ));
+        assert!(origin_matches_host("http://127.0.0.1:8080", "127.0.0.1:8080"));
         assert!(origin_matches_host("https://Chat.Example", "chat.example"));
-        assert!(!origin_matches_host(
-            "http://evil.example",
-            "127.0.0.1:8080"
-        ));
-        assert!(!origin_matches_host(
-            "http://127.0.0.1:8081",
-            "127.0.0.1:8080"
-        ));
+        assert!(!origin_matches_host("http://evil.example", "127.0.0.1:8080"));
+        assert!(!origin_matches_host("http://127.0.0.1:8081", "127.0.0.1:8080"));
         assert!(!origin_matches_host("null", "127.0.0.1:8080"));
         assert!(!origin_matches_host("http://x", ""));
     }

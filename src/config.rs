@@ -7,11 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "chat-server",
-    version,
-    about = "A persistent real-time chat server"
-)]
+#[command(name = "chat-server", version, about = "A persistent real-time chat server")]
 pub struct Config {
     /// The SQLite database file; created, with its schema, on first start.
     #[arg(long, env = "CHAT_DB", default_value = "chat.db")]

@@ -76,9 +76,7 @@ impl ResponseError for AppError {
             tracing::error!(error = %self, "request failed");
         }
         let message = match self {
-            Self::Unavailable(_) => {
-                "the server cannot store this right now; try again shortly".to_owned()
-            }
+            Self::Unavailable(_) => "the server cannot store this right now; try again shortly".to_owned(),
             _ if status.is_server_error() => "something went wrong".to_owned(),
             _ => self.to_string(),
         };

@@ -126,10 +126,7 @@ impl Hub {
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, broadcast::Sender<Arc<Frame>>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.inner
-            .rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -62,25 +62,17 @@ impl AppState {
 
     pub async fn hash_password(&self, password: &Password) -> Result<String, AppError> {
         let password = Password::parse(String::from_utf8_lossy(password.as_bytes()).into_owned())?;
-        self.blocking_hash(move || auth::hash_password(&password))
-            .await?
+        self.blocking_hash(move || auth::hash_password(&password)).await?
     }
 
-    pub async fn verify_password(
-        &self,
-        password: &Password,
-        stored: &str,
-    ) -> Result<bool, AppError> {
+    pub async fn verify_password(&self, password: &Password, stored: &str) -> Result<bool, AppError> {
         let password = Password::parse(String::from_utf8_lossy(password.as_bytes()).into_owned())?;
         let stored = stored.to_owned();
         self.blocking_hash(move || auth::verify_password(&password, &stored))
             .await
     }
 
-    async fn blocking_hash<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, AppError> {
+    async fn blocking_hash<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
         let _permit = self
             .hashing
             .acquire()
@@ -94,18 +86,11 @@ impl AppState {
 
 /// Serves the chat on `listener` until `shutdown` resolves, then ends every stream, lets the
 /// writer finish its queue, and closes the database. The caller binds, so tests can use port 0.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let opened = store::open(&config).await?;
     let store = opened.store;
     let head = store.head().await.context("cannot read the event log")?;
-    let statuses = store
-        .latest_statuses()
-        .await
-        .context("cannot read statuses")?;
+    let statuses = store.latest_statuses().await.context("cannot read statuses")?;
     let metrics = Arc::new(Metrics::new());
     let hub = Hub::new(config.hub_capacity as usize, head);
 
@@ -119,10 +104,7 @@ pub async fn run(
         writer_stop.clone(),
     );
     let checkpoint_stop = CancellationToken::new();
-    let checkpointer = tokio::spawn(store::run_checkpointer(
-        opened.checkpointer,
-        checkpoint_stop.clone(),
-    ));
+    let checkpointer = tokio::spawn(store::run_checkpointer(opened.checkpointer, checkpoint_stop.clone()));
 
     let state = AppState {
         store: store.clone(),

@@ -28,16 +28,8 @@ impl Metrics {
         let stream_resets = Counter::default();
         let write_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let mut registry = Registry::with_prefix("chat");
-        registry.register(
-            "open_streams",
-            "Event streams open now",
-            open_streams.clone(),
-        );
-        registry.register(
-            "events_written",
-            "Events committed to the log",
-            events_written.clone(),
-        );
+        registry.register("open_streams", "Event streams open now", open_streams.clone());
+        registry.register("events_written", "Events committed to the log", events_written.clone());
         registry.register(
             "frames_sent",
             "Events sent on event streams, live or replayed",

@@ -29,9 +29,7 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         if raw.is_empty() || raw.len() > 32 || !raw.chars().all(ok_char) {
-            return Err(Invalid(
-                "a username is 1 to 32 letters, digits, `_`, `-` or `.`",
-            ));
+            return Err(Invalid("a username is 1 to 32 letters, digits, `_`, `-` or `.`"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -193,9 +191,7 @@ impl Event {
     /// The JSON shape of the API and of `?format=json` streams.
     pub fn view(&self) -> EventView<'_> {
         let (room, content, status) = match &self.kind {
-            EventKind::Message { room, content, .. } => {
-                (Some(room.as_str()), Some(content.as_str()), None)
-            }
+            EventKind::Message { room, content, .. } => (Some(room.as_str()), Some(content.as_str()), None),
             EventKind::Status { status } => (None, None, Some(*status)),
         };
         EventView {
@@ -256,10 +252,7 @@ mod tests {
         assert!(Content::parse("   ".into()).is_err());
         assert!(Content::parse("\r\n\t".into()).is_err());
         let padded = format!("  {}  ", "é".repeat(MAX_CONTENT_CHARS));
-        assert_eq!(
-            Content::parse(padded.clone()).unwrap().into_string(),
-            padded
-        );
+        assert_eq!(Content::parse(padded.clone()).unwrap().into_string(), padded);
         assert!(Content::parse("é".repeat(MAX_CONTENT_CHARS + 1)).is_err());
     }
 

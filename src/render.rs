@@ -35,12 +35,14 @@ pub struct MessagePartial<'a> {
     pub created_at: &'a str,
 }
 
-/// A member's status, swapped out-of-band into the member list by id.
+/// One member and their status. In a stream it is swapped out-of-band into the member list,
+/// found by its id.
 #[derive(Template)]
-#[template(path = "_status.html")]
-pub struct StatusPartial<'a> {
+#[template(path = "_member.html")]
+pub struct MemberPartial<'a> {
     pub username: &'a str,
     pub status: Status,
+    pub oob: bool,
 }
 
 /// The event as JSON, as the API and JSON streams carry it.
@@ -59,9 +61,10 @@ pub fn html(event: &Event) -> Result<String, askama::Error> {
             created_at: &event.created_at,
         }
         .render(),
-        EventKind::Status { status } => StatusPartial {
+        EventKind::Status { status } => MemberPartial {
             username: &event.username,
             status: *status,
+            oob: true,
         }
         .render(),
     }
@@ -126,9 +129,7 @@ mod tests {
             r#"{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"2026-11-21T09:30:00.123Z"}"#
         );
         let status = Event {
-            kind: EventKind::Status {
-                status: Status::Away,
-            },
+            kind: EventKind::Status { status: Status::Away },
             ..message("")
         };
         assert_eq!(
@@ -145,9 +146,6 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<script"));
-        assert!(
-            !html.contains(['\r', '\n']),
-            "one data line per frame: {html:?}"
-        );
+        assert!(!html.contains(['\r', '\n']), "one data line per frame: {html:?}");
     }
 }

@@ -62,11 +62,7 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
                 Some(current)
             }
             Some(end) => {
-                let skip = if current[end..].starts_with("\r\n") {
-                    2
-                } else {
-                    1
-                };
+                let skip = if current[end..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&current[end + skip..]);
                 Some(&current[..end])
             }
@@ -99,9 +95,7 @@ impl Cursor {
         if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
             return Self::Invalid;
         }
-        raw.parse::<EventId>()
-            .map(Self::After)
-            .unwrap_or(Self::Invalid)
+        raw.parse::<EventId>().map(Self::After).unwrap_or(Self::Invalid)
     }
 }
 
@@ -137,15 +131,8 @@ mod tests {
     /// Parses `bytes` with an independent, spec-following SSE parser.
     fn parse(bytes: Bytes) -> Vec<eventsource_stream::Event> {
         let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        runtime.block_on(
-            stream
-                .eventsource()
-                .map(|e| e.expect("well-formed stream"))
-                .collect(),
-        )
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(stream.eventsource().map(|e| e.expect("well-formed stream")).collect())
     }
 
     #[test]
@@ -173,22 +160,10 @@ mod tests {
         assert_eq!(Cursor::from_request(None, None), Cursor::Now);
         assert_eq!(Cursor::from_request(Some("5"), Some("9")), Cursor::After(5));
         assert_eq!(Cursor::from_request(None, Some("0")), Cursor::After(0));
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            " 1",
-            "1.0",
-            "abc",
-            "99999999999999999999",
-            "٣",
-        ] {
+        for bad in ["", "-1", "+1", " 1", "1.0", "abc", "99999999999999999999", "٣"] {
             assert_eq!(Cursor::parse(bad), Cursor::Invalid, "{bad:?}");
         }
-        assert_eq!(
-            Cursor::parse("9223372036854775807"),
-            Cursor::After(i64::MAX)
-        );
+        assert_eq!(Cursor::parse("9223372036854775807"), Cursor::After(i64::MAX));
     }
 
     #[test]

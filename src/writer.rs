@@ -132,9 +132,7 @@ impl Writer {
     pub async fn submit_event(&self, command: Command) -> Result<Event, WriteError> {
         match self.submit(command).await? {
             Outcome::Event(event) => Ok(event),
-            other => Err(WriteError::Database(format!(
-                "unexpected outcome {other:?}"
-            ))),
+            other => Err(WriteError::Database(format!("unexpected outcome {other:?}"))),
         }
     }
 
@@ -156,9 +154,7 @@ pub struct PresenceGuard {
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        let _ = self.notes.send(Note::Closed {
-            user_id: self.user_id,
-        });
+        let _ = self.notes.send(Note::Closed { user_id: self.user_id });
     }
 }
 
@@ -303,10 +299,7 @@ impl Task {
     }
 
     /// Runs the batch in one transaction. The outer `Err` means nothing was committed.
-    async fn apply_batch(
-        &mut self,
-        batch: &[Job],
-    ) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
+    async fn apply_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
         exec(&mut self.conn, "BEGIN IMMEDIATE").await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
@@ -356,20 +349,16 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
             password_hash,
             token_hash,
         } => {
-            let user_id: UserId = sqlx::query_scalar(
-                "INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id",
-            )
-            .bind(username)
-            .bind(password_hash)
-            .fetch_one(&mut *conn)
-            .await?;
+            let user_id: UserId =
+                sqlx::query_scalar("INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id")
+                    .bind(username)
+                    .bind(password_hash)
+                    .fetch_one(&mut *conn)
+                    .await?;
             insert_session(conn, user_id, token_hash).await?;
             Ok(Outcome::User(user_id))
         }
-        Command::CreateSession {
-            user_id,
-            token_hash,
-        } => {
+        Command::CreateSession { user_id, token_hash } => {
             insert_session(conn, *user_id, token_hash).await?;
             Ok(Outcome::Done)
         }
@@ -381,13 +370,12 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
             Ok(Outcome::Done)
         }
         Command::CreateRoom { name, created_by } => {
-            let room: Room = sqlx::query_as(
-                "INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at",
-            )
-            .bind(name)
-            .bind(created_by)
-            .fetch_one(conn)
-            .await?;
+            let room: Room =
+                sqlx::query_as("INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at")
+                    .bind(name)
+                    .bind(created_by)
+                    .fetch_one(conn)
+                    .await?;
             Ok(Outcome::Room(room))
         }
         Command::PostMessage {
@@ -421,7 +409,9 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
             username,
             status,
         } => {
-            let (id, created_at) = sqlx::query_as("INSERT INTO events (kind, user_id, body) VALUES ('status', ?, ?) RETURNING id, created_at")
+            let (id, created_at) = sqlx::query_as(
+                "INSERT INTO events (kind, user_id, body) VALUES ('status', ?, ?) RETURNING id, created_at",
+            )
             .bind(user_id)
             .bind(status.as_str())
             .fetch_one(conn)
@@ -436,11 +426,7 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
     }
 }
 
-async fn insert_session(
-    conn: &mut SqliteConnection,
-    user_id: UserId,
-    token_hash: &[u8],
-) -> Result<(), WriteError> {
+async fn insert_session(conn: &mut SqliteConnection, user_id: UserId, token_hash: &[u8]) -> Result<(), WriteError> {
     sqlx::query("INSERT INTO sessions (token_hash, user_id) VALUES (?, ?)")
         .bind(token_hash)
         .bind(user_id)
@@ -537,8 +523,7 @@ impl Presence {
             }
             Note::GraceOver { user_id, epoch } => {
                 let member = self.users.get_mut(&user_id)?;
-                if member.streams == 0 && member.epoch == epoch && member.status != Status::Offline
-                {
+                if member.streams == 0 && member.epoch == epoch && member.status != Status::Offline {
                     member.status = Status::Offline;
                     return Some((user_id, member.username.clone(), Status::Offline));
                 }

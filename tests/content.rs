@@ -70,11 +70,7 @@ async fn text_round_trips_exactly_everywhere() {
             }
         };
         assert_eq!(event.id, id.to_string());
-        assert!(
-            !event.data.contains("<script"),
-            "markup is escaped: {}",
-            event.data
-        );
+        assert!(!event.data.contains("<script"), "markup is escaped: {}", event.data);
         let inner = event
             .data
             .split_once(r#"<span class="text">"#)
@@ -87,12 +83,7 @@ async fn text_round_trips_exactly_everywhere() {
     let history = ada.history("general", "").await;
     let stored: Vec<(i64, String)> = history
         .iter()
-        .map(|m| {
-            (
-                m["id"].as_i64().unwrap(),
-                m["content"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|m| (m["id"].as_i64().unwrap(), m["content"].as_str().unwrap().to_owned()))
         .collect();
     let expected: Vec<(i64, String)> = posted.iter().map(|(id, t)| (*id, t.to_string())).collect();
     assert_eq!(stored, expected);
@@ -162,9 +153,6 @@ async fn oversized_and_empty_messages_are_refused_clearly() {
         let response = ada.post("general", &bad).await;
         assert_eq!(response.status(), 422);
         let body: serde_json::Value = response.json().await.unwrap();
-        assert!(
-            body["error"].as_str().unwrap().contains("message"),
-            "{body}"
-        );
+        assert!(body["error"].as_str().unwrap().contains("message"), "{body}");
     }
 }

@@ -19,9 +19,7 @@ async fn a_cursor_at_the_head_replays_nothing_then_goes_live() {
     warm.next_message().await;
     warm.next_message().await;
 
-    let mut stream = ada
-        .open_stream("general", &format!("?after={head}"), None)
-        .await;
+    let mut stream = ada.open_stream("general", &format!("?after={head}"), None).await;
     assert!(
         stream.is_quiet_for(Duration::from_millis(300)).await,
         "nothing to replay at the head"
@@ -38,11 +36,7 @@ async fn cursor_zero_replays_the_whole_room() {
     let ada = server.user("ada").await;
     let mut posted = Vec::new();
     for n in 0..3 {
-        posted.push(
-            ada.say("general", &format!("m{n}")).await["id"]
-                .as_i64()
-                .unwrap(),
-        );
+        posted.push(ada.say("general", &format!("m{n}")).await["id"].as_i64().unwrap());
     }
     let mut stream = ada.open_stream("general", "", Some("0")).await;
     assert_eq!(ids(&stream.until_id(posted[2], true).await), posted);
@@ -72,14 +66,9 @@ async fn garbage_cursors_get_a_reset_then_live_events() {
             reset.id.parse::<i64>().unwrap() >= head,
             "the reset's id is the newest event"
         );
-        assert!(
-            data["reason"].as_str().unwrap().contains("not an event id"),
-            "{data}"
-        );
+        assert!(data["reason"].as_str().unwrap().contains("not an event id"), "{data}");
         // And then it carries on live.
-        let live = ada.say("general", "after reset").await["id"]
-            .as_i64()
-            .unwrap();
+        let live = ada.say("general", "after reset").await["id"].as_i64().unwrap();
         assert_eq!(ids(&[stream.next_message().await.0]), [live]);
     }
 }

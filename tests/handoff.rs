@@ -75,17 +75,16 @@ async fn race(extra_args: &[&str]) -> u64 {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    let log: Vec<i64> = sqlx::query(
-        "SELECT id FROM events WHERE (room_id = ? OR room_id IS NULL) AND id <= ? ORDER BY id",
-    )
-    .bind(general_id)
-    .bind(end)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| row.get(0))
-    .collect();
+    let log: Vec<i64> =
+        sqlx::query("SELECT id FROM events WHERE (room_id = ? OR room_id IS NULL) AND id <= ? ORDER BY id")
+            .bind(general_id)
+            .bind(end)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
 
     for (start, reader) in readers {
         let got = reader.await.unwrap();
@@ -93,11 +92,7 @@ async fn race(extra_args: &[&str]) -> u64 {
             got.windows(2).all(|w| w[0] < w[1]),
             "{start:?}: ids not strictly increasing: {got:?}"
         );
-        assert_eq!(
-            got.last(),
-            Some(&end),
-            "{start:?}: stream did not reach the end"
-        );
+        assert_eq!(got.last(), Some(&end), "{start:?}: stream did not reach the end");
         let from = match start {
             Start::After(id) | Start::LastEventId(id) => id,
             // "From now": whatever it starts with, it must miss nothing after that.
@@ -114,25 +109,13 @@ async fn race(extra_args: &[&str]) -> u64 {
 async fn read_until_end(client: Client, start: Start, slow: bool) -> Vec<i64> {
     let mut stream = match start {
         Start::Now => client.open_stream("general", "", None).await,
-        Start::After(id) => {
-            client
-                .open_stream("general", &format!("?after={id}"), None)
-                .await
-        }
-        Start::LastEventId(id) => {
-            client
-                .open_stream("general", "", Some(&id.to_string()))
-                .await
-        }
+        Start::After(id) => client.open_stream("general", &format!("?after={id}"), None).await,
+        Start::LastEventId(id) => client.open_stream("general", "", Some(&id.to_string())).await,
     };
     let mut seen = Vec::new();
     loop {
         let event = stream.expect().await;
-        assert_ne!(
-            event.event, "reset",
-            "{start:?}: unexpected reset: {}",
-            event.data
-        );
+        assert_ne!(event.event, "reset", "{start:?}: unexpected reset: {}", event.data);
         seen.push(event.clone());
         if slow && seen.len() % 20 == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;

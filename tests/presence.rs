@@ -83,11 +83,7 @@ async fn a_quick_reconnect_does_not_flap() {
     server.wait_for_metric("chat_open_streams", 0.0).await;
     let again = bob.open_stream("general", "", None).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert_eq!(
-        statuses_of(&db, "bob").await,
-        ["online"],
-        "no offline/online flap"
-    );
+    assert_eq!(statuses_of(&db, "bob").await, ["online"], "no offline/online flap");
     drop(again);
 }
 
@@ -102,10 +98,7 @@ async fn a_user_who_chose_away_comes_back_away() {
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let _back = bob.open_stream("general", "", None).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        statuses_of(&db, "bob").await,
-        ["online", "away", "offline", "away"]
-    );
+    assert_eq!(statuses_of(&db, "bob").await, ["online", "away", "offline", "away"]);
 }
 
 #[tokio::test]

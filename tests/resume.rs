@@ -42,17 +42,11 @@ async fn after_query_does_the_same_and_the_header_wins_over_it() {
     let ada = server.user("ada").await;
     let mut posted = Vec::new();
     for n in 1..=6 {
-        posted.push(
-            ada.say("general", &format!("m{n}")).await["id"]
-                .as_i64()
-                .unwrap(),
-        );
+        posted.push(ada.say("general", &format!("m{n}")).await["id"].as_i64().unwrap());
     }
     let last = *posted.last().unwrap();
 
-    let mut by_query = ada
-        .open_stream("general", &format!("?after={}", posted[1]), None)
-        .await;
+    let mut by_query = ada.open_stream("general", &format!("?after={}", posted[1]), None).await;
     assert_eq!(ids(&by_query.until_id(last, true).await), posted[2..]);
 
     // Header says posted[4], query says posted[0]: the header wins.

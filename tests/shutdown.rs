@@ -23,9 +23,7 @@ async fn sigterm_with_a_hundred_open_streams_ends_them_and_exits_cleanly() {
         streams.push(tab.open_stream("general", "", None).await);
     }
     server.wait_for_metric("chat_open_streams", 100.0).await;
-    let last = ada.say("general", "last words").await["id"]
-        .as_i64()
-        .unwrap();
+    let last = ada.say("general", "last words").await["id"].as_i64().unwrap();
 
     let started = Instant::now();
     let status = server.terminate().await;

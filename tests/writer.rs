@@ -18,10 +18,7 @@ async fn one_failing_request_does_not_spoil_the_batch() {
             if n % 2 == 0 {
                 ada.create_room("contested").await.status().as_u16()
             } else {
-                ada.post("general", &format!("msg {n}"))
-                    .await
-                    .status()
-                    .as_u16()
+                ada.post("general", &format!("msg {n}")).await.status().as_u16()
             }
         }));
     }
@@ -46,35 +43,19 @@ async fn a_locked_database_fails_the_batch_with_503_and_the_writer_carries_on() 
 
     // Someone at the sqlite3 prompt holds the write lock past the server's busy timeout.
     let mut conn = db.connect().await;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
     let refused = ada.post("general", "while locked").await;
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
     let body: Value = refused.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("try again"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("try again"), "{body}");
     // Reads go on: WAL readers do not wait for the writer.
-    assert_eq!(
-        reqwest::get(server.url("/healthz")).await.unwrap().status(),
-        200
-    );
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
     sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
 
     let accepted = ada.say("general", "after the lock").await;
     let history = ada.history("general", "").await;
-    let contents: Vec<&str> = history
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        contents,
-        ["before the lock", "after the lock"],
-        "nothing half-written"
-    );
+    let contents: Vec<&str> = history.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["before the lock", "after the lock"], "nothing half-written");
     assert_eq!(history[1]["id"], accepted["id"]);
 }

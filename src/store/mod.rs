@@ -7,9 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, FromRow, SqlitePool};
 
 use crate::config::{Config, Sync};
@@ -149,12 +147,7 @@ pub struct Account {
 impl Store {
     /// The events a stream of `room` shows (its messages and every status change) after
     /// `after`, oldest first, at most `limit`.
-    pub async fn events_after(
-        &self,
-        room: RoomId,
-        after: EventId,
-        limit: u32,
-    ) -> Result<Vec<Event>, sqlx::Error> {
+    pub async fn events_after(&self, room: RoomId, after: EventId, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
         // Two ordered range scans of (room_id, id), merged: no sort, and no scan of other rooms.
         const SQL: &str = concat!(
             "SELECT * FROM (",
@@ -184,9 +177,8 @@ impl Store {
         let before = before.unwrap_or(EventId::MAX);
         let rows: Vec<EventRow> = match after {
             Some(after) => {
-                const SQL: &str = select_events!(
-                    "WHERE e.room_id = ?1 AND e.id > ?2 AND e.id < ?3 ORDER BY e.id LIMIT ?4"
-                );
+                const SQL: &str =
+                    select_events!("WHERE e.room_id = ?1 AND e.id > ?2 AND e.id < ?3 ORDER BY e.id LIMIT ?4");
                 sqlx::query_as(SQL)
                     .bind(room)
                     .bind(after)
@@ -198,9 +190,7 @@ impl Store {
             None => {
                 const SQL: &str = concat!(
                     "SELECT * FROM (",
-                    select_events!(
-                        "WHERE e.room_id = ?1 AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3"
-                    ),
+                    select_events!("WHERE e.room_id = ?1 AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3"),
                     ") ORDER BY id"
                 );
                 sqlx::query_as(SQL)
@@ -217,10 +207,9 @@ impl Store {
     /// The newest id ever handed out, even if its row has since been deleted (AUTOINCREMENT
     /// keeps it in `sqlite_sequence`); 0 for an empty log.
     pub async fn head(&self) -> Result<EventId, sqlx::Error> {
-        let seq: Option<EventId> =
-            sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-                .fetch_optional(&self.pool)
-                .await?;
+        let seq: Option<EventId> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -251,10 +240,7 @@ impl Store {
             .await
     }
 
-    pub async fn session_user(
-        &self,
-        token_hash: &[u8],
-    ) -> Result<Option<SessionUser>, sqlx::Error> {
+    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<SessionUser>, sqlx::Error> {
         sqlx::query_as(
             "SELECT u.id AS user_id, u.username FROM sessions AS s JOIN users AS u ON u.id = s.user_id \
              WHERE s.token_hash = ?",
@@ -264,20 +250,36 @@ impl Store {
         .await
     }
 
+    /// Every user with their current status, online first, then by name.
+    pub async fn members(&self) -> Result<Vec<(String, Status)>, sqlx::Error> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT u.username, (SELECT e.body FROM events AS e WHERE e.kind = 'status' AND e.user_id = u.id \
+                                 ORDER BY e.id DESC LIMIT 1) \
+             FROM users AS u ORDER BY u.username COLLATE NOCASE",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members: Vec<(String, Status)> = rows
+            .into_iter()
+            .map(|(name, status)| (name, status.and_then(|s| s.parse().ok()).unwrap_or(Status::Offline)))
+            .collect();
+        // Stable: names stay in order within each status.
+        members.sort_by_key(|(_, status)| *status as u8);
+        Ok(members)
+    }
+
     /// Every user's newest status, for presence to start from after a restart.
     pub async fn latest_statuses(&self) -> Result<Vec<(UserId, String, Status)>, sqlx::Error> {
         // SQLite returns the bare columns of the row holding max(id).
         let rows: Vec<(UserId, String, String, EventId)> = sqlx::query_as(
             "SELECT e.user_id, u.username, e.body, max(e.id) FROM events AS e JOIN users AS u ON u.id = e.user_id \
-             WHERE e.room_id IS NULL AND e.kind = 'status' GROUP BY e.user_id",
+             WHERE e.kind = 'status' GROUP BY e.user_id",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(user, name, status, _)| {
-                Some((user, name, Status::from_str(&status).ok()?))
-            })
+            .filter_map(|(user, name, status, _)| Some((user, name, Status::from_str(&status).ok()?)))
             .collect())
     }
 
@@ -297,10 +299,7 @@ impl Store {
 /// Copies the WAL back into the database file now and then, off the writer's path, so that
 /// no commit ever waits for a checkpoint and the WAL does not grow without bound. On `stop`
 /// it truncates the WAL, leaving a tidy file for `sqlite3`.
-pub async fn run_checkpointer(
-    mut conn: SqliteConnection,
-    stop: tokio_util::sync::CancellationToken,
-) {
+pub async fn run_checkpointer(mut conn: SqliteConnection, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -314,10 +313,7 @@ pub async fn run_checkpointer(
             () = stop.cancelled() => break,
         }
     }
-    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await
-    {
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
         tracing::warn!(%error, "final checkpoint failed");
     }
     let _ = sqlx::Connection::close(conn).await;

@@ -83,15 +83,7 @@ pub async fn room_events(
         state.writer.stream_opened(user.id, user.username),
         StreamGauge::new(&state.metrics),
     );
-    let events = room_stream(
-        state.clone(),
-        room.id,
-        format,
-        live,
-        start,
-        first.freeze(),
-        guards,
-    );
+    let events = room_stream(state.clone(), room.id, format, live, start, first.freeze(), guards);
     let body = KeepAlive::new(Box::pin(events), state.keepalive)
         .take_until(state.hub.shutdown_token().clone().cancelled_owned())
         .map(Ok::<_, std::io::Error>);

@@ -13,10 +13,7 @@ pub async fn healthz(Data(state): Data<&AppState>) -> Response {
         Ok(()) => "ok\n".into_response(),
         Err(error) => {
             tracing::error!(%error, "health check failed");
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is not answering",
-            )
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "the database is not answering")
         }
     }
 }

@@ -29,8 +29,19 @@ pub async fn post_message(
     user: CurrentUser,
     JsonBody(body): JsonBody<NewMessage>,
 ) -> Result<Response, AppError> {
-    let content = Content::parse(body.content)?;
-    let room = find_room(state, &room).await?;
+    let event = store_message(state, &room, user, body.content).await?;
+    Ok(Json(event.view()).with_status(StatusCode::CREATED).into_response())
+}
+
+/// Stores `content` in `room` as `user`; returns the event once committed.
+pub async fn store_message(
+    state: &AppState,
+    room: &str,
+    user: CurrentUser,
+    content: String,
+) -> Result<Event, AppError> {
+    let content = Content::parse(content)?;
+    let room = find_room(state, room).await?;
     let event = state
         .writer
         .submit_event(Command::PostMessage {
@@ -41,9 +52,7 @@ pub async fn post_message(
             content: content.into_string(),
         })
         .await?;
-    Ok(Json(event.view())
-        .with_status(StatusCode::CREATED)
-        .into_response())
+    Ok(event)
 }
 
 /// Query parameters arrive as text so that a bad one gets a clear message, not a parse error.
@@ -63,27 +72,15 @@ pub async fn history(
     Query(query): Query<HistoryQuery>,
     _user: CurrentUser,
 ) -> Result<Response, AppError> {
-    let before = query
-        .before
-        .as_deref()
-        .map(|raw| parse_id("before", raw))
-        .transpose()?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|raw| parse_id("after", raw))
-        .transpose()?;
+    let before = query.before.as_deref().map(|raw| parse_id("before", raw)).transpose()?;
+    let after = query.after.as_deref().map(|raw| parse_id("after", raw)).transpose()?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_HISTORY,
         Some(raw) => raw
             .parse::<u32>()
             .ok()
             .filter(|limit| (1..=MAX_HISTORY).contains(limit))
-            .ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "`limit` must be a whole number from 1 to {MAX_HISTORY}"
-                ))
-            })?,
+            .ok_or_else(|| AppError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_HISTORY}")))?,
     };
     let room = find_room(state, &room).await?;
     let events = state.store.history(room.id, before, after, limit).await?;
@@ -100,9 +97,5 @@ fn parse_id(name: &str, raw: &str) -> Result<EventId, AppError> {
     raw.parse::<EventId>()
         .ok()
         .filter(|id| *id >= 0)
-        .ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "`{name}` must be an event id (a whole number, 0 or more)"
-            ))
-        })
+        .ok_or_else(|| AppError::BadRequest(format!("`{name}` must be an event id (a whole number, 0 or more)")))
 }

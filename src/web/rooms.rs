@@ -14,10 +14,7 @@ use crate::store::Room;
 use crate::writer::{Command, Outcome, WriteError};
 
 #[handler]
-pub async fn list_rooms(
-    Data(state): Data<&AppState>,
-    _user: CurrentUser,
-) -> Result<Response, AppError> {
+pub async fn list_rooms(Data(state): Data<&AppState>, _user: CurrentUser) -> Result<Response, AppError> {
     let rooms = state.store.rooms().await?;
     Ok(Json(RoomList { rooms }).into_response())
 }
@@ -39,7 +36,13 @@ pub async fn create_room(
     user: CurrentUser,
     JsonBody(body): JsonBody<NewRoom>,
 ) -> Result<Response, AppError> {
-    let name = RoomName::parse(&body.name)?;
+    let room = make_room(state, &user, &body.name).await?;
+    Ok(Json(room).with_status(StatusCode::CREATED).into_response())
+}
+
+/// Creates the room `name`; `RoomTaken` if it exists.
+pub async fn make_room(state: &AppState, user: &CurrentUser, name: &str) -> Result<Room, AppError> {
+    let name = RoomName::parse(name)?;
     let command = Command::CreateRoom {
         name: name.as_str().to_owned(),
         created_by: user.id,
@@ -47,7 +50,7 @@ pub async fn create_room(
     match state.writer.submit(command).await {
         Ok(Outcome::Room(room)) => {
             tracing::info!(room = %room.name, by = %user.username, "room created");
-            Ok(Json(room).with_status(StatusCode::CREATED).into_response())
+            Ok(room)
         }
         Ok(other) => Err(AppError::Internal(format!("unexpected outcome {other:?}"))),
         Err(WriteError::Conflict) => Err(AppError::RoomTaken(name.as_str().to_owned())),

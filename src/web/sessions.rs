@@ -28,12 +28,24 @@ struct Session<'a> {
 /// `201` and a new account when the name is free, `200` when the password matches the
 /// existing account, `401` when it does not. Either way: a fresh token, and a cookie.
 #[handler]
-pub async fn sign_in(
-    Data(state): Data<&AppState>,
-    JsonBody(body): JsonBody<SignIn>,
-) -> Result<Response, AppError> {
-    let username = Username::parse(&body.username)?;
-    let password = Password::parse(body.password)?;
+pub async fn sign_in(Data(state): Data<&AppState>, JsonBody(body): JsonBody<SignIn>) -> Result<Response, AppError> {
+    let session = authenticate(state, &body.username, body.password).await?;
+    Ok(signed_in(session.status, &session.username, &session.token))
+}
+
+/// A new session for a signed-in (or just created) account.
+pub struct NewSession {
+    /// `201` for a new account, `200` for an existing one.
+    pub status: StatusCode,
+    /// As the account spells it.
+    pub username: String,
+    pub token: String,
+}
+
+/// Signs in as `username`, creating the account if the name is free.
+pub async fn authenticate(state: &AppState, username: &str, password: String) -> Result<NewSession, AppError> {
+    let username = Username::parse(username)?;
+    let password = Password::parse(password)?;
     let (token, token_hash) = auth::new_token()?;
 
     if state.store.account(username.as_str()).await?.is_none() {
@@ -46,7 +58,12 @@ pub async fn sign_in(
         match state.writer.submit(command).await {
             Ok(_) => {
                 tracing::info!(username = username.as_str(), "account created");
-                return Ok(signed_in(StatusCode::CREATED, username.as_str(), &token));
+                let username = username.as_str().to_owned();
+                return Ok(NewSession {
+                    status: StatusCode::CREATED,
+                    username,
+                    token,
+                });
             }
             // Someone took the name a moment ago: sign in against their account.
             Err(WriteError::Conflict) => {}
@@ -59,10 +76,7 @@ pub async fn sign_in(
         .account(username.as_str())
         .await?
         .ok_or_else(|| AppError::Internal("account vanished during sign-in".into()))?;
-    if !state
-        .verify_password(&password, &account.password_hash)
-        .await?
-    {
+    if !state.verify_password(&password, &account.password_hash).await? {
         return Err(AppError::WrongPassword);
     }
     state
@@ -72,7 +86,11 @@ pub async fn sign_in(
             token_hash,
         })
         .await?;
-    Ok(signed_in(StatusCode::OK, &account.username, &token))
+    Ok(NewSession {
+        status: StatusCode::OK,
+        username: account.username,
+        token,
+    })
 }
 
 fn signed_in(status: StatusCode, username: &str, token: &str) -> Response {
@@ -97,4 +115,17 @@ pub async fn sign_out(req: &Request, Data(state): Data<&AppState>) -> Result<Res
     Ok(StatusCode::NO_CONTENT
         .with_header(header::SET_COOKIE, auth::cleared_cookie())
         .into_response())
+}
+
+/// Revokes the session `req` carries, if it carries a valid one.
+pub async fn revoke(req: &Request, state: &AppState) -> Result<(), AppError> {
+    if let Ok(user) = CurrentUser::from_request_without_body(req).await {
+        state
+            .writer
+            .submit(Command::DeleteSession {
+                token_hash: user.token_hash,
+            })
+            .await?;
+    }
+    Ok(())
 }

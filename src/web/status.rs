@@ -8,7 +8,7 @@ use super::JsonBody;
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
-use crate::model::Status;
+use crate::model::{Event, Status};
 use crate::writer::Command;
 
 #[derive(Deserialize)]
@@ -23,7 +23,13 @@ pub async fn set_status(
     user: CurrentUser,
     JsonBody(body): JsonBody<NewStatus>,
 ) -> Result<Response, AppError> {
-    let status: Status = body.status.parse()?;
+    let event = store_status(state, user, &body.status).await?;
+    Ok(Json(event.view()).into_response())
+}
+
+/// Stores `user`'s new status; returns the event once committed.
+pub async fn store_status(state: &AppState, user: CurrentUser, status: &str) -> Result<Event, AppError> {
+    let status: Status = status.parse()?;
     let event = state
         .writer
         .submit_event(Command::SetStatus {
@@ -32,5 +38,5 @@ pub async fn set_status(
             status,
         })
         .await?;
-    Ok(Json(event.view()).into_response())
+    Ok(event)
 }

@@ -126,10 +126,7 @@ impl Server {
     pub async fn wait_for_metric(&self, name: &str, value: f64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while self.metric(name).await != value {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name} never reached {value}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -199,14 +196,11 @@ impl Client {
     }
 
     pub async fn post(&self, room: &str, content: &str) -> reqwest::Response {
-        self.request(
-            reqwest::Method::POST,
-            &format!("/api/rooms/{room}/messages"),
-        )
-        .json(&json!({ "content": content }))
-        .send()
-        .await
-        .expect("POST message")
+        self.request(reqwest::Method::POST, &format!("/api/rooms/{room}/messages"))
+            .json(&json!({ "content": content }))
+            .send()
+            .await
+            .expect("POST message")
     }
 
     /// Posts and returns the stored event, asserting `201`.
@@ -234,10 +228,7 @@ impl Client {
 
     pub async fn history(&self, room: &str, query: &str) -> Vec<Value> {
         let response = self
-            .request(
-                reqwest::Method::GET,
-                &format!("/api/rooms/{room}/messages{query}"),
-            )
+            .request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages{query}"))
             .send()
             .await
             .expect("GET history");
@@ -248,16 +239,8 @@ impl Client {
 
     /// Opens `/api/rooms/{room}/events{query}`, with `Last-Event-ID` if given, and waits for
     /// the response head (the server has subscribed by then).
-    pub async fn open_stream(
-        &self,
-        room: &str,
-        query: &str,
-        last_event_id: Option<&str>,
-    ) -> Stream200 {
-        let mut request = self.request(
-            reqwest::Method::GET,
-            &format!("/api/rooms/{room}/events{query}"),
-        );
+    pub async fn open_stream(&self, room: &str, query: &str, last_event_id: Option<&str>) -> Stream200 {
+        let mut request = self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/events{query}"));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -274,10 +257,7 @@ impl Client {
 }
 
 type Events = std::pin::Pin<
-    Box<
-        dyn Stream<Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>>
-            + Send,
-    >,
+    Box<dyn Stream<Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>,
 >;
 
 /// An open event stream, parsed by an independent SSE parser.
@@ -333,16 +313,11 @@ impl Stream200 {
 
     /// Whether nothing arrives within `quiet`.
     pub async fn is_quiet_for(&mut self, quiet: Duration) -> bool {
-        tokio::time::timeout(quiet, self.events.next())
-            .await
-            .is_err()
+        tokio::time::timeout(quiet, self.events.next()).await.is_err()
     }
 }
 
 /// The ids of a list of SSE events.
 pub fn ids(events: &[SseEvent]) -> Vec<i64> {
-    events
-        .iter()
-        .map(|e| e.id.parse().expect("numeric id"))
-        .collect()
+    events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
 }
