@@ -60,9 +60,9 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .arg("--db")
             .arg(db)
-            .args(["--bind", "127.0.0.1:0"])
             .args(args)
-            // Through the environment, so that a test's own flag overrides it.
+            // Through the environment, so that a test's own flags override them.
+            .env("CHAT_BIND", "127.0.0.1:0")
             .env("CHAT_PRESENCE_GRACE", "1")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())

@@ -1,0 +1,358 @@
+//! The chat page in a real headless Chromium, driven through chromedriver (Debian's
+//! `chromium` and `chromium-driver`; `.ci/run` installs them).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Client, Server, TestDb};
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+/// One chromedriver for one test; every `Browser` it opens has its own profile (cookies).
+struct Driver {
+    _process: Child,
+    url: String,
+    profiles: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = free_port();
+        let process = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{url}/status")).await.is_ok() {
+                return Self {
+                    _process: process,
+                    url,
+                    profiles: tempfile::tempdir().unwrap(),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start");
+    }
+
+    async fn browser(&self, name: &str) -> Browser {
+        let profile = self.profiles.path().join(name);
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1200,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a browser session")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Signs in through the form and lands on `#general`.
+async fn sign_in(browser: &Browser, server: &Server, username: &str) {
+    browser.goto(&server.url("/")).await.unwrap();
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(username)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        browser,
+        "the stream is connected",
+        "document.getElementById('connection')?.dataset.state === 'connected'",
+    )
+    .await;
+}
+
+/// Polls a JavaScript condition until it holds.
+async fn wait_for(browser: &Browser, what: &str, condition: &str) {
+    let script = format!("return !!({condition});");
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        if browser.execute(&script, vec![]).await.unwrap().as_bool() == Some(true) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The texts of the messages on the page, in order.
+async fn shown(browser: &Browser) -> Vec<String> {
+    let value = browser
+        .execute(
+            "return [...document.querySelectorAll('#messages .message .text')].map(e => e.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+/// An API client for `username`, whose account the browser made.
+async fn api_user(server: &Server, username: &str) -> Client {
+    server.user(username).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_chat_live_and_see_each_others_status() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    sign_in(&ada, &server, "ada").await;
+    sign_in(&bob, &server, "bob").await;
+
+    let content = ada.find(Locator::Id("content")).await.unwrap();
+    content.send_keys("hello bob").await.unwrap();
+    content.send_keys("\u{E007}").await.unwrap(); // Enter
+    wait_for(
+        &bob,
+        "bob sees ada's message",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'hello bob')",
+    )
+    .await;
+    wait_for(
+        &ada,
+        "the message box cleared",
+        "document.getElementById('content').value === ''",
+    )
+    .await;
+    assert_eq!(shown(&bob).await, ["hello bob"]);
+    assert_eq!(shown(&ada).await, ["hello bob"]);
+
+    ada.find(Locator::Css("select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value("away")
+        .await
+        .unwrap();
+    wait_for(
+        &bob,
+        "bob sees ada away",
+        "document.getElementById('member-ada')?.dataset.status === 'away'",
+    )
+    .await;
+
+    let screenshot = ada.screenshot().await.unwrap();
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/room.png", screenshot).unwrap();
+    ada.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_and_restarted_server_loses_and_doubles_nothing_on_the_open_page() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server, "ada").await;
+    let api = api_user(&server, "ada").await;
+    api.say("general", "before the crash").await;
+    wait_for(
+        &browser,
+        "the first message shows",
+        "document.querySelectorAll('#messages .message').length === 1",
+    )
+    .await;
+    // A marker that a reload would wipe.
+    browser.execute("window.notReloaded = true;", vec![]).await.unwrap();
+
+    server.kill().await;
+    wait_for(
+        &browser,
+        "the page notices",
+        "document.getElementById('connection').dataset.state !== 'connected'",
+    )
+    .await;
+    let server = Server::start(&db, &["--bind", &format!("127.0.0.1:{port}")]).await;
+    let api = api.against(&server);
+    let mut expected = vec!["before the crash".to_owned()];
+    for n in 0..5 {
+        let text = format!("while away {n}");
+        api.say("general", &text).await;
+        expected.push(text);
+    }
+    wait_for(
+        &browser,
+        "the page reconnects and catches up",
+        "document.querySelectorAll('#messages .message').length >= 6",
+    )
+    .await;
+    api.say("general", "live again").await;
+    expected.push("live again".into());
+    wait_for(
+        &browser,
+        "live messages keep coming",
+        "document.querySelectorAll('#messages .message').length >= 7",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shown(&browser).await, expected);
+    let kept = browser
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept.as_bool(), Some(true), "caught up without a reload");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_load_older_show_every_message_once() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let api = server.user("ada").await;
+    let mut expected = Vec::new();
+    for n in 0..120 {
+        let text = format!("message {n:03}");
+        api.say("general", &text).await;
+        expected.push(text);
+    }
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server, "ada").await;
+    assert_eq!(shown(&browser).await, expected[70..]);
+    for loaded in [100, 120] {
+        browser
+            .find(Locator::Css("#older button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(
+            &browser,
+            "older messages load",
+            &format!("document.querySelectorAll('#messages .message').length === {loaded}"),
+        )
+        .await;
+    }
+    assert_eq!(shown(&browser).await, expected);
+    let has_control = browser
+        .execute("return document.getElementById('older') !== null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(has_control.as_bool(), Some(false), "nothing older remains");
+
+    browser.refresh().await.unwrap();
+    wait_for(
+        &browser,
+        "reconnected after reload",
+        "document.getElementById('connection')?.dataset.state === 'connected'",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, expected[70..]);
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_and_script_in_a_message_are_shown_as_text() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    let api = server.user("mallory").await;
+    let hostile = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>\r\n<b>bold</b>";
+    api.say("general", hostile).await;
+    sign_in(&browser, &server, "ada").await;
+    api.say("general", hostile).await; // once in the history, once live
+    wait_for(
+        &browser,
+        "both messages show",
+        "document.querySelectorAll('#messages .message').length === 2",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, [hostile, hostile]);
+    let pwned = browser.execute("return window.pwned === undefined && document.querySelectorAll('#messages img, #messages script, #messages b').length === 0;", vec![]).await.unwrap();
+    assert_eq!(pwned.as_bool(), Some(true), "nothing ran, nothing became markup");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_gets_a_readable_message() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("ada").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("intruder").await;
+    browser.goto(&server.url("/")).await.unwrap();
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("ada")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("not the password")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = browser
+        .find(Locator::Css(".error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(error, "wrong password");
+    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    // And the room stays closed to this browser.
+    browser.goto(&server.url("/rooms/general")).await.unwrap();
+    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    browser.close().await.unwrap();
+}
