@@ -111,7 +111,10 @@ async fn wait_for(browser: &Browser, what: &str, condition: &str) {
     let script = format!("return !!({condition});");
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
-        if browser.execute(&script, vec![]).await.unwrap().as_bool() == Some(true) {
+        // While a navigation is under way the script may fail to run: that is "not yet".
+        if let Ok(value) = browser.execute(&script, vec![]).await
+            && value.as_bool() == Some(true)
+        {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
@@ -342,8 +345,11 @@ async fn a_wrong_password_gets_a_readable_message() {
         .click()
         .await
         .unwrap();
+    // The click starts a navigation; wait for the page it lands on.
     let error = browser
-        .find(Locator::Css(".error"))
+        .wait()
+        .at_most(common::WAIT)
+        .for_element(Locator::Css(".error"))
         .await
         .unwrap()
         .text()
