@@ -17,8 +17,8 @@ use super::status::store_status;
 use crate::AppState;
 use crate::auth::{self, CurrentUser};
 use crate::error::AppError;
-use crate::model::{Event, EventId, EventKind, Status};
-use crate::render::{MemberPartial, MessagePartial};
+use crate::model::{EventId, Status};
+use crate::render::{self, MemberPartial};
 use poem::error::ResponseError;
 
 /// Messages a page shows at first, and per "load older".
@@ -206,21 +206,8 @@ async fn message_page(
         events.remove(0);
     }
     let older_before = more.then(|| events.first().map(|e| e.id)).flatten();
-    let html = events.iter().map(message_html).collect::<Result<_, _>>()?;
+    let html = events.iter().map(render::html).collect::<Result<_, _>>()?;
     Ok((older_before, html))
-}
-
-fn message_html(event: &Event) -> Result<String, askama::Error> {
-    match &event.kind {
-        EventKind::Message { content, .. } => MessagePartial {
-            id: event.id,
-            username: &event.username,
-            content,
-            created_at: &event.created_at,
-        }
-        .render(),
-        EventKind::Status { .. } => Ok(String::new()),
-    }
 }
 
 #[derive(Deserialize)]

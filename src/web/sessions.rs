@@ -104,14 +104,7 @@ fn signed_in(status: StatusCode, username: &str, token: &str) -> Response {
 /// Revokes the session the request carries, if any, and clears the cookie: `204` either way.
 #[handler]
 pub async fn sign_out(req: &Request, Data(state): Data<&AppState>) -> Result<Response, AppError> {
-    if let Ok(user) = CurrentUser::from_request_without_body(req).await {
-        state
-            .writer
-            .submit(Command::DeleteSession {
-                token_hash: user.token_hash,
-            })
-            .await?;
-    }
+    revoke(req, state).await?;
     Ok(StatusCode::NO_CONTENT
         .with_header(header::SET_COOKIE, auth::cleared_cookie())
         .into_response())
