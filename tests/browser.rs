@@ -77,6 +77,17 @@ fn free_port() -> u16 {
 /// Signs in through the form and lands on `#general`.
 async fn sign_in(browser: &Browser, server: &Server, username: &str) {
     browser.goto(&server.url("/")).await.unwrap();
+    submit_sign_in(browser, username, "correct horse battery").await;
+    wait_for(
+        browser,
+        "the stream is connected",
+        "document.getElementById('connection')?.dataset.state === 'connected'",
+    )
+    .await;
+}
+
+/// Fills in and submits the sign-in form on the page the browser is at.
+async fn submit_sign_in(browser: &Browser, username: &str, password: &str) {
     browser
         .find(Locator::Id("username"))
         .await
@@ -88,7 +99,7 @@ async fn sign_in(browser: &Browser, server: &Server, username: &str) {
         .find(Locator::Id("password"))
         .await
         .unwrap()
-        .send_keys("correct horse battery")
+        .send_keys(password)
         .await
         .unwrap();
     browser
@@ -98,12 +109,6 @@ async fn sign_in(browser: &Browser, server: &Server, username: &str) {
         .click()
         .await
         .unwrap();
-    wait_for(
-        browser,
-        "the stream is connected",
-        "document.getElementById('connection')?.dataset.state === 'connected'",
-    )
-    .await;
 }
 
 /// Polls a JavaScript condition until it holds.
@@ -324,27 +329,7 @@ async fn a_wrong_password_gets_a_readable_message() {
     let driver = Driver::start().await;
     let browser = driver.browser("intruder").await;
     browser.goto(&server.url("/")).await.unwrap();
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("ada")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("not the password")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(&browser, "ada", "not the password").await;
     // The click starts a navigation; wait for the page it lands on.
     let error = browser
         .wait()
