@@ -6,6 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::proxy::{EventsRequest, Proxy};
 use common::{Client, Server, TestDb};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::json;
@@ -43,8 +44,23 @@ impl Driver {
     }
 
     async fn browser(&self, name: &str) -> Browser {
+        self.browser_on(name, json!({})).await
+    }
+
+    /// A browser emulating a phone's screen (390×844 CSS pixels, touch).
+    async fn phone(&self, name: &str) -> Browser {
+        let emulation = json!({
+            "mobileEmulation": {
+                "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2, "touch": true},
+                "userAgent": "Mozilla/5.0 (Linux; Android 14) Mobile",
+            }
+        });
+        self.browser_on(name, emulation).await
+    }
+
+    async fn browser_on(&self, name: &str, extra_options: serde_json::Value) -> Browser {
         let profile = self.profiles.path().join(name);
-        let caps = json!({
+        let mut caps = json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -55,6 +71,9 @@ impl Driver {
                 ]
             }
         });
+        if let serde_json::Value::Object(extra) = extra_options {
+            caps["goog:chromeOptions"].as_object_mut().unwrap().extend(extra);
+        }
         let serde_json::Value::Object(caps) = caps else {
             unreachable!()
         };
@@ -74,9 +93,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Signs in through the form and lands on `#general`.
-async fn sign_in(browser: &Browser, server: &Server, username: &str) {
-    browser.goto(&server.url("/")).await.unwrap();
+/// Signs in through the form at `home` (the server's or a proxy's `/`) and lands on `#general`.
+async fn sign_in(browser: &Browser, home: &str, username: &str) {
+    browser.goto(home).await.unwrap();
     submit_sign_in(browser, username, "correct horse battery").await;
     wait_for(
         browser,
@@ -151,8 +170,8 @@ async fn two_people_chat_live_and_see_each_others_status() {
     let driver = Driver::start().await;
     let ada = driver.browser("ada").await;
     let bob = driver.browser("bob").await;
-    sign_in(&ada, &server, "ada").await;
-    sign_in(&bob, &server, "bob").await;
+    sign_in(&ada, &server.url("/"), "ada").await;
+    sign_in(&bob, &server.url("/"), "bob").await;
 
     let content = ada.find(Locator::Id("content")).await.unwrap();
     content.send_keys("hello bob").await.unwrap();
@@ -199,7 +218,7 @@ async fn a_killed_and_restarted_server_loses_and_doubles_nothing_on_the_open_pag
     let port = server.base.rsplit(':').next().unwrap().to_owned();
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server, "ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
     let api = api_user(&server, "ada").await;
     api.say("general", "before the crash").await;
     wait_for(
@@ -250,6 +269,93 @@ async fn a_killed_and_restarted_server_loses_and_doubles_nothing_on_the_open_pag
     browser.close().await.unwrap();
 }
 
+/// Waits until the proxy has seen `n` event-stream requests.
+async fn events_requests(proxy: &Proxy, n: usize) -> Vec<EventsRequest> {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let seen = proxy.events_requests();
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the page opened only {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_event_source_after_a_503_resumes_from_the_newest_message_on_the_page() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let proxy = Proxy::start(&server.base).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &proxy.url("/"), "ada").await;
+    let api = api_user(&server, "ada").await;
+    let first = api.say("general", "before the deploy").await["id"].as_i64().unwrap();
+    let mut expected = vec!["before the deploy".to_owned()];
+    wait_for(
+        &browser,
+        "the first message shows",
+        "document.querySelectorAll('#messages .message').length === 1",
+    )
+    .await;
+    browser.execute("window.notReloaded = true;", vec![]).await.unwrap();
+
+    // A deploy: the proxy ends the stream, and answers the browser's reconnect with 503, so
+    // the SSE extension gives up on that EventSource and opens a fresh one.
+    proxy.fail_next_events(1);
+    proxy.cut_open_responses();
+    let mut last = first;
+    for n in 0..5 {
+        let text = format!("during the deploy {n}");
+        last = api.say("general", &text).await["id"].as_i64().unwrap();
+        expected.push(text);
+    }
+    let seen = events_requests(&proxy, 3).await;
+    let (reconnect, fresh) = (&seen[1], &seen[2]);
+    assert_eq!(reconnect.status, 503);
+    assert_eq!(reconnect.last_event_id.as_deref(), Some(first.to_string().as_str()));
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.last_event_id, None, "a fresh EventSource sends no Last-Event-ID");
+    assert_eq!(
+        fresh.after.as_deref(),
+        Some(first.to_string().as_str()),
+        "it resumes from the page's newest id"
+    );
+    wait_for(
+        &browser,
+        "the page catches up",
+        &format!("document.getElementById('msg-{last}') !== null"),
+    )
+    .await;
+
+    // A proxy that replays the stream from the start: every frame already on the page must
+    // change nothing.
+    proxy.rewind_next_events();
+    proxy.cut_open_responses();
+    let seen = events_requests(&proxy, 4).await;
+    assert_eq!(seen[3].status, 200);
+    api.say("general", "after the deploy").await;
+    expected.push("after the deploy".into());
+    wait_for(
+        &browser,
+        "live messages keep coming",
+        &format!(
+            "document.querySelectorAll('#messages .message').length >= {}",
+            expected.len()
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shown(&browser).await, expected);
+    let kept = browser
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept.as_bool(), Some(true), "caught up without a reload");
+    browser.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_load_older_show_every_message_once() {
     let db = TestDb::new();
@@ -263,7 +369,7 @@ async fn history_and_load_older_show_every_message_once() {
     }
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server, "ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
     assert_eq!(shown(&browser).await, expected[70..]);
     for loaded in [100, 120] {
         browser
@@ -307,7 +413,7 @@ async fn markup_and_script_in_a_message_are_shown_as_text() {
     let api = server.user("mallory").await;
     let hostile = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>\r\n<b>bold</b>";
     api.say("general", hostile).await;
-    sign_in(&browser, &server, "ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
     api.say("general", hostile).await; // once in the history, once live
     wait_for(
         &browser,
@@ -346,4 +452,53 @@ async fn a_wrong_password_gets_a_readable_message() {
     browser.goto(&server.url("/rooms/general")).await.unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), "/");
     browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_page_fits_a_phone() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("bob").await.say("general", "hello from the desktop").await;
+    let driver = Driver::start().await;
+    let phone = driver.phone("ada").await;
+    sign_in(&phone, &server.url("/"), "ada").await;
+    let content = phone.find(Locator::Id("content")).await.unwrap();
+    content.send_keys("hello from a phone").await.unwrap();
+    content.send_keys("\u{E007}").await.unwrap(); // Enter
+    wait_for(
+        &phone,
+        "the message shows",
+        "document.querySelectorAll('#messages .message').length === 2",
+    )
+    .await;
+    // Nothing sticks out sideways, and the parts a reader needs are on screen.
+    let layout = phone
+        .execute(
+            r#"
+            const inView = (el) => {
+              const r = el.getBoundingClientRect();
+              return r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= innerWidth + 0.5
+                && r.top >= 0 && r.bottom <= innerHeight + 0.5;
+            };
+            return {
+              overflow: document.documentElement.scrollWidth > innerWidth,
+              composer: inView(document.getElementById('composer')),
+              message: inView(document.querySelector('#messages .message:last-child')),
+              rooms: inView(document.querySelector('.rooms a[aria-current=page]')),
+              members: inView(document.getElementById('member-ada')),
+              status: inView(document.querySelector('select[name=status]')),
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        layout,
+        json!({"overflow": false, "composer": true, "message": true, "rooms": true, "members": true, "status": true})
+    );
+    let screenshot = phone.screenshot().await.unwrap();
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/phone.png", screenshot).unwrap();
+    phone.close().await.unwrap();
 }
