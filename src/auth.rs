@@ -86,6 +86,8 @@ pub struct CurrentUser {
     pub id: UserId,
     pub username: String,
     pub token_hash: Vec<u8>,
+    /// `Hub::sessions_ended` just before the session was found valid.
+    pub sessions_ended: u64,
 }
 
 impl<'a> FromRequest<'a> for CurrentUser {
@@ -97,6 +99,7 @@ impl<'a> FromRequest<'a> for CurrentUser {
             .filter(|t| plausible(t))
             .ok_or(AppError::Unauthorized)?;
         let token_hash = hash_token(token);
+        let sessions_ended = state.hub.sessions_ended();
         let user = state
             .store
             .session_user(&token_hash)
@@ -107,6 +110,7 @@ impl<'a> FromRequest<'a> for CurrentUser {
             id: user.user_id,
             username: user.username,
             token_hash,
+            sessions_ended,
         })
     }
 }

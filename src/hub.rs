@@ -5,7 +5,7 @@
 //! more than the channel's capacity behind gets `Lagged` and catches up from SQLite.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -64,7 +64,14 @@ struct Inner {
     head: AtomicI64,
     /// Cancelled once at shutdown; every stream ends when it is.
     shutdown: CancellationToken,
+    /// Token hashes of sessions just revoked, for the streams they hold open.
+    ended: broadcast::Sender<Arc<[u8]>>,
+    /// How many sessions have been revoked since start-up.
+    ended_count: AtomicU64,
 }
+
+/// Revocations buffered per stream; a stream that misses some checks its session instead.
+const ENDED_CAPACITY: usize = 64;
 
 impl Hub {
     /// `head` is the newest id ever handed out, read from the database at start-up.
@@ -75,6 +82,8 @@ impl Hub {
                 capacity: capacity.max(1),
                 head: AtomicI64::new(head),
                 shutdown: CancellationToken::new(),
+                ended: broadcast::channel(ENDED_CAPACITY).0,
+                ended_count: AtomicU64::new(0),
             }),
         }
     }
@@ -108,6 +117,24 @@ impl Hub {
             }
             None => rooms.retain(|_, sender| sender.send(Arc::clone(&frame)).is_ok()),
         }
+    }
+
+    /// Tells every stream that the session with `token_hash` is gone (committed first).
+    pub fn end_session(&self, token_hash: &[u8]) {
+        // Counted before it is sent: see `watch_sessions`.
+        self.inner.ended_count.fetch_add(1, Ordering::AcqRel);
+        let _ = self.inner.ended.send(Arc::from(token_hash));
+    }
+
+    /// How many sessions have ended so far. Read it before checking a session in the database,
+    /// and compare after `watch_sessions`: if it moved, the session may have ended in between.
+    pub fn sessions_ended(&self) -> u64 {
+        self.inner.ended_count.load(Ordering::Acquire)
+    }
+
+    /// A receiver of every session revoked from now on.
+    pub fn watch_sessions(&self) -> broadcast::Receiver<Arc<[u8]>> {
+        self.inner.ended.subscribe()
     }
 
     /// The newest id published so far.

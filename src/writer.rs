@@ -272,6 +272,9 @@ impl Task {
         match self.apply_batch(&batch).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    if let (Command::DeleteSession { token_hash }, Ok(_)) = (&job.command, &outcome) {
+                        self.hub.end_session(token_hash);
+                    }
                     if let Ok(Outcome::Event(event)) = &outcome {
                         self.metrics.events_written.inc();
                         match Frame::encode(event) {

@@ -502,3 +502,29 @@ async fn the_room_page_fits_a_phone() {
     std::fs::write("target/screenshots/phone.png", screenshot).unwrap();
     phone.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    // The browser's own session, revoked from somewhere else.
+    let cookie = browser.get_named_cookie("chat_session").await.unwrap();
+    let mut elsewhere = server.anonymous();
+    elsewhere.token = Some(cookie.value().to_owned());
+    let response = elsewhere
+        .request(reqwest::Method::DELETE, "/api/sessions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    wait_for(
+        &browser,
+        "the page goes to sign-in",
+        "location.pathname === '/' && document.getElementById('password') !== null",
+    )
+    .await;
+    browser.close().await.unwrap();
+}

@@ -57,6 +57,15 @@ pub async fn room_events(
 
     // Subscribe before anything is read from the database.
     let (live, head) = state.hub.subscribe(room.id);
+    // Watch for the session's end from here on; if it ended since it was checked, say so now.
+    let feeds = Feeds {
+        live,
+        ended: state.hub.watch_sessions(),
+        token_hash: user.token_hash,
+    };
+    if state.hub.sessions_ended() != user.sessions_ended && feeds.session_is_gone(state).await? {
+        return Err(AppError::Unauthorized);
+    }
     let mut first = BytesMut::from(&sse::retry()[..]);
     let start = match cursor {
         Cursor::Now => head,
@@ -83,7 +92,7 @@ pub async fn room_events(
         state.writer.stream_opened(user.id, user.username),
         StreamGauge::new(&state.metrics),
     );
-    let events = room_stream(state.clone(), room.id, format, live, start, first.freeze(), guards);
+    let events = room_stream(state.clone(), room.id, format, feeds, start, first.freeze(), guards);
     let body = KeepAlive::new(Box::pin(events), state.keepalive)
         .take_until(state.hub.shutdown_token().clone().cancelled_owned())
         .map(Ok::<_, std::io::Error>);
@@ -103,12 +112,41 @@ fn reset(state: &AppState, out: &mut BytesMut, head: EventId, reason: &str) -> E
     head
 }
 
-/// Replay, then live, then replay again whenever the live channel overflowed.
+/// What a live stream listens to: its room's frames, and the news of revoked sessions (its
+/// own is `token_hash`).
+struct Feeds {
+    live: Receiver<Arc<Frame>>,
+    ended: Receiver<Arc<[u8]>>,
+    token_hash: Vec<u8>,
+}
+
+impl Feeds {
+    async fn session_is_gone(&self, state: &AppState) -> Result<bool, sqlx::Error> {
+        Ok(state.store.session_user(&self.token_hash).await?.is_none())
+    }
+}
+
+/// What a live stream waits for.
+enum Wake {
+    Frame(Result<Arc<Frame>, RecvError>),
+    SessionEnded(Result<Arc<[u8]>, RecvError>),
+}
+
+/// The last frame of a stream whose session was revoked: the page goes to sign-in instead of
+/// reconnecting (which would only get `401`).
+fn logout() -> Bytes {
+    let mut out = BytesMut::new();
+    sse::write_event(&mut out, None, "logout", r#"{"reason":"the session has ended"}"#);
+    out.freeze()
+}
+
+/// Replay, then live, then replay again whenever the live channel overflowed. Ends with
+/// `event: logout` when the session is revoked.
 fn room_stream<G: Send + 'static>(
     state: AppState,
     room: RoomId,
     format: Format,
-    mut live: Receiver<Arc<Frame>>,
+    mut feeds: Feeds,
     mut cursor: EventId,
     first: Bytes,
     guards: G,
@@ -145,18 +183,35 @@ fn room_stream<G: Send + 'static>(
                 }
             }
             loop {
-                match live.recv().await {
-                    Ok(frame) if frame.id > cursor => {
+                let wake = tokio::select! {
+                    frame = feeds.live.recv() => Wake::Frame(frame),
+                    ended = feeds.ended.recv() => Wake::SessionEnded(ended),
+                };
+                match wake {
+                    Wake::Frame(Ok(frame)) if frame.id > cursor => {
                         cursor = frame.id;
                         state.metrics.frames_sent.inc();
                         yield frame.bytes(format).clone();
                     }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
+                    Wake::Frame(Ok(_)) => {}
+                    Wake::Frame(Err(RecvError::Lagged(_))) => {
                         state.metrics.lag_recoveries.inc();
                         break;
                     }
-                    Err(RecvError::Closed) => return,
+                    Wake::Frame(Err(RecvError::Closed)) | Wake::SessionEnded(Err(RecvError::Closed)) => return,
+                    Wake::SessionEnded(Ok(token_hash)) => {
+                        if *token_hash == *feeds.token_hash {
+                            yield logout();
+                            return;
+                        }
+                    }
+                    // Missed some revocations: ask the database.
+                    Wake::SessionEnded(Err(RecvError::Lagged(_))) => {
+                        if feeds.session_is_gone(&state).await.unwrap_or(false) {
+                            yield logout();
+                            return;
+                        }
+                    }
                 }
             }
         }

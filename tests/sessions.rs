@@ -1,0 +1,97 @@
+//! Sessions and the streams opened with them: signing out ends exactly the streams of that
+//! session, in-band, so a page goes to sign-in instead of reconnecting forever.
+
+mod common;
+
+use common::{Server, TestDb};
+
+/// Events until the stream ends, skipping status changes.
+async fn rest_of(stream: &mut common::Stream200) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    while let Some(event) = stream.next().await {
+        if event.event != "status" {
+            seen.push((event.event, event.data));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn signing_out_ends_that_sessions_streams_with_logout_and_no_other() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let laptop = server.user("ada").await;
+    let phone = server.user("ada").await; // a second session of the same user
+    let mut on_laptop = laptop.open_stream("general", "", None).await;
+    let mut on_phone = phone.open_stream("general", "", None).await;
+
+    let response = laptop
+        .request(reqwest::Method::DELETE, "/api/sessions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let ended = rest_of(&mut on_laptop).await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].0, "logout");
+    let reason: serde_json::Value = serde_json::from_str(&ended[0].1).unwrap();
+    assert!(reason["reason"].is_string());
+
+    // The revoked token opens nothing; the other session goes on.
+    let reopened = laptop
+        .request(reqwest::Method::GET, "/api/rooms/general/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reopened.status(), 401);
+    let sent = phone.say("general", "still here").await;
+    let (event, _) = on_phone.next_message().await;
+    assert_eq!(event.id, sent["id"].to_string());
+}
+
+#[tokio::test]
+async fn a_stream_behind_on_replay_still_hears_of_its_sign_out() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    for n in 0..600 {
+        ada.say("general", &format!("message {n}")).await;
+    }
+    let reader = server.user("ada").await;
+    // Opened at the start of the log: 600 messages (two pages) to replay, then the logout.
+    let mut stream = reader.open_stream("general", "?after=0", None).await;
+    let response = reader
+        .request(reqwest::Method::DELETE, "/api/sessions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let seen = rest_of(&mut stream).await;
+    let (last, replayed) = seen.split_last().unwrap();
+    assert_eq!(last.0, "logout");
+    assert!(replayed.iter().all(|(kind, _)| kind == "message"));
+}
+
+#[tokio::test]
+async fn many_sign_outs_of_others_do_not_end_a_stream() {
+    let db = TestDb::new();
+    // More revocations than a stream buffers: it must check its own session, not give up.
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let mut stream = ada.open_stream("general", "", None).await;
+    let mut others = Vec::new();
+    for _ in 0..100 {
+        others.push(server.user("bob").await);
+    }
+    for bob in &others {
+        let response = bob
+            .request(reqwest::Method::DELETE, "/api/sessions")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let sent = ada.say("general", "after the sign-outs").await;
+    let (event, _) = stream.next_message().await;
+    assert_eq!(event.id, sent["id"].to_string());
+}
