@@ -39,6 +39,44 @@ pub struct Config {
     /// Largest request body accepted, in bytes (0: no limit).
     #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Longest message, in characters (0: no limit but the body size).
+    #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+
+    /// Messages per second each user may send, sustained (0: no limit).
+    #[arg(long, env = "CHAT_MESSAGE_RATE", default_value_t = 5)]
+    pub message_rate: u32,
+
+    /// Messages a user may send at once before `--message-rate` applies.
+    #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// Sign-in attempts per minute for each username and for each client address (0: no limit).
+    #[arg(long, env = "CHAT_SIGNIN_RATE", default_value_t = 20)]
+    pub signin_rate: u32,
+
+    /// Open event streams in all (0: no limit). Beyond it, `503` with `Retry-After`.
+    #[arg(long, env = "CHAT_MAX_STREAMS", default_value_t = 20_000)]
+    pub max_streams: usize,
+
+    /// Open event streams per user, over all their tabs (0: no limit). Beyond it, `429`.
+    #[arg(long, env = "CHAT_MAX_STREAMS_PER_USER", default_value_t = 64)]
+    pub max_streams_per_user: usize,
+
+    /// Seconds a client has to send a whole request, and that an idle keep-alive connection
+    /// stays open (0: no limit).
+    #[arg(long, env = "CHAT_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Seconds a connection may make no progress writing before it is closed: a client that
+    /// stopped reading, or vanished (0: no limit).
+    #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 15)]
+    pub write_timeout: u64,
+
+    /// Seconds a session lasts unused before it expires (default: 30 days).
+    #[arg(long, env = "CHAT_SESSION_IDLE", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle: u64,
 }
 
 /// SQLite's `synchronous` pragma, as the flag `--sync` spells it.
@@ -55,6 +93,19 @@ impl Config {
 
     pub fn presence_grace(&self) -> Duration {
         Duration::from_secs(self.presence_grace)
+    }
+
+    /// `None` for a timeout the flag turned off with `0`.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        (self.request_timeout > 0).then(|| Duration::from_secs(self.request_timeout))
+    }
+
+    pub fn write_timeout(&self) -> Option<Duration> {
+        (self.write_timeout > 0).then(|| Duration::from_secs(self.write_timeout))
+    }
+
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle)
     }
 
     /// Defaults for a server on `db` listening wherever the caller bound.

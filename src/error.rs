@@ -2,6 +2,8 @@
 //! Every error body is JSON `{"error": "..."}`; a 5xx body says only that it failed, while the
 //! log keeps the detail.
 
+use std::time::Duration;
+
 use poem::error::ResponseError;
 use poem::http::StatusCode;
 use poem::{Body, IntoResponse, Response};
@@ -36,6 +38,12 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A client used up an allowance (`--message-rate`, `--signin-rate`, streams per user).
+    #[error("too many {what}; try again in {} s", retry_after_secs(*retry_after))]
+    TooManyRequests { what: &'static str, retry_after: Duration },
+    /// The server has as many open streams as `--max-streams` allows.
+    #[error("the server is at its limit of open event streams; try again in {} s", retry_after_secs(*retry_after))]
+    ServerFull { retry_after: Duration },
     /// The database cannot take the write now (disk full, locked, shutting down).
     #[error("the server cannot store this right now: {0}")]
     Unavailable(WriteError),
@@ -65,7 +73,8 @@ impl ResponseError for AppError {
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) | Self::ServerFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Db(_) | Self::Render(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,11 +90,23 @@ impl ResponseError for AppError {
             _ => self.to_string(),
         };
         let response = json_error(status, &message);
-        match self {
-            Self::Unavailable(_) => response.with_header("Retry-After", "1").into_response(),
-            _ => response,
+        let retry_after = match self {
+            Self::Unavailable(_) => Some(Duration::from_secs(1)),
+            Self::TooManyRequests { retry_after, .. } | Self::ServerFull { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        match retry_after {
+            Some(wait) => response
+                .with_header("Retry-After", retry_after_secs(wait))
+                .into_response(),
+            None => response,
         }
     }
+}
+
+/// `Retry-After` counts whole seconds: round up, and never say 0.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// `{"error": message}` with `status`.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod render;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::config::Config;
 use crate::error::AppError;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::model::Password;
 use crate::store::Store;
@@ -45,6 +47,9 @@ pub struct AppState {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub keepalive: Duration,
+    pub limits: Arc<Limits>,
+    pub max_message_chars: usize,
+    pub session_idle: Duration,
     max_body_bytes: usize,
     /// argon2 takes 19 MiB and tens of milliseconds a hash: a few at a time, off the async
     /// threads, so a burst of sign-ins cannot starve everything else or exhaust memory.
@@ -106,12 +111,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let checkpoint_stop = CancellationToken::new();
     let checkpointer = tokio::spawn(store::run_checkpointer(opened.checkpointer, checkpoint_stop.clone()));
 
+    let limits = Arc::new(Limits::new(&config));
+    tokio::spawn(limits::run_janitor(Arc::clone(&limits), hub.shutdown_token().clone()));
+
     let state = AppState {
         store: store.clone(),
         hub: hub.clone(),
         writer,
         metrics,
         keepalive: config.keepalive(),
+        limits,
+        max_message_chars: config.max_message_chars,
+        session_idle: config.session_idle(),
         max_body_bytes: config.max_body_bytes,
         hashing: Arc::new(Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),

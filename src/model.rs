@@ -1,6 +1,7 @@
 //! The chat's vocabulary: names and texts parsed once at the edge and trusted after, and the
 //! event, the one thing the log stores.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -11,15 +12,14 @@ pub type EventId = i64;
 pub type UserId = i64;
 pub type RoomId = i64;
 
-/// Longest message, in characters after trimming.
-pub const MAX_CONTENT_CHARS: usize = 4_000;
+/// A password's length, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 1_024;
 
 /// Why a name or text was refused; the message is shown to the client as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Invalid(pub &'static str);
+pub struct Invalid(pub Cow<'static, str>);
 
 /// 1 to 32 ASCII letters, digits, `_`, `-` or `.`. Unique without regard to case; kept as typed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,7 +29,7 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         if raw.is_empty() || raw.len() > 32 || !raw.chars().all(ok_char) {
-            return Err(Invalid("a username is 1 to 32 letters, digits, `_`, `-` or `.`"));
+            return Err(Invalid("a username is 1 to 32 letters, digits, `_`, `-` or `.`".into()));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -54,7 +54,7 @@ impl RoomName {
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !head_ok || !tail_ok || bytes.len() > 32 {
             return Err(Invalid(
-                "a room name is 1 to 32 lowercase letters, digits or `-`, starting with a letter or digit",
+                "a room name is 1 to 32 lowercase letters, digits or `-`, starting with a letter or digit".into(),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -73,7 +73,7 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, Invalid> {
         let chars = raw.chars().count();
         if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
-            return Err(Invalid("a password is 8 to 1,024 characters"));
+            return Err(Invalid("a password is 8 to 1,024 characters".into()));
         }
         Ok(Self(raw))
     }
@@ -89,20 +89,21 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A message's text: 1 to 4,000 characters once surrounding white space is ignored, but stored
-/// exactly as sent, white space and all.
+/// A message's text: 1 to `max_chars` (by default 4,000) characters once surrounding white space
+/// is ignored, but stored exactly as sent, white space and all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content(String);
 
 impl Content {
-    pub fn parse(raw: String) -> Result<Self, Invalid> {
+    /// `max_chars` 0: no limit but the body size.
+    pub fn parse(raw: String, max_chars: usize) -> Result<Self, Invalid> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
-            return Err(Invalid("a message cannot be empty"));
+            return Err(Invalid("a message cannot be empty".into()));
         }
         // Counting stops early: a huge body costs no more than the limit.
-        if trimmed.chars().nth(MAX_CONTENT_CHARS).is_some() {
-            return Err(Invalid("a message is at most 4,000 characters"));
+        if max_chars > 0 && trimmed.chars().nth(max_chars).is_some() {
+            return Err(Invalid(format!("a message is at most {max_chars} characters").into()));
         }
         Ok(Self(raw))
     }
@@ -139,7 +140,7 @@ impl FromStr for Status {
             "online" => Ok(Self::Online),
             "away" => Ok(Self::Away),
             "offline" => Ok(Self::Offline),
-            _ => Err(Invalid("a status is `online`, `away` or `offline`")),
+            _ => Err(Invalid("a status is `online`, `away` or `offline`".into())),
         }
     }
 }
@@ -249,11 +250,12 @@ mod tests {
 
     #[test]
     fn content_is_measured_trimmed_but_kept_whole() {
-        assert!(Content::parse("   ".into()).is_err());
-        assert!(Content::parse("\r\n\t".into()).is_err());
-        let padded = format!("  {}  ", "é".repeat(MAX_CONTENT_CHARS));
-        assert_eq!(Content::parse(padded.clone()).unwrap().into_string(), padded);
-        assert!(Content::parse("é".repeat(MAX_CONTENT_CHARS + 1)).is_err());
+        assert!(Content::parse("   ".into(), 4000).is_err());
+        assert!(Content::parse("\r\n\t".into(), 4000).is_err());
+        let padded = format!("  {}  ", "é".repeat(4000));
+        assert_eq!(Content::parse(padded.clone(), 4000).unwrap().into_string(), padded);
+        assert!(Content::parse("é".repeat(4001), 4000).is_err());
+        assert!(Content::parse("é".repeat(4001), 0).is_ok());
     }
 
     #[test]

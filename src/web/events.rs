@@ -53,6 +53,7 @@ pub async fn room_events(
     let format = Format::parse(query.format.as_deref())
         .ok_or_else(|| AppError::BadRequest("`format` is `json` or `html`".into()))?;
     let room = find_room(state, &room).await?;
+    let permit = state.limits.open_stream(user.id)?;
     let cursor = Cursor::from_request(req.header("Last-Event-ID"), query.after.as_deref());
 
     // Subscribe before anything is read from the database.
@@ -91,6 +92,7 @@ pub async fn room_events(
     let guards = (
         state.writer.stream_opened(user.id, user.username),
         StreamGauge::new(&state.metrics),
+        permit,
     );
     let events = room_stream(state.clone(), room.id, format, feeds, start, first.freeze(), guards);
     let body = KeepAlive::new(Box::pin(events), state.keepalive)

@@ -40,7 +40,8 @@ pub async fn store_message(
     user: CurrentUser,
     content: String,
 ) -> Result<Event, AppError> {
-    let content = Content::parse(content)?;
+    state.limits.message(user.id)?;
+    let content = Content::parse(content, state.max_message_chars)?;
     let room = find_room(state, room).await?;
     let event = state
         .writer

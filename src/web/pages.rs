@@ -4,7 +4,7 @@
 
 use askama::Template;
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Form, Html, Path, Query};
+use poem::web::{Data, Form, Html, Path, Query, RemoteAddr};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
@@ -12,7 +12,7 @@ use super::assets::{self, AssetUrls};
 use super::find_room;
 use super::messages::store_message;
 use super::rooms::make_room;
-use super::sessions::{authenticate, revoke};
+use super::sessions::{authenticate, client_ip, revoke};
 use super::status::store_status;
 use crate::AppState;
 use crate::auth::{self, CurrentUser};
@@ -104,8 +104,12 @@ pub struct SignInForm {
 
 /// The sign-in form's `POST /`: a cookie and the chat, or the form again with the reason.
 #[handler]
-pub async fn sign_in_form(Data(state): Data<&AppState>, Form(form): Form<SignInForm>) -> Result<Response, AppError> {
-    match authenticate(state, &form.username, form.password).await {
+pub async fn sign_in_form(
+    Data(state): Data<&AppState>,
+    remote: &RemoteAddr,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, AppError> {
+    match authenticate(state, client_ip(remote), &form.username, form.password).await {
         Ok(session) => Ok(see_other("/rooms/general")
             .with_header(header::SET_COOKIE, auth::session_cookie(&session.token))
             .into_response()),

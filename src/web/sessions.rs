@@ -2,7 +2,9 @@
 //! `DELETE /api/sessions` signs out.
 
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Json};
+use std::net::IpAddr;
+
+use poem::web::{Data, Json, RemoteAddr};
 use poem::{FromRequest, IntoResponse, Request, Response, handler};
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +30,12 @@ struct Session<'a> {
 /// `201` and a new account when the name is free, `200` when the password matches the
 /// existing account, `401` when it does not. Either way: a fresh token, and a cookie.
 #[handler]
-pub async fn sign_in(Data(state): Data<&AppState>, JsonBody(body): JsonBody<SignIn>) -> Result<Response, AppError> {
-    let session = authenticate(state, &body.username, body.password).await?;
+pub async fn sign_in(
+    Data(state): Data<&AppState>,
+    remote: &RemoteAddr,
+    JsonBody(body): JsonBody<SignIn>,
+) -> Result<Response, AppError> {
+    let session = authenticate(state, client_ip(remote), &body.username, body.password).await?;
     Ok(signed_in(session.status, &session.username, &session.token))
 }
 
@@ -42,9 +48,21 @@ pub struct NewSession {
     pub token: String,
 }
 
-/// Signs in as `username`, creating the account if the name is free.
-pub async fn authenticate(state: &AppState, username: &str, password: String) -> Result<NewSession, AppError> {
+/// The client's IP address, for the per-address sign-in allowance.
+pub fn client_ip(remote: &RemoteAddr) -> Option<IpAddr> {
+    remote.as_socket_addr().map(|addr| addr.ip())
+}
+
+/// Signs in as `username`, creating the account if the name is free. Each attempt counts
+/// against the allowance of the name and of the client's `address`.
+pub async fn authenticate(
+    state: &AppState,
+    address: Option<IpAddr>,
+    username: &str,
+    password: String,
+) -> Result<NewSession, AppError> {
     let username = Username::parse(username)?;
+    state.limits.sign_in(username.as_str(), address)?;
     let password = Password::parse(password)?;
     let (token, token_hash) = auth::new_token()?;
 

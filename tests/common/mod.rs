@@ -66,6 +66,9 @@ impl Server {
             // Through the environment, so that a test's own flags override them.
             .env("CHAT_BIND", "127.0.0.1:0")
             .env("CHAT_PRESENCE_GRACE", "1")
+            // Tests sign in and post far faster than people; the limits have their own tests.
+            .env("CHAT_MESSAGE_RATE", "0")
+            .env("CHAT_SIGNIN_RATE", "0")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
