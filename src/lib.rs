@@ -9,6 +9,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod render;
 pub mod sse;
 pub mod store;
@@ -22,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::Server;
-use poem::listener::TcpAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,7 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::model::Password;
+use crate::net::{GuardedAcceptor, Timeouts};
 use crate::store::Store;
 use crate::writer::Writer;
 
@@ -138,7 +139,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
             hub.close(); // ends every open event stream
         }
     };
-    let served = Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+    let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive());
+    let served = Server::new_with_acceptor(GuardedAcceptor::new(listener, timeouts)?)
         .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_BACKSTOP))
         .await;
     hub.close();

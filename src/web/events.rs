@@ -32,6 +32,9 @@ use crate::sse::{self, Cursor};
 
 /// Events read from the database per query while catching up.
 const REPLAY_PAGE: u32 = 500;
+/// Replayed frames are handed to the connection in pieces of about this size, so a stream that
+/// is behind holds little more than this in memory beyond what the socket buffers.
+const REPLAY_CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
@@ -174,12 +177,17 @@ fn room_stream<G: Send + 'static>(
                         tracing::error!(%error, id = event.id, "cannot render event; ending stream");
                         return;
                     }
+                    if out.len() >= REPLAY_CHUNK_BYTES {
+                        yield out.split().freeze();
+                    }
                 }
                 cursor = last.id;
                 let count = page.len() as u64;
                 state.metrics.replayed_events.inc_by(count);
                 state.metrics.frames_sent.inc_by(count);
-                yield out.freeze();
+                if !out.is_empty() {
+                    yield out.freeze();
+                }
                 if page.len() < REPLAY_PAGE as usize {
                     break;
                 }

@@ -1,0 +1,262 @@
+//! Connections that cannot pin the server: every accepted socket gets a request read timeout
+//! and a write-stall timeout, enforced where the bytes move.
+//!
+//! - **Reading**: a client has `request_timeout` from connecting, or from the last byte the
+//!   server wrote, to send a request. A half-open connection, or one trickling a header a byte
+//!   at a time, is closed. An event stream writes at least every keep-alive interval, so an open
+//!   stream never trips it.
+//! - **Writing**: a write that makes no progress for `write_timeout` (the client stopped
+//!   reading, or vanished) fails the connection, which ends its stream; a browser then
+//!   reconnects with `Last-Event-ID`. `TCP_USER_TIMEOUT` makes the kernel give up on a peer
+//!   that stopped acknowledging in the same time, so a vanished client is noticed at the first
+//!   keep-alive it does not acknowledge.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use poem::http::uri::Scheme;
+use poem::listener::Acceptor;
+use poem::web::{LocalAddr, RemoteAddr};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+/// A write after at least this much quiet first checks whether the client has closed (a
+/// keep-alive on an idle stream, typically): so a closed tab is noticed at the next keep-alive.
+const CLOSE_CHECK_AFTER: Duration = Duration::from_millis(500);
+
+/// How long to wait before accepting again after `accept` failed (out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The timeouts every connection gets; `None` turns one off.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From connecting to a complete request.
+    pub request: Option<Duration>,
+    /// Between requests on a kept-alive connection, counted from the last write: at least the
+    /// request timeout, and long enough for an idle stream's keep-alives.
+    pub idle: Option<Duration>,
+    pub write: Option<Duration>,
+}
+
+impl Timeouts {
+    pub fn new(request: Option<Duration>, write: Option<Duration>, keepalive: Duration) -> Self {
+        Self {
+            request,
+            idle: request.map(|request| request.max(2 * keepalive)),
+            write,
+        }
+    }
+}
+
+/// A TCP acceptor whose connections are `Guarded`.
+pub struct GuardedAcceptor {
+    listener: TcpListener,
+    local_addr: LocalAddr,
+    timeouts: Timeouts,
+}
+
+impl GuardedAcceptor {
+    pub fn new(listener: TcpListener, timeouts: Timeouts) -> io::Result<Self> {
+        let local_addr = LocalAddr(listener.local_addr()?.into());
+        Ok(Self {
+            listener,
+            local_addr,
+            timeouts,
+        })
+    }
+}
+
+impl Acceptor for GuardedAcceptor {
+    type Io = Guarded;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        vec![self.local_addr.clone()]
+    }
+
+    async fn accept(&mut self) -> io::Result<(Guarded, LocalAddr, RemoteAddr, Scheme)> {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => {
+                    configure(&stream, self.timeouts);
+                    let io = Guarded::new(stream, self.timeouts);
+                    return Ok((io, self.local_addr.clone(), RemoteAddr(addr.into()), Scheme::HTTP));
+                }
+                // Out of file descriptors, or a connection reset before it was accepted: the
+                // listener is fine; wait a moment instead of spinning.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+fn configure(stream: &TcpStream, timeouts: Timeouts) {
+    // Frames are written whole; send each at once.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Some(write) = timeouts.write {
+        let socket = socket2::SockRef::from(stream);
+        if let Err(error) = socket.set_tcp_user_timeout(Some(write)) {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+        }
+    }
+}
+
+/// A TCP stream with the read and write timeouts described at the top of this module.
+pub struct Guarded {
+    inner: TcpStream,
+    timeouts: Timeouts,
+    /// When the connection was made, or the server last wrote: the read allowance starts here.
+    last_write: Instant,
+    /// Whether anything was written yet (then the idle allowance applies, not the request's).
+    written: bool,
+    read_timer: Option<Pin<Box<Sleep>>>,
+    /// Armed while a write is waiting for the client to make room.
+    write_timer: Option<Pin<Box<Sleep>>>,
+    write_waiting: bool,
+}
+
+impl Guarded {
+    fn new(inner: TcpStream, timeouts: Timeouts) -> Self {
+        Self {
+            inner,
+            timeouts,
+            last_write: Instant::now(),
+            written: false,
+            read_timer: None,
+            write_timer: None,
+            write_waiting: false,
+        }
+    }
+
+    /// Called when a read is pending: fails once the read allowance is spent.
+    fn poll_read_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let allowance = if self.written {
+            self.timeouts.idle
+        } else {
+            self.timeouts.request
+        };
+        let Some(allowance) = allowance else {
+            return Poll::Pending;
+        };
+        let deadline = self.last_write + allowance;
+        let timer = self
+            .read_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // Writes move the deadline without touching the timer; catch up when it fires.
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client sent no complete request in time",
+        ))
+    }
+
+    /// Whether the client has closed its end. An HTTP/1 server does not read while it streams a
+    /// response, so without this a closed connection shows only when a write fails, one or two
+    /// keep-alives later. Checked only after a quiet spell, so busy streams pay nothing.
+    fn client_closed(&self) -> bool {
+        if self.last_write.elapsed() < CLOSE_CHECK_AFTER {
+            return false;
+        }
+        let mut byte = [MaybeUninit::uninit()];
+        match socket2::SockRef::from(&self.inner).peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => error.kind() != io::ErrorKind::WouldBlock && error.kind() != io::ErrorKind::Interrupted,
+        }
+    }
+
+    /// Wraps a write-side poll: a write that stays pending past the write timeout fails.
+    fn guard_write<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.write_waiting = false;
+                self.written = true;
+                self.last_write = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let Some(limit) = self.timeouts.write else {
+                    return Poll::Pending;
+                };
+                let deadline = Instant::now() + limit;
+                if !self.write_waiting {
+                    self.write_waiting = true;
+                    match &mut self.write_timer {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let Some(timer) = &mut self.write_timer else {
+                    return Poll::Pending;
+                };
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading: no write progress in time",
+                )))
+            }
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => this.poll_read_deadline(cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.client_closed() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.guard_write(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.client_closed() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.guard_write(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.guard_write(cx, result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.guard_write(cx, result)
+    }
+}
