@@ -112,14 +112,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let checkpoint_stop = CancellationToken::new();
     let checkpointer = tokio::spawn(store::run_checkpointer(opened.checkpointer, checkpoint_stop.clone()));
 
-    let limits = Arc::new(Limits::new(&config));
+    let limits = Arc::new(Limits::new(&config, metrics.refused_by_limits.clone()));
     tokio::spawn(limits::run_janitor(Arc::clone(&limits), hub.shutdown_token().clone()));
 
     let state = AppState {
         store: store.clone(),
         hub: hub.clone(),
         writer,
-        metrics,
+        metrics: Arc::clone(&metrics),
         keepalive: config.keepalive(),
         limits,
         max_message_chars: config.max_message_chars,
@@ -140,7 +140,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         }
     };
     let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive());
-    let served = Server::new_with_acceptor(GuardedAcceptor::new(listener, timeouts)?)
+    let served = Server::new_with_acceptor(GuardedAcceptor::new(listener, timeouts, Arc::clone(&metrics))?)
         .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_BACKSTOP))
         .await;
     hub.close();

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -54,6 +55,7 @@ pub struct Limits {
     streams: Arc<Mutex<StreamCounts>>,
     max_streams: usize,
     max_streams_per_user: usize,
+    refused: Counter,
 }
 
 #[derive(Default)]
@@ -85,7 +87,8 @@ impl Drop for StreamPermit {
 const STREAMS_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Limits {
-    pub fn new(config: &Config) -> Self {
+    /// `refused` counts every request turned away.
+    pub fn new(config: &Config, refused: Counter) -> Self {
         let messages = NonZeroU32::new(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(NonZeroU32::new(config.message_burst).unwrap_or(rate)));
         let signins = NonZeroU32::new(config.signin_rate).map(Quota::per_minute);
@@ -96,22 +99,29 @@ impl Limits {
             streams: Arc::default(),
             max_streams: config.max_streams,
             max_streams_per_user: config.max_streams_per_user,
+            refused,
         }
     }
 
     /// One message from `user`, or `429` with how long to wait.
     pub fn message(&self, user: UserId) -> Result<(), AppError> {
-        self.messages.check(&user).map_err(|wait| AppError::TooManyRequests {
-            what: "messages",
-            retry_after: wait,
+        self.messages.check(&user).map_err(|wait| {
+            self.refused.inc();
+            AppError::TooManyRequests {
+                what: "messages",
+                retry_after: wait,
+            }
         })
     }
 
     /// One sign-in attempt for `username` from `address`: each has its own allowance.
     pub fn sign_in(&self, username: &str, address: Option<IpAddr>) -> Result<(), AppError> {
-        let refuse = |wait| AppError::TooManyRequests {
-            what: "sign-in attempts",
-            retry_after: wait,
+        let refuse = |wait| {
+            self.refused.inc();
+            AppError::TooManyRequests {
+                what: "sign-in attempts",
+                retry_after: wait,
+            }
         };
         if let Some(address) = address {
             self.signins_by_address.check(&address).map_err(refuse)?;
@@ -127,12 +137,14 @@ impl Limits {
     pub fn open_stream(&self, user: UserId) -> Result<StreamPermit, AppError> {
         let mut counts = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         if self.max_streams > 0 && counts.total >= self.max_streams {
+            self.refused.inc();
             return Err(AppError::ServerFull {
                 retry_after: STREAMS_RETRY_AFTER,
             });
         }
         let mine = counts.per_user.entry(user).or_default();
         if self.max_streams_per_user > 0 && *mine >= self.max_streams_per_user {
+            self.refused.inc();
             return Err(AppError::TooManyRequests {
                 what: "open event streams",
                 retry_after: STREAMS_RETRY_AFTER,
@@ -173,7 +185,7 @@ mod tests {
 
     fn limits(args: &[&str]) -> Limits {
         let config = Config::parse_from(std::iter::once("chat-server").chain(args.iter().copied()));
-        Limits::new(&config)
+        Limits::new(&config, Counter::default())
     }
 
     #[test]

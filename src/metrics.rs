@@ -16,6 +16,8 @@ pub struct Metrics {
     pub replayed_events: Counter,
     pub stream_resets: Counter,
     pub write_batch_size: Histogram,
+    pub connections_timed_out: Counter,
+    pub refused_by_limits: Counter,
 }
 
 impl Metrics {
@@ -27,6 +29,8 @@ impl Metrics {
         let replayed_events = Counter::default();
         let stream_resets = Counter::default();
         let write_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let connections_timed_out = Counter::default();
+        let refused_by_limits = Counter::default();
         let mut registry = Registry::with_prefix("chat");
         registry.register("open_streams", "Event streams open now", open_streams.clone());
         registry.register("events_written", "Events committed to the log", events_written.clone());
@@ -55,6 +59,16 @@ impl Metrics {
             "Requests committed per transaction",
             write_batch_size.clone(),
         );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed because a request did not arrive in time or writes stalled",
+            connections_timed_out.clone(),
+        );
+        registry.register(
+            "refused_by_limits",
+            "Requests refused by a rate or stream limit (429, or 503 for --max-streams)",
+            refused_by_limits.clone(),
+        );
         Self {
             registry,
             open_streams,
@@ -64,6 +78,8 @@ impl Metrics {
             replayed_events,
             stream_resets,
             write_batch_size,
+            connections_timed_out,
+            refused_by_limits,
         }
     }
 

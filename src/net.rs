@@ -14,6 +14,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+
+use crate::metrics::Metrics;
 
 /// A write after at least this much quiet first checks whether the client has closed (a
 /// keep-alive on an idle stream, typically): so a closed tab is noticed at the next keep-alive.
@@ -57,15 +60,17 @@ pub struct GuardedAcceptor {
     listener: TcpListener,
     local_addr: LocalAddr,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
 }
 
 impl GuardedAcceptor {
-    pub fn new(listener: TcpListener, timeouts: Timeouts) -> io::Result<Self> {
+    pub fn new(listener: TcpListener, timeouts: Timeouts, metrics: Arc<Metrics>) -> io::Result<Self> {
         let local_addr = LocalAddr(listener.local_addr()?.into());
         Ok(Self {
             listener,
             local_addr,
             timeouts,
+            metrics,
         })
     }
 }
@@ -82,7 +87,7 @@ impl Acceptor for GuardedAcceptor {
             match self.listener.accept().await {
                 Ok((stream, addr)) => {
                     configure(&stream, self.timeouts);
-                    let io = Guarded::new(stream, self.timeouts);
+                    let io = Guarded::new(stream, self.timeouts, Arc::clone(&self.metrics));
                     return Ok((io, self.local_addr.clone(), RemoteAddr(addr.into()), Scheme::HTTP));
                 }
                 // Out of file descriptors, or a connection reset before it was accepted: the
@@ -114,6 +119,7 @@ fn configure(stream: &TcpStream, timeouts: Timeouts) {
 pub struct Guarded {
     inner: TcpStream,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
     /// When the connection was made, or the server last wrote: the read allowance starts here.
     last_write: Instant,
     /// Whether anything was written yet (then the idle allowance applies, not the request's).
@@ -125,10 +131,11 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn new(inner: TcpStream, timeouts: Timeouts) -> Self {
+    fn new(inner: TcpStream, timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
         Self {
             inner,
             timeouts,
+            metrics,
             last_write: Instant::now(),
             written: false,
             read_timer: None,
@@ -156,36 +163,57 @@ impl Guarded {
             timer.as_mut().reset(deadline);
         }
         ready!(timer.as_mut().poll(cx));
+        self.metrics.connections_timed_out.inc();
         Poll::Ready(io::Error::new(
             io::ErrorKind::TimedOut,
             "the client sent no complete request in time",
         ))
     }
 
-    /// Whether the client has closed its end. An HTTP/1 server does not read while it streams a
-    /// response, so without this a closed connection shows only when a write fails, one or two
+    /// Whether the client has closed its end, or the kernel has given up on it: the error to
+    /// fail the next write with. An HTTP/1 server does not read while it streams a response,
+    /// so without this a closed connection shows only when a write fails, one or two
     /// keep-alives later. Checked only after a quiet spell, so busy streams pay nothing.
-    fn client_closed(&self) -> bool {
+    fn peer_gone(&self) -> Option<io::Error> {
         if self.last_write.elapsed() < CLOSE_CHECK_AFTER {
-            return false;
+            return None;
         }
         let mut byte = [MaybeUninit::uninit()];
         match socket2::SockRef::from(&self.inner).peek(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(error) => error.kind() != io::ErrorKind::WouldBlock && error.kind() != io::ErrorKind::Interrupted,
+            Ok(0) => Some(io::ErrorKind::BrokenPipe.into()),
+            Ok(_) => None,
+            Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => None,
+            Err(error) => Some(self.failed(error)),
         }
     }
 
+    /// Counts a connection the kernel gave up on (TCP_USER_TIMEOUT: the peer stopped
+    /// acknowledging) among the timed-out ones.
+    fn failed(&self, error: io::Error) -> io::Error {
+        if error.kind() == io::ErrorKind::TimedOut {
+            self.metrics.connections_timed_out.inc();
+        }
+        error
+    }
+
     /// Wraps a write-side poll: a write that stays pending past the write timeout fails.
-    fn guard_write<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// `wrote` says whether a ready result moved bytes (a flush moves none by itself).
+    fn guard_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
         match result {
-            Poll::Ready(result) => {
+            Poll::Ready(Ok(value)) => {
                 self.write_waiting = false;
-                self.written = true;
-                self.last_write = Instant::now();
-                Poll::Ready(result)
+                if wrote(&value) {
+                    self.written = true;
+                    self.last_write = Instant::now();
+                }
+                Poll::Ready(Ok(value))
             }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(self.failed(error))),
             Poll::Pending => {
                 let Some(limit) = self.timeouts.write else {
                     return Poll::Pending;
@@ -202,6 +230,7 @@ impl Guarded {
                     return Poll::Pending;
                 };
                 ready!(timer.as_mut().poll(cx));
+                self.metrics.connections_timed_out.inc();
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client stopped reading: no write progress in time",
@@ -215,7 +244,7 @@ impl AsyncRead for Guarded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Ready(result) => Poll::Ready(result.map_err(|error| this.failed(error))),
             Poll::Pending => this.poll_read_deadline(cx).map(Err),
         }
     }
@@ -224,11 +253,11 @@ impl AsyncRead for Guarded {
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.client_closed() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        if let Some(error) = this.peer_gone() {
+            return Poll::Ready(Err(error));
         }
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.guard_write(cx, result)
+        this.guard_write(cx, result, |&n| n > 0)
     }
 
     fn poll_write_vectored(
@@ -237,11 +266,11 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.client_closed() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        if let Some(error) = this.peer_gone() {
+            return Poll::Ready(Err(error));
         }
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.guard_write(cx, result)
+        this.guard_write(cx, result, |&n| n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -251,12 +280,12 @@ impl AsyncWrite for Guarded {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.guard_write(cx, result)
+        this.guard_write(cx, result, |()| false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let result = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.guard_write(cx, result)
+        this.guard_write(cx, result, |()| false)
     }
 }
