@@ -94,6 +94,11 @@ impl Server {
         self.child.id().expect("running") as i32
     }
 
+    /// Whether the process is still running: it has neither exited nor crashed.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL: no clean-up at all, as in a crash or power cut.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill");
