@@ -59,9 +59,15 @@ pub fn cleared_cookie() -> String {
 }
 
 /// The token a request carries: `Authorization: Bearer …` first, else the session cookie.
+/// Two `Authorization` headers, or one that is not text, carry none: credentials that
+/// disagree are refused, never picked from.
 pub fn request_token(req: &Request) -> Option<&str> {
-    if let Some(value) = req.header(header::AUTHORIZATION) {
-        return value.strip_prefix("Bearer ").map(str::trim);
+    let mut authorization = req.headers().get_all(header::AUTHORIZATION).iter();
+    if let Some(value) = authorization.next() {
+        if authorization.next().is_some() {
+            return None;
+        }
+        return value.to_str().ok()?.strip_prefix("Bearer ").map(str::trim);
     }
     req.headers()
         .get_all(header::COOKIE)

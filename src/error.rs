@@ -34,8 +34,9 @@ pub enum AppError {
     RoomTaken(String),
     #[error("this endpoint sends text/event-stream, which the Accept header excludes")]
     NotAcceptable,
-    #[error("send the body as JSON with Content-Type: application/json")]
-    UnsupportedMediaType,
+    /// The body is not of the one type the route reads (`application/json`, or a form).
+    #[error("send the body with Content-Type: {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// A client used up an allowance (`--message-rate`, `--signin-rate`, streams per user).
@@ -71,7 +72,7 @@ impl ResponseError for AppError {
             Self::NoSuchRoom(_) => StatusCode::NOT_FOUND,
             Self::RoomTaken(_) => StatusCode::CONFLICT,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::ServerFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -95,11 +96,14 @@ impl ResponseError for AppError {
             Self::TooManyRequests { retry_after, .. } | Self::ServerFull { retry_after } => Some(*retry_after),
             _ => None,
         };
-        match retry_after {
-            Some(wait) => response
+        match (self, retry_after) {
+            (_, Some(wait)) => response
                 .with_header("Retry-After", retry_after_secs(wait))
                 .into_response(),
-            None => response,
+            // The rest of the body is not read: the connection cannot carry another request,
+            // and a client must not try.
+            (Self::PayloadTooLarge(_), None) => response.with_header("Connection", "close").into_response(),
+            _ => response,
         }
     }
 }

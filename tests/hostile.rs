@@ -7,8 +7,7 @@
 //! per message, its own id, the exact text, no forged field or event) and on the room page and
 //! its "load older" pages (escaped, never raw markup). Then the process must still be running.
 //!
-//! A case marked `// FAILS TODAY:` states what the server should do and does not do yet; the
-//! runner reports every failing case of a table at once, so one of them hides no other.
+//! The runner reports every failing case of a table at once, so one of them hides no other.
 //! `HOSTILE_TRACE=1` prints every case's answer and how long it took.
 
 mod common;
@@ -1091,7 +1090,7 @@ fn body_cases() -> Vec<Case> {
     );
     cases.extend([
         post_msg("10,000 open arrays as the content", deep).error(422),
-        // FAILS TODAY: serde reads a struct from a sequence too, so `["hi"]` posts "hi".
+        // serde would read a struct from an array too; only an object is a message.
         post_msg("a one-element array for the object", r#"["hi"]"#).error(422),
         // Unknown keys are ignored, whatever they hold: the message is stored as sent.
         post_msg("an unknown key", r#"{"content":"unknown key","extra":1}"#).stored("unknown key"),
@@ -1134,7 +1133,7 @@ fn body_cases() -> Vec<Case> {
         put("status: unknown", "/api/status")
             .json(r#"{"status":"invisible"}"#)
             .error(422),
-        // FAILS TODAY: an array is read as the struct, and the status is set.
+        // Not an object: refused, the status stays.
         put("status: an array for the object", "/api/status")
             .json(r#"["away"]"#)
             .error(422),
@@ -1144,7 +1143,7 @@ fn body_cases() -> Vec<Case> {
         post("room: a duplicate key", "/api/rooms")
             .json(r#"{"name":"one","name":"two"}"#)
             .error(422),
-        // FAILS TODAY: an array is read as the struct, and the room is made.
+        // Not an object: refused, no room is made.
         post("room: an array for the object", "/api/rooms")
             .json(r#"["from-an-array"]"#)
             .error(422),
@@ -1176,7 +1175,7 @@ fn body_cases() -> Vec<Case> {
             .json(r#"{"username":"ada","username":"bob","password":"correct horse battery"}"#)
             .auth(Auth::None)
             .error(422),
-        // FAILS TODAY: an array is read as the struct, and ada is signed in.
+        // Not an object: refused, nobody is signed in.
         post("sign-in: an array for the object", "/api/sessions")
             .json(r#"["ada","correct horse battery"]"#)
             .auth(Auth::None)
@@ -1267,9 +1266,9 @@ fn size_cases() -> Vec<Case> {
             .json(huge_password)
             .auth(Auth::None)
             .error(413),
-        // FAILS TODAY: the server answers before reading the body and then closes the
-        // connection, but does not say so: a client (reqwest's pool, a browser) sends its next
-        // request on that connection and gets it broken off (`IncompleteMessage`).
+        // Answered before the body is read, the connection cannot carry another request: the
+        // answer must say so, or a client (reqwest's pool, a browser) sends its next request
+        // on it and gets it broken off (`IncompleteMessage`).
         wire(
             "a 413 before the body is read says Connection: close",
             format!(
@@ -1280,7 +1279,7 @@ fn size_cases() -> Vec<Case> {
             ),
         )
         .expect(Expect::ErrorAndClose(413)),
-        // FAILS TODAY: the same when the limit is found while reading a chunked body.
+        // The same when the limit is found while reading a chunked body.
         wire(
             "a 413 while reading says Connection: close",
             format!(
@@ -1291,12 +1290,11 @@ fn size_cases() -> Vec<Case> {
             ),
         )
         .expect(Expect::ErrorAndClose(413)),
-        // FAILS TODAY: form routes read the whole body whatever its size (poem's `Form` has no
-        // limit), so `--max-body-bytes` does not hold there: this is a 422 after reading it.
+        // `--max-body-bytes` holds on the form routes too (poem's own `Form` reads any size).
         post("form: a message form over the limit", FORM_MSG)
             .form(format!("content={}", "z".repeat(BODY_LIMIT)))
             .error(413),
-        // FAILS TODAY: the same on the sign-in form: a 422 page after reading it all.
+        // The same on the sign-in form.
         post("form: a sign-in form over the limit", "/")
             .form(format!("username=ada&password={}", "p".repeat(BODY_LIMIT)))
             .auth(Auth::None)
@@ -1314,30 +1312,30 @@ fn form_cases() -> Vec<Case> {
             .error(400),
         post("form: an empty message", FORM_MSG).form("content=").error(422),
         post("form: no field", FORM_MSG).form("").error(422),
-        // FAILS TODAY: invalid UTF-8 in a form is decoded lossily and stored as U+FFFD, which
-        // is not the text that was sent; it should be refused like invalid UTF-8 in JSON.
+        // Invalid UTF-8 in a form is refused as in JSON: decoding it lossily would store U+FFFD,
+        // which is not the text that was sent.
         post("form: percent-encoded 0xFF", FORM_MSG)
             .form("content=%ff%fe")
             .error(400),
-        // FAILS TODAY: as above.
+        // As above.
         post("form: a raw 0xFF byte", FORM_MSG)
             .form(&b"content=\xff"[..])
             .error(400),
-        // FAILS TODAY: as above.
+        // As above.
         post("form: percent-encoded Latin-1", FORM_MSG)
             .form("content=caf%e9")
             .error(400),
-        // FAILS TODAY: as above.
+        // As above.
         post("form: an overlong NUL", FORM_MSG)
             .form("content=%c0%80")
             .error(400),
         post("form: invalid UTF-8 in a status", "/status")
             .form("status=%ff")
-            .error(422),
+            .error(400),
         post("form: invalid UTF-8 in a username", "/")
             .form("username=%ff&password=correct+horse+battery")
             .auth(Auth::None)
-            .expect(Expect::Page(422, &[])),
+            .error(400),
     ]
 }
 
@@ -1901,8 +1899,8 @@ fn cursor_cases() -> Vec<Case> {
         get("Last-Event-ID: 100 KB of letters", EVENTS)
             .header("last-event-id", "a".repeat(100_000))
             .expect(Expect::Reset),
-        // FAILS TODAY: a value that is not ASCII is taken for no header at all, so the stream
-        // starts from now with no reset, silently skipping what the client missed.
+        // A value that is not ASCII is an unreadable cursor, not a missing one: taking it for no
+        // header would start from now and silently skip what the client missed.
         get("Last-Event-ID: an Arabic-Indic digit", EVENTS)
             .header("last-event-id", "٣")
             .expect(Expect::Reset),
@@ -2083,8 +2081,7 @@ fn credential_cases() -> Vec<Case> {
             )
             .header("authorization", "Bearer {ada}")
             .error(401),
-        // FAILS TODAY: the first of two Authorization headers wins. Credentials that disagree
-        // should be refused, whichever comes first.
+        // Credentials that disagree are refused, whichever comes first.
         get("two Authorization headers, ada's first", "/api/rooms")
             .auth(Auth::None)
             .header("authorization", "Bearer {ada}")

@@ -57,7 +57,13 @@ pub async fn room_events(
         .ok_or_else(|| AppError::BadRequest("`format` is `json` or `html`".into()))?;
     let room = find_room(state, &room).await?;
     let permit = state.limits.open_stream(user.id)?;
-    let cursor = Cursor::from_request(req.header("Last-Event-ID"), query.after.as_deref());
+    // A header that is not visible ASCII is a cursor that cannot be read (`""` parses as
+    // invalid), not a missing one: the client is told to reset instead of silently skipping.
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .map(|value| value.to_str().unwrap_or_default());
+    let cursor = Cursor::from_request(last_event_id, query.after.as_deref());
 
     // Subscribe before anything is read from the database.
     let (live, head) = state.hub.subscribe(room.id);

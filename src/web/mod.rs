@@ -9,6 +9,7 @@ mod rooms;
 mod sessions;
 mod status;
 
+use bytes::Bytes;
 use poem::http::{HeaderValue, header};
 use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, get, post, put};
@@ -66,38 +67,78 @@ async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     Ok(response)
 }
 
-/// A JSON request body, read up to the configured limit. Malformed JSON is a `400`; JSON of
-/// the wrong shape (a missing field, a number for a string, a duplicate key) is a `422`.
+/// Whether the request's `Content-Type` is `mime` (parameters such as `charset` aside).
+fn has_content_type(req: &Request, mime: &str) -> bool {
+    req.header(header::CONTENT_TYPE)
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case(mime))
+}
+
+/// The request body, read up to the configured limit (`413` beyond it, before reading when the
+/// declared length already says so).
+async fn read_body(req: &Request, body: &mut RequestBody) -> Result<Bytes, AppError> {
+    let limit = req.data::<AppState>().map_or(usize::MAX, AppState::body_limit);
+    let declared = req
+        .header(header::CONTENT_LENGTH)
+        .and_then(|len| len.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(AppError::PayloadTooLarge(limit));
+    }
+    body.take()
+        .map_err(|error| AppError::BadRequest(format!("cannot read the body: {error}")))?
+        .into_bytes_limit(limit)
+        .await
+        .map_err(|error| match error {
+            poem::error::ReadBodyError::PayloadTooLarge => AppError::PayloadTooLarge(limit),
+            other => AppError::BadRequest(format!("cannot read the body: {other}")),
+        })
+}
+
+/// A JSON object request body, read up to the configured limit. Malformed JSON is a `400`;
+/// JSON of the wrong shape (not an object, a missing field, a number for a string, a duplicate
+/// key) is a `422`.
 pub struct JsonBody<T>(pub T);
 
 impl<'a, T: DeserializeOwned> FromRequest<'a> for JsonBody<T> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let is_json = req
-            .header(header::CONTENT_TYPE)
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(AppError::UnsupportedMediaType.into());
+        if !has_content_type(req, "application/json") {
+            return Err(AppError::UnsupportedMediaType("application/json").into());
         }
-        let limit = req.data::<AppState>().map_or(usize::MAX, AppState::body_limit);
-        let declared = req
-            .header(header::CONTENT_LENGTH)
-            .and_then(|len| len.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(AppError::PayloadTooLarge(limit).into());
-        }
-        let bytes = body
-            .take()?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|error| match error {
-                poem::error::ReadBodyError::PayloadTooLarge => AppError::PayloadTooLarge(limit),
-                other => AppError::BadRequest(format!("cannot read the body: {other}")),
-            })?;
+        let bytes = read_body(req, body).await?;
         let value = serde_json::from_slice(&bytes).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => AppError::Unprocessable(format!("the body does not fit: {error}")),
             _ => AppError::BadRequest(format!("the body is not valid JSON: {error}")),
         })?;
+        // serde would also read a struct from an array (`["hi"]`): only an object will do.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::Unprocessable("the body must be a JSON object".into()).into());
+        }
+        Ok(Self(value))
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), read up to the configured limit. Text that
+/// is not UTF-8, raw or percent-encoded, is a `400`, as in JSON: it is never replaced.
+pub struct FormBody<T>(pub T);
+
+impl<'a, T: DeserializeOwned> FromRequest<'a> for FormBody<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        if !has_content_type(req, "application/x-www-form-urlencoded") {
+            return Err(AppError::UnsupportedMediaType("application/x-www-form-urlencoded").into());
+        }
+        let bytes = read_body(req, body).await?;
+        let utf8 = |part: &[u8]| {
+            let part = part
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect::<Vec<u8>>();
+            percent_encoding::percent_decode(&part).decode_utf8().is_ok()
+        };
+        if !bytes.split(|&b| b == b'&' || b == b'=').all(utf8) {
+            return Err(AppError::BadRequest("the form is not valid UTF-8".into()).into());
+        }
+        let value = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|error| AppError::BadRequest(format!("the form does not fit: {error}")))?;
         Ok(Self(value))
     }
 }

@@ -4,16 +4,16 @@
 
 use askama::Template;
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Form, Html, Path, Query, RemoteAddr};
+use poem::web::{Data, Html, Path, Query, RemoteAddr};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use super::assets::{self, AssetUrls};
-use super::find_room;
 use super::messages::store_message;
 use super::rooms::make_room;
 use super::sessions::{authenticate, client_ip, revoke};
 use super::status::store_status;
+use super::{FormBody, find_room};
 use crate::AppState;
 use crate::auth::{self, CurrentUser};
 use crate::error::AppError;
@@ -107,7 +107,7 @@ pub struct SignInForm {
 pub async fn sign_in_form(
     Data(state): Data<&AppState>,
     remote: &RemoteAddr,
-    Form(form): Form<SignInForm>,
+    FormBody(form): FormBody<SignInForm>,
 ) -> Result<Response, AppError> {
     match authenticate(state, client_ip(remote), &form.username, form.password).await {
         Ok(session) => Ok(see_other("/rooms/general")
@@ -261,7 +261,7 @@ pub async fn post_message_form(
     Data(state): Data<&AppState>,
     Path(room): Path<String>,
     user: CurrentUser,
-    Form(form): Form<MessageForm>,
+    FormBody(form): FormBody<MessageForm>,
 ) -> Result<StatusCode, AppError> {
     store_message(state, &room, user, form.content).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -278,7 +278,7 @@ pub struct StatusForm {
 pub async fn set_status_form(
     Data(state): Data<&AppState>,
     user: CurrentUser,
-    Form(form): Form<StatusForm>,
+    FormBody(form): FormBody<StatusForm>,
 ) -> Result<StatusCode, AppError> {
     store_status(state, user, &form.status).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -295,7 +295,7 @@ pub struct RoomForm {
 pub async fn create_room_form(
     Data(state): Data<&AppState>,
     user: CurrentUser,
-    Form(form): Form<RoomForm>,
+    FormBody(form): FormBody<RoomForm>,
 ) -> Result<Response, AppError> {
     match make_room(state, &user, &form.name).await {
         Ok(room) => Ok(see_other(&format!("/rooms/{}", room.name))),
