@@ -32,6 +32,8 @@ pub enum AppError {
     NoSuchRoom(String),
     #[error("a room called `{0}` already exists")]
     RoomTaken(String),
+    #[error("this client_id was already used for a different message")]
+    ClientIdReused,
     #[error("this endpoint sends text/event-stream, which the Accept header excludes")]
     NotAcceptable,
     /// The body is not of the one type the route reads (`application/json`, or a form).
@@ -58,7 +60,10 @@ pub enum AppError {
 
 impl From<WriteError> for AppError {
     fn from(error: WriteError) -> Self {
-        Self::Unavailable(error)
+        match error {
+            WriteError::ClientIdReused => Self::ClientIdReused,
+            other => Self::Unavailable(other),
+        }
     }
 }
 
@@ -70,7 +75,7 @@ impl ResponseError for AppError {
             Self::Unauthorized | Self::WrongPassword => StatusCode::UNAUTHORIZED,
             Self::CrossSite => StatusCode::FORBIDDEN,
             Self::NoSuchRoom(_) => StatusCode::NOT_FOUND,
-            Self::RoomTaken(_) => StatusCode::CONFLICT,
+            Self::RoomTaken(_) | Self::ClientIdReused => StatusCode::CONFLICT,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

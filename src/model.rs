@@ -113,6 +113,23 @@ impl Content {
     }
 }
 
+/// The id a client gives a message so that sending it again stores it once: a UUID, kept in
+/// its lowercase hyphenated form whatever form it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        uuid::Uuid::try_parse(raw)
+            .map(|id| Self(id.hyphenated().to_string()))
+            .map_err(|_| Invalid("`client_id` is a UUID, such as 3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d".into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What a user shows the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -256,6 +273,21 @@ mod tests {
         assert_eq!(Content::parse(padded.clone(), 4000).unwrap().into_string(), padded);
         assert!(Content::parse("é".repeat(4001), 4000).is_err());
         assert!(Content::parse("é".repeat(4001), 0).is_ok());
+    }
+
+    #[test]
+    fn client_ids_are_uuids_in_one_form() {
+        let id = ClientId::parse("3F2B8C1E-9A4D-4E7B-8C2F-1D5E6A7B8C9D").unwrap();
+        assert_eq!(id.as_str(), "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d");
+        assert_eq!(ClientId::parse("3f2b8c1e9a4d4e7b8c2f1d5e6a7b8c9d").unwrap(), id);
+        for bad in [
+            "",
+            "not-a-uuid",
+            "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9",
+            "'; DROP TABLE events;--",
+        ] {
+            assert!(ClientId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

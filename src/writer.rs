@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Frame, Hub};
 use crate::metrics::Metrics;
-use crate::model::{Event, EventKind, RoomId, Status, UserId};
+use crate::model::{ClientId, Event, EventId, EventKind, RoomId, Status, UserId};
 use crate::store::Room;
 
 /// Most requests in one transaction. More waiting than this simply makes the next batch.
@@ -34,6 +34,9 @@ pub enum WriteError {
     /// A unique name (user, room) is taken.
     #[error("already exists")]
     Conflict,
+    /// A `client_id` already names a different message of the same user.
+    #[error("this client_id was already used for a different message")]
+    ClientIdReused,
     /// The database refused the batch (disk full, I/O error, locked file).
     #[error("{0}")]
     Database(String),
@@ -77,6 +80,8 @@ pub enum Command {
         user_id: UserId,
         username: String,
         content: String,
+        /// The client's id for the message: posting it again finds the first one.
+        client_id: Option<ClientId>,
     },
     SetStatus {
         user_id: UserId,
@@ -91,6 +96,9 @@ pub enum Outcome {
     User(UserId),
     Room(Room),
     Event(Event),
+    /// A message sent again with the same `client_id`: the one stored the first time. It is
+    /// not published again.
+    Existing(Event),
     Done,
 }
 
@@ -387,25 +395,44 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
             user_id,
             username,
             content,
+            client_id,
         } => {
-            let (id, created_at) = sqlx::query_as(
-                "INSERT INTO events (kind, room_id, user_id, body) VALUES ('message', ?, ?, ?) RETURNING id, created_at",
+            let client_id = client_id.as_ref().map(ClientId::as_str);
+            let inserted: Option<(EventId, String)> = sqlx::query_as(
+                "INSERT INTO events (kind, room_id, user_id, body, client_id) VALUES ('message', ?, ?, ?, ?) \
+                 ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
+                 RETURNING id, created_at",
             )
             .bind(room_id)
             .bind(user_id)
             .bind(content)
-            .fetch_one(conn)
+            .bind(client_id)
+            .fetch_optional(&mut *conn)
             .await?;
-            Ok(Outcome::Event(Event {
+            let message = |id, created_at, content: &str| Event {
                 id,
                 username: username.clone(),
                 created_at,
                 kind: EventKind::Message {
                     room_id: *room_id,
                     room: room.clone(),
-                    content: content.clone(),
+                    content: content.to_owned(),
                 },
-            }))
+            };
+            if let Some((id, created_at)) = inserted {
+                return Ok(Outcome::Event(message(id, created_at, content)));
+            }
+            // Sent before: answer with what was stored, if it is the same message.
+            let (id, created_at, stored_room, stored_content): (EventId, String, Option<RoomId>, String) =
+                sqlx::query_as("SELECT id, created_at, room_id, body FROM events WHERE user_id = ? AND client_id = ?")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .fetch_one(conn)
+                    .await?;
+            if stored_room != Some(*room_id) || stored_content != *content {
+                return Err(WriteError::ClientIdReused);
+            }
+            Ok(Outcome::Existing(message(id, created_at, content)))
         }
         Command::SetStatus {
             user_id,

@@ -11,6 +11,7 @@
   const notice = document.getElementById('notice');
   const composer = document.getElementById('composer');
   const box = document.getElementById('content');
+  const clientId = document.getElementById('client-id');
 
   // The newest event id this page has seen. Every way the stream can be reopened resumes
   // after it: the browser's own reconnect sends it as Last-Event-ID, and when the SSE
@@ -112,6 +113,22 @@
     }, function () {});
   });
 
+  // Each message carries an id made here, so that sending it twice (a double click, a retry
+  // after a lost answer) stores it once. A new text gets a new id.
+  function newClientId() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    // Plain http on another host is not a secure context: no randomUUID, but random bytes.
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, function (b) { return b.toString(16).padStart(2, '0'); }).join('');
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join('-');
+  }
+  clientId.value = newClientId();
+  box.addEventListener('input', function () {
+    clientId.value = newClientId();
+  });
+
   // Enter sends, Shift+Enter makes a new line.
   box.addEventListener('keydown', function (e) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
@@ -123,6 +140,7 @@
   composer.addEventListener('htmx:afterRequest', function (e) {
     if (e.detail.successful) {
       composer.reset();
+      clientId.value = newClientId();
       showNotice('');
       box.focus();
     }

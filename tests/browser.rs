@@ -528,3 +528,46 @@ async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
     .await;
     browser.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_again_from_the_page_shows_once() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    browser
+        .find(Locator::Id("content"))
+        .await
+        .unwrap()
+        .send_keys("only once")
+        .await
+        .unwrap();
+    // The form sent twice as it stands, as a retry after a lost answer does (htmx itself drops
+    // a second submit while the first is in flight).
+    browser
+        .execute(
+            "const form = document.getElementById('composer');\
+             const send = () => fetch(form.getAttribute('hx-post'), \
+               {method: 'POST', body: new URLSearchParams(new FormData(form))});\
+             send(); send();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &browser,
+        "the message shows",
+        "document.querySelectorAll('#messages .message').length >= 1",
+    )
+    .await;
+    api_user(&server, "ada").await.say("general", "and the next").await;
+    wait_for(
+        &browser,
+        "the next message shows",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'and the next')",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, ["only once", "and the next"]);
+    browser.close().await.unwrap();
+}

@@ -9,8 +9,8 @@ use super::{JsonBody, find_room};
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
-use crate::model::{Content, Event, EventId, EventView};
-use crate::writer::Command;
+use crate::model::{ClientId, Content, Event, EventId, EventView};
+use crate::writer::{Command, Outcome};
 
 /// Most messages one history request returns.
 pub const MAX_HISTORY: u32 = 200;
@@ -19,9 +19,12 @@ const DEFAULT_HISTORY: u32 = 50;
 #[derive(Deserialize)]
 pub struct NewMessage {
     content: String,
+    /// A UUID the client made up for this message: sending it again stores it once.
+    client_id: Option<String>,
 }
 
-/// `201` with the stored event, once it is committed.
+/// `201` with the stored event, once it is committed; `200` with the same event when the
+/// `client_id` was posted before.
 #[handler]
 pub async fn post_message(
     Data(state): Data<&AppState>,
@@ -29,8 +32,19 @@ pub async fn post_message(
     user: CurrentUser,
     JsonBody(body): JsonBody<NewMessage>,
 ) -> Result<Response, AppError> {
-    let event = store_message(state, &room, user, body.content).await?;
-    Ok(Json(event.view()).with_status(StatusCode::CREATED).into_response())
+    let posted = store_message(state, &room, user, body.content, body.client_id.as_deref()).await?;
+    let status = if posted.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Json(posted.event.view()).with_status(status).into_response())
+}
+
+/// A stored message, and whether this request stored it (or an earlier one with its `client_id`).
+pub struct Posted {
+    pub event: Event,
+    pub new: bool,
 }
 
 /// Stores `content` in `room` as `user`; returns the event once committed.
@@ -39,21 +53,28 @@ pub async fn store_message(
     room: &str,
     user: CurrentUser,
     content: String,
-) -> Result<Event, AppError> {
+    client_id: Option<&str>,
+) -> Result<Posted, AppError> {
     state.limits.message(user.id)?;
     let content = Content::parse(content, state.max_message_chars)?;
+    let client_id = client_id.map(ClientId::parse).transpose()?;
     let room = find_room(state, room).await?;
-    let event = state
+    let outcome = state
         .writer
-        .submit_event(Command::PostMessage {
+        .submit(Command::PostMessage {
             room_id: room.id,
             room: room.name,
             user_id: user.id,
             username: user.username,
             content: content.into_string(),
+            client_id,
         })
         .await?;
-    Ok(event)
+    match outcome {
+        Outcome::Event(event) => Ok(Posted { event, new: true }),
+        Outcome::Existing(event) => Ok(Posted { event, new: false }),
+        other => Err(AppError::Internal(format!("unexpected outcome {other:?}"))),
+    }
 }
 
 /// Query parameters arrive as text so that a bad one gets a clear message, not a parse error.

@@ -253,6 +253,8 @@ pub async fn older(
 pub struct MessageForm {
     #[serde(default)]
     content: String,
+    /// Set by the page's script, so a retried or double-clicked send is stored once.
+    client_id: Option<String>,
 }
 
 /// The message box. The message itself reaches the page through the stream.
@@ -263,7 +265,8 @@ pub async fn post_message_form(
     user: CurrentUser,
     FormBody(form): FormBody<MessageForm>,
 ) -> Result<StatusCode, AppError> {
-    store_message(state, &room, user, form.content).await?;
+    let client_id = form.client_id.as_deref().filter(|id| !id.is_empty());
+    store_message(state, &room, user, form.content, client_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
