@@ -4,6 +4,8 @@
 //! stored only as its SHA-256, so a copy of the database signs nobody in. Passwords are stored
 //! as argon2id hashes.
 
+use std::time::Duration;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use base64::Engine as _;
@@ -11,10 +13,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::http::{Method, header};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::error::AppError;
 use crate::model::{Password, UserId};
+use crate::writer::{Command, Writer};
 
 /// The cookie the page signs in with.
 pub const COOKIE: &str = "chat_session";
@@ -94,6 +98,14 @@ pub struct CurrentUser {
     pub token_hash: Vec<u8>,
     /// `Hub::sessions_ended` just before the session was found valid.
     pub sessions_ended: u64,
+    /// How long the session lasts if it is not used again.
+    pub expires_in: Duration,
+}
+
+/// How stale a session's `last_seen_at` may get before a request records its use: a write per
+/// session at most this often, not one per request.
+fn touch_every(idle: Duration) -> Duration {
+    (idle / 10).min(Duration::from_secs(60))
 }
 
 impl<'a> FromRequest<'a> for CurrentUser {
@@ -108,16 +120,38 @@ impl<'a> FromRequest<'a> for CurrentUser {
         let sessions_ended = state.hub.sessions_ended();
         let user = state
             .store
-            .session_user(&token_hash)
+            .session_user(&token_hash, state.session_idle)
             .await
             .map_err(AppError::from)?
             .ok_or(AppError::Unauthorized)?;
+        let idle = Duration::try_from_secs_f64(user.idle_secs).unwrap_or(Duration::ZERO);
+        let expires_in = if idle >= touch_every(state.session_idle) {
+            state.writer.submit_detached(Command::TouchSession {
+                token_hash: token_hash.clone(),
+            });
+            state.session_idle
+        } else {
+            state.session_idle.saturating_sub(idle)
+        };
         Ok(Self {
             id: user.user_id,
             username: user.username,
             token_hash,
             sessions_ended,
+            expires_in,
         })
+    }
+}
+
+/// Removes expired sessions at start-up and every hour after, until `stop`. (They are refused
+/// anyway; this keeps the table to the sessions that can still sign someone in.)
+pub async fn run_session_sweeper(writer: Writer, idle: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => writer.submit_detached(Command::DeleteExpiredSessions { idle }),
+            () = stop.cancelled() => return,
+        }
     }
 }
 

@@ -112,6 +112,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let checkpoint_stop = CancellationToken::new();
     let checkpointer = tokio::spawn(store::run_checkpointer(opened.checkpointer, checkpoint_stop.clone()));
 
+    tokio::spawn(auth::run_session_sweeper(
+        writer.clone(),
+        config.session_idle(),
+        hub.shutdown_token().clone(),
+    ));
     let limits = Arc::new(Limits::new(&config, metrics.refused_by_limits.clone()));
     tokio::spawn(limits::run_janitor(Arc::clone(&limits), hub.shutdown_token().clone()));
 

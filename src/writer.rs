@@ -70,6 +70,14 @@ pub enum Command {
     DeleteSession {
         token_hash: Vec<u8>,
     },
+    /// Records that a session was used, which pushes back its expiry.
+    TouchSession {
+        token_hash: Vec<u8>,
+    },
+    /// Removes sessions unused for longer than `idle`.
+    DeleteExpiredSessions {
+        idle: Duration,
+    },
     CreateRoom {
         name: String,
         created_by: UserId,
@@ -142,6 +150,13 @@ impl Writer {
             Outcome::Event(event) => Ok(event),
             other => Err(WriteError::Database(format!("unexpected outcome {other:?}"))),
         }
+    }
+
+    /// Queues `command` without waiting for it, for writes nobody waits on (a session's last
+    /// use). Dropped when the queue is full: the next request will try again.
+    pub fn submit_detached(&self, command: Command) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.requests.try_send((command, reply));
     }
 
     /// Counts an open event stream of `user_id` until the returned guard is dropped.
@@ -378,6 +393,27 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
                 .bind(token_hash)
                 .execute(conn)
                 .await?;
+            Ok(Outcome::Done)
+        }
+        Command::TouchSession { token_hash } => {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE token_hash = ?",
+            )
+            .bind(token_hash)
+            .execute(conn)
+            .await?;
+            Ok(Outcome::Done)
+        }
+        Command::DeleteExpiredSessions { idle } => {
+            let deleted =
+                sqlx::query("DELETE FROM sessions WHERE last_seen_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)")
+                    .bind(format!("-{} seconds", idle.as_secs()))
+                    .execute(conn)
+                    .await?
+                    .rows_affected();
+            if deleted > 0 {
+                tracing::info!(deleted, "expired sessions removed");
+            }
             Ok(Outcome::Done)
         }
         Command::CreateRoom { name, created_by } => {

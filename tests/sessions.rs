@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Server, TestDb};
 
 /// Events until the stream ends, skipping status changes.
@@ -94,4 +96,74 @@ async fn many_sign_outs_of_others_do_not_end_a_stream() {
     let sent = ada.say("general", "after the sign-outs").await;
     let (event, _) = stream.next_message().await;
     assert_eq!(event.id, sent["id"].to_string());
+}
+
+async fn rooms_status(client: &common::Client) -> u16 {
+    client
+        .request(reqwest::Method::GET, "/api/rooms")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn an_unused_session_expires_and_a_used_one_does_not() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--session-idle", "2"]).await;
+    let idle = server.user("idle").await;
+    let busy = server.user("busy").await;
+    for _ in 0..6 {
+        assert_eq!(rooms_status(&busy).await, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        rooms_status(&busy).await,
+        200,
+        "used every half second: still signed in"
+    );
+    assert_eq!(rooms_status(&idle).await, 401, "unused for three seconds: expired");
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_logout_when_its_session_expires() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--session-idle", "2"]).await;
+    let ada = server.user("ada").await;
+    let mut stream = ada.open_stream("general", "", None).await;
+    // Used meanwhile (here by posting), the session lives on, and so does the stream.
+    let mut sent = Vec::new();
+    for n in 0..6 {
+        sent.push(ada.say("general", &format!("still here {n}")).await["id"].to_string());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let seen = rest_of(&mut stream).await;
+    let (last, messages) = seen.split_last().unwrap();
+    assert_eq!(last.0, "logout", "then, unused, it expires: {seen:?}");
+    assert_eq!(messages.len(), sent.len(), "every message came first: {seen:?}");
+    assert_eq!(rooms_status(&ada).await, 401);
+}
+
+#[tokio::test]
+async fn expired_sessions_are_removed_at_start_up() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("ada").await;
+    server.kill().await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let _server = Server::start(&db, &["--session-idle", "1"]).await;
+    let mut conn = db.connect().await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{left} expired sessions kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -135,6 +135,8 @@ pub struct Room {
 pub struct SessionUser {
     pub user_id: UserId,
     pub username: String,
+    /// Seconds since the session was last used (as far as it was recorded).
+    pub idle_secs: f64,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -240,12 +242,16 @@ impl Store {
             .await
     }
 
-    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<SessionUser>, sqlx::Error> {
+    /// The user of a session unused for at most `idle` (an older one has expired).
+    pub async fn session_user(&self, token_hash: &[u8], idle: Duration) -> Result<Option<SessionUser>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT u.id AS user_id, u.username FROM sessions AS s JOIN users AS u ON u.id = s.user_id \
-             WHERE s.token_hash = ?",
+            "SELECT u.id AS user_id, u.username, \
+                    (julianday('now') - julianday(s.last_seen_at)) * 86400.0 AS idle_secs \
+             FROM sessions AS s JOIN users AS u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.last_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
         )
         .bind(token_hash)
+        .bind(format!("-{} seconds", idle.as_secs()))
         .fetch_optional(&self.pool)
         .await
     }

@@ -72,6 +72,7 @@ pub async fn room_events(
         live,
         ended: state.hub.watch_sessions(),
         token_hash: user.token_hash,
+        expiry: Box::pin(tokio::time::sleep(user.expires_in)),
     };
     if state.hub.sessions_ended() != user.sessions_ended && feeds.session_is_gone(state).await? {
         return Err(AppError::Unauthorized);
@@ -129,11 +130,37 @@ struct Feeds {
     live: Receiver<Arc<Frame>>,
     ended: Receiver<Arc<[u8]>>,
     token_hash: Vec<u8>,
+    /// When the session expires unless it is used meanwhile (by another request).
+    expiry: Pin<Box<Sleep>>,
 }
 
 impl Feeds {
     async fn session_is_gone(&self, state: &AppState) -> Result<bool, sqlx::Error> {
-        Ok(state.store.session_user(&self.token_hash).await?.is_none())
+        Ok(state
+            .store
+            .session_user(&self.token_hash, state.session_idle)
+            .await?
+            .is_none())
+    }
+
+    /// At the expiry the session may have been used since: if so, wait for the new expiry.
+    /// `true` when it has ended.
+    async fn session_expired(&mut self, state: &AppState) -> bool {
+        match state.store.session_user(&self.token_hash, state.session_idle).await {
+            Ok(Some(user)) => {
+                let idle = Duration::try_from_secs_f64(user.idle_secs).unwrap_or(Duration::ZERO);
+                let left = state.session_idle.saturating_sub(idle).max(Duration::from_secs(1));
+                self.expiry.as_mut().reset(Instant::now() + left);
+                false
+            }
+            Ok(None) => true,
+            // Cannot tell now: look again shortly.
+            Err(error) => {
+                tracing::warn!(%error, "cannot check a stream's session");
+                self.expiry.as_mut().reset(Instant::now() + Duration::from_secs(5));
+                false
+            }
+        }
     }
 }
 
@@ -141,6 +168,7 @@ impl Feeds {
 enum Wake {
     Frame(Result<Arc<Frame>, RecvError>),
     SessionEnded(Result<Arc<[u8]>, RecvError>),
+    SessionExpiry,
 }
 
 /// The last frame of a stream whose session was revoked: the page goes to sign-in instead of
@@ -202,6 +230,7 @@ fn room_stream<G: Send + 'static>(
                 let wake = tokio::select! {
                     frame = feeds.live.recv() => Wake::Frame(frame),
                     ended = feeds.ended.recv() => Wake::SessionEnded(ended),
+                    () = feeds.expiry.as_mut() => Wake::SessionExpiry,
                 };
                 match wake {
                     Wake::Frame(Ok(frame)) if frame.id > cursor => {
@@ -217,6 +246,12 @@ fn room_stream<G: Send + 'static>(
                     Wake::Frame(Err(RecvError::Closed)) | Wake::SessionEnded(Err(RecvError::Closed)) => return,
                     Wake::SessionEnded(Ok(token_hash)) => {
                         if *token_hash == *feeds.token_hash {
+                            yield logout();
+                            return;
+                        }
+                    }
+                    Wake::SessionExpiry => {
+                        if feeds.session_expired(&state).await {
                             yield logout();
                             return;
                         }
