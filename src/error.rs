@@ -67,6 +67,19 @@ impl From<WriteError> for AppError {
     }
 }
 
+impl AppError {
+    /// The `Retry-After` seconds to send, for a refusal that passes with time.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable(_) => Some(1),
+            Self::TooManyRequests { retry_after, .. } | Self::ServerFull { retry_after } => {
+                Some(retry_after_secs(*retry_after))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl ResponseError for AppError {
     fn status(&self) -> StatusCode {
         match self {
@@ -87,24 +100,22 @@ impl ResponseError for AppError {
 
     fn as_response(&self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
+        // A refusal for load is expected and said to the client; a failure is logged.
         let message = match self {
-            Self::Unavailable(_) => "the server cannot store this right now; try again shortly".to_owned(),
-            _ if status.is_server_error() => "something went wrong".to_owned(),
+            Self::Unavailable(error) => {
+                tracing::warn!(%error, "request refused: the database cannot take it");
+                "the server cannot store this right now; try again shortly".to_owned()
+            }
+            Self::ServerFull { .. } => self.to_string(),
+            _ if status.is_server_error() => {
+                tracing::error!(error = %self, "request failed");
+                "something went wrong".to_owned()
+            }
             _ => self.to_string(),
         };
         let response = json_error(status, &message);
-        let retry_after = match self {
-            Self::Unavailable(_) => Some(Duration::from_secs(1)),
-            Self::TooManyRequests { retry_after, .. } | Self::ServerFull { retry_after } => Some(*retry_after),
-            _ => None,
-        };
-        match (self, retry_after) {
-            (_, Some(wait)) => response
-                .with_header("Retry-After", retry_after_secs(wait))
-                .into_response(),
+        match (self, self.retry_after()) {
+            (_, Some(wait)) => response.with_header("Retry-After", wait).into_response(),
             // The rest of the body is not read: the connection cannot carry another request,
             // and a client must not try.
             (Self::PayloadTooLarge(_), None) => response.with_header("Connection", "close").into_response(),

@@ -91,8 +91,14 @@ impl AppState {
 }
 
 /// Serves the chat on `listener` until `shutdown` resolves, then ends every stream, lets the
-/// writer finish its queue, and closes the database. The caller binds, so tests can use port 0.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// writer finish its queue, and closes the database. The caller binds, so tests can use port 0;
+/// `ready` is called once the database is open and requests will be served.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let opened = store::open(&config).await?;
     let store = opened.store;
     let head = store.head().await.context("cannot read the event log")?;
@@ -145,7 +151,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         }
     };
     let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive());
-    let served = Server::new_with_acceptor(GuardedAcceptor::new(listener, timeouts, Arc::clone(&metrics))?)
+    let acceptor = GuardedAcceptor::new(listener, timeouts, Arc::clone(&metrics))?;
+    ready();
+    let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_BACKSTOP))
         .await;
     hub.close();

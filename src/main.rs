@@ -1,19 +1,33 @@
 //! `chat-server`: parse the flags, start tracing, bind, and serve until SIGINT or SIGTERM.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let config = chat::Config::parse();
     chat::telemetry::init();
+    match serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One readable line: what failed and why, down the chain of causes.
+            eprintln!("chat-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: chat::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
-    // One plain line on stdout: where to point a browser (and how tests learn an ephemeral port).
-    println!("chat-server listening on http://{addr}");
-    chat::run(config, listener, shutdown_signal()).await
+    // One plain line on stdout once requests will be served: where to point a browser (and how
+    // tests learn an ephemeral port).
+    let ready = move || println!("chat-server listening on http://{addr}");
+    chat::run(config, listener, ready, shutdown_signal()).await
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, FromRow, SqlitePool};
 
@@ -52,23 +51,54 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
         .clone()
         .connect()
         .await
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
+        .map_err(|error| explain(error, path, "cannot open the database"))?;
     sqlx::migrate!("./migrations")
         .run(&mut writer)
         .await
-        .with_context(|| format!("cannot bring the schema of {} up to date", path.display()))?;
-    let checkpointer = options.clone().connect().await?;
+        .map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(error) => explain(error, path, "cannot bring the schema up to date"),
+            other => anyhow::Error::new(other).context(format!(
+                "cannot bring the schema of {} up to date (was it written by a newer chat-server?)",
+                path.display()
+            )),
+        })?;
+    let checkpointer = options
+        .clone()
+        .connect()
+        .await
+        .map_err(|error| explain(error, path, "cannot open the database"))?;
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .min_connections(1)
         .connect_with(options.pragma("query_only", "ON"))
         .await
-        .with_context(|| format!("cannot open read connections to {}", path.display()))?;
+        .map_err(|error| explain(error, path, "cannot open read connections"))?;
     Ok(Opened {
         store: Store { pool },
         writer,
         checkpointer,
     })
+}
+
+/// A start-up failure as someone at the console can act on it: what went wrong with which file,
+/// and what to do, for the SQLite errors a misplaced or damaged file gives.
+fn explain(error: sqlx::Error, path: &Path, doing: &str) -> anyhow::Error {
+    let primary = error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .map(|code| code & 0xff);
+    let path = path.display();
+    let advice = match primary {
+        Some(5 | 6) => format!("{path} is locked by another process (is another chat-server using it?)"),
+        Some(8) => format!("{path} is read-only: the server must be able to write it, and its -wal and -shm files"),
+        Some(11) => format!("{path} is damaged: restore it from a backup, or try `sqlite3 {path} .recover`"),
+        Some(13) => format!("the disk holding {path} is full"),
+        Some(14) => format!("{path} cannot be opened: check that its directory exists and is writable"),
+        Some(26) => format!("{path} is not a chat database (not SQLite, or damaged): move it aside or point --db elsewhere"),
+        _ => format!("{doing}: {path}"),
+    };
+    anyhow::Error::new(error).context(advice)
 }
 
 /// How an event row reads back, names joined in.

@@ -99,10 +99,11 @@ pub async fn room_events(
     };
     tracing::debug!(room = %room.name, user = %user.username, ?cursor, start, "stream opened");
 
+    // Dropped in this order: the place under the limits is free before the gauge says so.
     let guards = (
+        permit,
         state.writer.stream_opened(user.id, user.username),
         StreamGauge::new(&state.metrics),
-        permit,
     );
     let events = room_stream(state.clone(), room.id, format, feeds, start, first.freeze(), guards);
     let body = KeepAlive::new(Box::pin(events), state.keepalive)

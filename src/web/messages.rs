@@ -55,9 +55,10 @@ pub async fn store_message(
     content: String,
     client_id: Option<&str>,
 ) -> Result<Posted, AppError> {
-    state.limits.message(user.id)?;
     let content = Content::parse(content, state.max_message_chars)?;
     let client_id = client_id.map(ClientId::parse).transpose()?;
+    // After the checks that cost nothing, before the ones that touch the database.
+    state.limits.message(user.id)?;
     let room = find_room(state, room).await?;
     let outcome = state
         .writer

@@ -120,7 +120,11 @@ pub async fn sign_in_form(
                 error: Some(error.to_string()),
             }
             .render()?;
-            Ok(Html(html).with_status(error.status()).into_response())
+            let mut page = Html(html).with_status(error.status()).into_response();
+            if let Some(wait) = error.retry_after() {
+                page.headers_mut().insert("retry-after", wait.into());
+            }
+            Ok(page)
         }
         Err(error) => Err(error),
     }
