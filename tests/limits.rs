@@ -230,7 +230,7 @@ async fn sign_in_attempts_count_per_address_across_usernames() {
     assert!(error.contains("too many sign-in attempts"), "{error}");
     assert!(retry_after <= 20, "{retry_after}");
 
-    // The sign-in form shares the allowance.
+    // The sign-in form shares the allowance, and says when to try again.
     let form = here
         .http
         .post(here.url("/"))
@@ -240,6 +240,8 @@ async fn sign_in_attempts_count_per_address_across_usernames() {
         .await
         .unwrap();
     assert_eq!(form.status(), 429);
+    assert!(form.headers().contains_key("retry-after"));
+    assert!(form.text().await.unwrap().contains("too many sign-in attempts"));
 
     // Another address still has its own allowance, for the name refused here too.
     let elsewhere = from_address(&server, 2).sign_in("dave", "correct horse battery").await;
@@ -307,11 +309,8 @@ async fn beyond_max_streams_in_all_a_stream_gets_503_with_retry_after() {
     let _carols = carol.open_stream("general", "", None).await;
 }
 
-/// Fails: `ServerFull` is a 5xx, and `AppError::as_response` replaces the text of every 5xx
-/// but `Unavailable` with "something went wrong" (and logs it at `error`), so the client is
-/// never told that the server is full, though `error.rs` spells out that message.
+/// A refusal for load is a 5xx, but not a failure: the client is told which limit it met.
 #[tokio::test]
-#[ignore = "server bug: the 503 for --max-streams says only \"something went wrong\""]
 async fn the_503_for_max_streams_says_which_limit() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--max-streams", "1"]).await;

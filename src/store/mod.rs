@@ -95,7 +95,9 @@ fn explain(error: sqlx::Error, path: &Path, doing: &str) -> anyhow::Error {
         Some(11) => format!("{path} is damaged: restore it from a backup, or try `sqlite3 {path} .recover`"),
         Some(13) => format!("the disk holding {path} is full"),
         Some(14) => format!("{path} cannot be opened: check that its directory exists and is writable"),
-        Some(26) => format!("{path} is not a chat database (not SQLite, or damaged): move it aside or point --db elsewhere"),
+        Some(26) => {
+            format!("{path} is not a chat database (not SQLite, or damaged): move it aside or point --db elsewhere")
+        }
         _ => format!("{doing}: {path}"),
     };
     anyhow::Error::new(error).context(advice)
