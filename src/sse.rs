@@ -213,5 +213,18 @@ mod tests {
                 prop_assert_eq!(canonical.trim_start_matches('0'), raw.trim_start_matches('0'));
             }
         }
+
+        #[test]
+        fn every_id_reads_back_and_the_header_wins(id in 0..=i64::MAX, zeros in 0..5usize, other in any::<String>()) {
+            let written = format!("{}{id}", "0".repeat(zeros));
+            prop_assert_eq!(Cursor::parse(&written), Cursor::After(id));
+            prop_assert_eq!(Cursor::from_request(Some(&written), Some(&other)), Cursor::After(id));
+            prop_assert_eq!(Cursor::from_request(None, Some(&written)), Cursor::After(id));
+            // Beyond the largest id, or signed, it is not a cursor.
+            let too_big = format!("{}{id}", i64::MAX);
+            prop_assert_eq!(Cursor::parse(&too_big), Cursor::Invalid);
+            let signed = format!("+{id}");
+            prop_assert_eq!(Cursor::parse(&signed), Cursor::Invalid);
+        }
     }
 }
