@@ -27,7 +27,11 @@ async fn start_on(db: &Path) -> Output {
 fn assert_refused(output: &Output, says: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "exit status {:?}", output.status);
-    assert!(output.stdout.is_empty(), "said it was listening: {:?}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.stdout.is_empty(),
+        "said it was listening: {:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert!(stderr.contains(says), "stderr: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -40,7 +44,11 @@ async fn a_file_that_is_not_a_database_is_refused() {
     let output = start_on(&db.path()).await;
     assert_refused(&output, "is not a chat database");
     // And it is left as it was.
-    assert!(std::fs::read_to_string(db.path()).unwrap().starts_with("these are someone's notes"));
+    assert!(
+        std::fs::read_to_string(db.path())
+            .unwrap()
+            .starts_with("these are someone's notes")
+    );
 }
 
 #[tokio::test]
