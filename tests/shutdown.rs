@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{Server, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_with_a_hundred_open_streams_ends_them_and_exits_cleanly() {
     let db = TestDb::new();
-    let server = Server::start(&db, &[]).await;
+    let server = Server::start(&db, &["--max-streams-per-user", "0"]).await;
     let ada = server.user("ada").await;
     let mut streams = Vec::new();
     for _ in 0..100 {
@@ -30,11 +30,10 @@ async fn sigterm_with_a_hundred_open_streams_ends_them_and_exits_cleanly() {
     let took = started.elapsed();
     println!("shutdown with 100 open streams took {took:?}");
     assert!(status.success(), "clean exit: {status:?}");
-    // The backstop is 5 s; finishing well before it means the streams were ended, not cut.
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 
     for stream in &mut streams {
-        // Each stream got the last message and then a clean end of stream.
+        // Each stream got the last message and then a clean end of stream (a stream cut by the
+        // shutdown backstop would end in a broken chunked body, an error here).
         let mut saw_last = false;
         while let Some(event) = stream.next().await {
             saw_last |= event.id == last.to_string();
