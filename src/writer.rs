@@ -45,6 +45,14 @@ pub enum WriteError {
     Stopped,
 }
 
+impl WriteError {
+    /// A request refused by the data (a unique name taken, a reused `client_id`): its statement
+    /// changed nothing and the transaction around it is intact.
+    fn is_refusal(&self) -> bool {
+        matches!(self, Self::Conflict | Self::ClientIdReused)
+    }
+}
+
 impl From<sqlx::Error> for WriteError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
@@ -96,6 +104,14 @@ pub enum Command {
         username: String,
         status: Status,
     },
+}
+
+impl Command {
+    /// Whether the command writes with a single statement, which SQLite applies whole or not at
+    /// all without a savepoint.
+    fn is_one_statement(&self) -> bool {
+        !matches!(self, Self::CreateAccount { .. })
+    }
 }
 
 /// What a command did, once committed.
@@ -329,29 +345,47 @@ impl Task {
         exec(&mut self.conn, "BEGIN IMMEDIATE").await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
-            if let Err(error) = exec(&mut self.conn, "SAVEPOINT job").await {
-                self.rollback().await;
-                return Err(error);
-            }
-            let outcome = apply(&mut self.conn, &job.command).await;
-            let end = if outcome.is_ok() {
-                "RELEASE job"
+            let outcome = if job.command.is_one_statement() {
+                // A failing statement is undone by SQLite on its own; the batch goes on.
+                apply(&mut self.conn, &job.command).await
             } else {
-                "ROLLBACK TO job; RELEASE job"
+                self.apply_in_savepoint(&job.command).await
             };
-            // If SQLite rolled the whole transaction back (an I/O error, a full disk), the
-            // savepoint is gone and this fails: then nothing of the batch may be reported done.
-            if let Err(error) = exec(&mut self.conn, end).await {
-                self.rollback().await;
-                return Err(outcome.err().unwrap_or(error));
+            match outcome {
+                // A refusal that changed nothing (a taken name, a reused client_id).
+                Err(error) if !error.is_refusal() => {
+                    // Anything else (an I/O error, a full disk) may have rolled the whole
+                    // transaction back: nothing of the batch may be reported done.
+                    self.rollback().await;
+                    return Err(error);
+                }
+                outcome => outcomes.push(outcome),
             }
-            outcomes.push(outcome);
         }
         if let Err(error) = exec(&mut self.conn, "COMMIT").await {
             self.rollback().await;
             return Err(error);
         }
         Ok(outcomes)
+    }
+
+    /// A command of several statements: all of them or none.
+    async fn apply_in_savepoint(&mut self, command: &Command) -> Result<Outcome, WriteError> {
+        exec(&mut self.conn, "SAVEPOINT job").await?;
+        let outcome = apply(&mut self.conn, command).await;
+        let end = if outcome.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        // If SQLite rolled the whole transaction back, the savepoint is gone and this fails.
+        match exec(&mut self.conn, end).await {
+            Ok(()) => outcome,
+            Err(error) => Err(match outcome {
+                Err(failure) if !failure.is_refusal() => failure,
+                _ => error,
+            }),
+        }
     }
 
     async fn rollback(&mut self) {
