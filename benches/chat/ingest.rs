@@ -1,0 +1,128 @@
+//! Ingest: C posters, each on its own connection, posting as fast as acknowledgements come back
+//! for S seconds. Acknowledged messages per second and ack latency.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+use crate::client::{self, Poster};
+use crate::report::{Report, Target, round};
+use crate::server::Launcher;
+use crate::stats::{CpuWindow, Latencies, new_histogram};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub posters: usize,
+    pub seconds: f64,
+    /// `full` or `normal`; `None` for a `--url` server, whose setting is its own.
+    pub sync: Option<&'static str>,
+    pub users: usize,
+}
+
+pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> {
+    eprintln!("ingest: {params:?}");
+    let args: Vec<&str> = params.sync.map(|sync| vec!["--sync", sync]).unwrap_or_default();
+    let server = launcher.start(&args).await?;
+    let endpoint = &server.endpoint;
+    let tokens = client::sign_in_users(endpoint, params.users).await?;
+    let mut posters = Vec::new();
+    for n in 0..params.posters {
+        posters.push(Poster::new(endpoint, &tokens[n % tokens.len()], "general").await?);
+    }
+    let batches_before = batch_totals(&server).await;
+
+    let cpu = CpuWindow::start(server.pid);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(params.seconds);
+    let tasks: Vec<_> = posters
+        .into_iter()
+        .enumerate()
+        .map(|(n, poster)| tokio::spawn(run_poster(poster, n, deadline)))
+        .collect();
+    let latencies = Latencies::new();
+    let (mut acked, mut errors) = (0, 0);
+    for task in tasks {
+        let outcome = task.await?;
+        acked += outcome.acked;
+        errors += outcome.errors;
+        latencies.add(&outcome.latencies);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let usage = cpu.stop();
+    let batches_after = batch_totals(&server).await;
+    server.stop().await?;
+
+    let latency = latencies.summary();
+    let per_sec = acked as f64 / elapsed;
+    let batch_mean = match (batches_before, batches_after) {
+        (Some((sum0, count0)), Some((sum1, count1))) if count1 > count0 => {
+            Some(round((sum1 - sum0) / (count1 - count0), 1))
+        }
+        _ => None,
+    };
+    let mut report = Report::new("ingest");
+    report
+        .param("sync", params.sync.unwrap_or("server's own"))
+        .param("posters", params.posters)
+        .param("seconds", params.seconds);
+    match params.sync {
+        Some("normal") => report.checked("acked_per_sec", round(per_sec, 0), Target::AtLeast(25_000.0)),
+        _ => report.checked("acked_per_sec", round(per_sec, 0), Target::AtLeast(10_000.0)),
+    };
+    match params.sync {
+        Some("full") => report.checked("ack_p99_ms", latency.p99, Target::AtMost(50.0)),
+        _ => report.result("ack_p99_ms", latency.p99),
+    };
+    report
+        .result("ack_p50_ms", latency.p50)
+        .result("ack_max_ms", latency.max)
+        .result("acked", acked)
+        .checked("errors", errors, Target::AtMost(0.0))
+        .result("mean_write_batch", batch_mean)
+        .result("server_cpu_pct", usage.server_pct.map(|p| round(p, 0)))
+        .result("bench_cpu_pct", round(usage.bench_pct, 0));
+    Ok(report)
+}
+
+struct PosterOutcome {
+    acked: u64,
+    errors: u64,
+    latencies: Histogram<u64>,
+}
+
+async fn run_poster(mut poster: Poster, n: usize, deadline: Instant) -> PosterOutcome {
+    let mut outcome = PosterOutcome {
+        acked: 0,
+        errors: 0,
+        latencies: new_histogram(),
+    };
+    let mut seq = 0u64;
+    while Instant::now() < deadline {
+        let sent = Instant::now();
+        match poster.post(&format!("ingest {n} {seq}")).await {
+            Ok(_) => {
+                outcome.acked += 1;
+                outcome
+                    .latencies
+                    .saturating_record(sent.elapsed().as_micros().max(1) as u64);
+            }
+            Err(error) => {
+                if outcome.errors == 0 {
+                    eprintln!("  a post failed: {error:#}");
+                }
+                outcome.errors += 1;
+            }
+        }
+        seq += 1;
+    }
+    outcome
+}
+
+/// The writer's batch-size histogram: (sum, count).
+async fn batch_totals(server: &crate::server::Server) -> Option<(f64, f64)> {
+    Some((
+        server.metric("chat_write_batch_size_sum").await?,
+        server.metric("chat_write_batch_size_count").await?,
+    ))
+}

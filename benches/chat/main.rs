@@ -1,0 +1,347 @@
+//! Load benchmark for `chat-server`: starts the release server on a fresh temporary database
+//! (or targets a running one with `--url`), drives it over HTTP/1.1 and SSE, and prints a table
+//! and one JSON line per scenario, with the server's CPU time and RSS from `/proc`.
+//!
+//! ```sh
+//! cargo build --release                          # the server under test: target/release/chat-server
+//! cargo bench --bench chat -- all                # every scenario at full size (several minutes)
+//! cargo bench --bench chat -- all --quick        # every scenario, smaller (about a minute)
+//! cargo bench --bench chat -- fanout --streams 10000 --rate 10 --messages 300
+//! cargo bench --bench chat -- ingest --sync normal --posters 64 --seconds 10
+//! cargo bench --bench chat -- mixed --url http://127.0.0.1:8080 --pid 1234
+//! cargo bench --bench chat -- all 2>/dev/null | grep '^{'    # the JSON lines only
+//! ```
+//!
+//! Scenarios (targets are for a 2-core machine running server and generator together):
+//!
+//! - `fanout`: N streams in one room, M messages at R per second, each carrying its sequence
+//!   number and send time (`"<seq> <nanos>"`, one clock in this process). Publish-to-receive
+//!   latency, deliveries per second, and lost / duplicated / out-of-order messages. By default
+//!   two runs: 10,000 streams at 10 msg/s (p99 <= 100 ms, nothing lost) and 1,000 streams as
+//!   fast as possible (>= 200,000 deliveries/s).
+//! - `ingest`: 64 posters as fast as acks come back, at `--sync full` (>= 10,000 acked/s, p99 <=
+//!   50 ms) and `--sync normal` (>= 25,000/s).
+//! - `replay`: a stream opened 100,000 events behind: time to catch up (>= 250,000 events/s)
+//!   and the server's RSS growth meanwhile (<= 50 MiB, sampled every 10 ms).
+//! - `idle`: 10,000 open idle streams: server RSS per stream (<= 8 KiB).
+//! - `cold-start`: launch to a healthy `/healthz` on a database of 1,000,000 events (<= 300 ms).
+//! - `mixed`: 2,000 streams over 20 rooms, a poster in every room, 1% of the streams reconnecting
+//!   each second with `Last-Event-ID`: latency, and nothing lost, repeated or reordered.
+//!
+//! Every started server gets `--message-rate 0 --signin-rate 0 --max-streams 0
+//! --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
+//! SIGTERM. The server binary is `--server-bin`, else `chat-server` beside this bench's own
+//! executable (`target/release/`), else under `$CARGO_TARGET_DIR`; this bench builds nothing.
+//!
+//! The generator keeps itself cheap so the figures describe the server: raw hyper HTTP/1.1
+//! connections (one per stream), its own allocation-light SSE parser, `RLIMIT_NOFILE` raised to
+//! the hard limit, and connections spread over 127.0.0.1..=127.0.0.N source addresses
+//! (`--source-addrs`). Its own CPU use is reported beside the server's (100 = one core).
+
+mod client;
+mod cold_start;
+mod fanout;
+mod idle;
+mod ingest;
+mod mixed;
+mod publish;
+mod replay;
+mod report;
+mod seed;
+mod server;
+mod sse;
+mod stats;
+mod streams;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use crate::report::Report;
+use crate::server::Launcher;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Fanout,
+    Ingest,
+    Replay,
+    Idle,
+    ColdStart,
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sync {
+    Full,
+    Normal,
+}
+
+/// Load benchmark for chat-server (see the doc comment of benches/chat/main.rs).
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench")]
+struct Args {
+    /// Which scenario to run.
+    #[arg(value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Smaller sizes throughout: a quick check that everything works.
+    #[arg(long)]
+    quick: bool,
+    /// fanout, idle, mixed: open event streams.
+    #[arg(long)]
+    streams: Option<usize>,
+    /// fanout: messages per second (0: as fast as possible); mixed: per room.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// fanout: messages to publish.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// fanout: concurrent publishers.
+    #[arg(long)]
+    publishers: Option<usize>,
+    /// ingest: concurrent posters.
+    #[arg(long)]
+    posters: Option<usize>,
+    /// ingest, mixed: how long to post.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// ingest: only this `--sync` setting (default: both).
+    #[arg(long, value_enum)]
+    sync: Option<Sync>,
+    /// replay, cold-start: events in the database.
+    #[arg(long)]
+    events: Option<u64>,
+    /// cold-start: launches to time.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// mixed: rooms.
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// mixed: percentage of streams reconnecting each second.
+    #[arg(long)]
+    reconnect_percent: Option<f64>,
+    /// Accounts the streams and posters share (the per-user limits are off).
+    #[arg(long, default_value_t = 8)]
+    users: usize,
+    /// Target a running server instead of starting one (`http://HOST:PORT`).
+    #[arg(long)]
+    url: Option<String>,
+    /// With `--url`: the server's pid, for CPU and RSS figures.
+    #[arg(long, requires = "url")]
+    pid: Option<u32>,
+    /// The server binary (default: target/release/chat-server).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// More flags for started servers, e.g. `--server-arg=--hub-capacity=4096`.
+    #[arg(long, allow_hyphen_values = true)]
+    server_arg: Vec<String>,
+    /// `RUST_LOG` for started servers.
+    #[arg(long, default_value = "warn")]
+    server_log: String,
+    /// Spread client connections over 127.0.0.1..=127.0.0.N (loopback servers only; 0: off).
+    #[arg(long, default_value_t = 20)]
+    source_addrs: u8,
+    /// Worker threads of the generator's runtime.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    sse::self_check();
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let external = args.url.clone().map(|url| (url, args.pid));
+    let launcher = match Launcher::new(
+        args.server_bin.clone(),
+        args.server_log.clone(),
+        args.server_arg.clone(),
+        external,
+        args.source_addrs,
+    ) {
+        Ok(launcher) => launcher,
+        Err(error) => {
+            eprintln!("chat-bench: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut errors = 0;
+    let mut reports: Vec<Report> = Vec::new();
+    for plan in plans(&args) {
+        match plan.run(&launcher).await {
+            Ok(report) => {
+                report.print();
+                reports.push(report);
+            }
+            Err(error) => {
+                eprintln!("chat-bench: {} failed: {error:#}", plan.name());
+                errors += 1;
+            }
+        }
+    }
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    println!(
+        "\n{passed} of {} runs met their targets; {errors} could not run",
+        reports.len()
+    );
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One run of one scenario with its parameters.
+enum Plan {
+    Fanout(fanout::Params),
+    Ingest(ingest::Params),
+    Replay(replay::Params),
+    Idle(idle::Params),
+    ColdStart(cold_start::Params),
+    Mixed(mixed::Params),
+}
+
+impl Plan {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Fanout(_) => "fanout",
+            Self::Ingest(_) => "ingest",
+            Self::Replay(_) => "replay",
+            Self::Idle(_) => "idle",
+            Self::ColdStart(_) => "cold-start",
+            Self::Mixed(_) => "mixed",
+        }
+    }
+
+    async fn run(&self, launcher: &Launcher) -> anyhow::Result<Report> {
+        match *self {
+            Self::Fanout(params) => fanout::run(launcher, params).await,
+            Self::Ingest(params) => ingest::run(launcher, params).await,
+            Self::Replay(params) => replay::run(launcher, params).await,
+            Self::Idle(params) => idle::run(launcher, params).await,
+            Self::ColdStart(params) => cold_start::run(launcher, params).await,
+            Self::Mixed(params) => mixed::run(launcher, params).await,
+        }
+    }
+}
+
+/// The runs `args` ask for: each scenario's full-size (or `--quick`) defaults, overridden by
+/// the options given.
+fn plans(args: &Args) -> Vec<Plan> {
+    let wanted = |scenario| args.scenario == Scenario::All || args.scenario == scenario;
+    let quick = args.quick;
+    let mut plans = Vec::new();
+    if wanted(Scenario::Fanout) {
+        plans.extend(fanout_plans(args).into_iter().map(Plan::Fanout));
+    }
+    if wanted(Scenario::Ingest) {
+        let syncs: Vec<Option<&'static str>> = match (&args.url, args.sync) {
+            (Some(_), _) => vec![None],
+            (None, Some(Sync::Full)) => vec![Some("full")],
+            (None, Some(Sync::Normal)) => vec![Some("normal")],
+            (None, None) => vec![Some("full"), Some("normal")],
+        };
+        plans.extend(syncs.into_iter().map(|sync| {
+            Plan::Ingest(ingest::Params {
+                posters: args.posters.unwrap_or(64),
+                seconds: args.seconds.unwrap_or(if quick { 3.0 } else { 10.0 }),
+                sync,
+                users: args.users,
+            })
+        }));
+    }
+    if wanted(Scenario::Replay) {
+        plans.push(Plan::Replay(replay::Params {
+            events: args.events.unwrap_or(if quick { 20_000 } else { 100_000 }),
+        }));
+    }
+    if wanted(Scenario::Idle) {
+        plans.push(Plan::Idle(idle::Params {
+            streams: args.streams.unwrap_or(if quick { 1_000 } else { 10_000 }),
+            users: args.users,
+        }));
+    }
+    if wanted(Scenario::ColdStart) && args.url.is_some() {
+        eprintln!("cold-start skipped: it starts its own server, so it cannot use --url");
+    } else if wanted(Scenario::ColdStart) {
+        plans.push(Plan::ColdStart(cold_start::Params {
+            events: args.events.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+            runs: args.runs.unwrap_or(if quick { 3 } else { 5 }),
+        }));
+    }
+    if wanted(Scenario::Mixed) {
+        plans.push(Plan::Mixed(mixed::Params {
+            streams: args.streams.unwrap_or(if quick { 400 } else { 2_000 }),
+            rooms: args.rooms.unwrap_or(20),
+            rate: args.rate.unwrap_or(10.0),
+            seconds: args.seconds.unwrap_or(if quick { 10.0 } else { 30.0 }),
+            reconnect_percent: args.reconnect_percent.unwrap_or(1.0),
+            users: args.users,
+        }));
+    }
+    plans
+}
+
+/// The two fan-out runs of the issue (steady rate, and as fast as possible), or the one run
+/// the options describe.
+fn fanout_plans(args: &Args) -> Vec<fanout::Params> {
+    let quick = args.quick;
+    let steady = fanout::Params {
+        streams: if quick { 1_000 } else { 10_000 },
+        rate: 10.0,
+        messages: if quick { 50 } else { 300 },
+        publishers: 1,
+        users: args.users,
+    };
+    let flat_out = fanout::Params {
+        streams: if quick { 200 } else { 1_000 },
+        rate: 0.0,
+        messages: if quick { 1_000 } else { 5_000 },
+        // Enough that group commit, not the publishers' round trips, sets the pace.
+        publishers: 16,
+        users: args.users,
+    };
+    if args.streams.is_none() && args.rate.is_none() && args.messages.is_none() && args.publishers.is_none() {
+        return vec![steady, flat_out];
+    }
+    let base = if args.rate == Some(0.0) { flat_out } else { steady };
+    vec![fanout::Params {
+        streams: args.streams.unwrap_or(base.streams),
+        rate: args.rate.unwrap_or(base.rate),
+        messages: args.messages.unwrap_or(base.messages),
+        publishers: args.publishers.unwrap_or(base.publishers),
+        users: args.users,
+    }]
+}
+
+/// Raises the soft limit on open files to the hard limit: 10,000 streams are 10,000 sockets
+/// here (and, inherited, the server may use as many).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            eprintln!("warning: cannot raise the open-files limit");
+        }
+    }
+    eprintln!("open files limit: {}", limit.rlim_cur);
+}
