@@ -4,6 +4,8 @@
 //! stored only as its SHA-256, so a copy of the database signs nobody in. Passwords are stored
 //! as argon2id hashes.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -13,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::http::{Method, header};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
@@ -117,29 +120,95 @@ impl<'a> FromRequest<'a> for CurrentUser {
             .filter(|t| plausible(t))
             .ok_or(AppError::Unauthorized)?;
         let token_hash = hash_token(token);
+        // Read before the session is checked: see `Hub::sessions_ended`.
         let sessions_ended = state.hub.sessions_ended();
-        let user = state
-            .store
-            .session_user(&token_hash, state.session_idle)
-            .await
-            .map_err(AppError::from)?
-            .ok_or(AppError::Unauthorized)?;
-        let idle = Duration::try_from_secs_f64(user.idle_secs).unwrap_or(Duration::ZERO);
-        let expires_in = if idle >= touch_every(state.session_idle) {
+        let now = Instant::now();
+        let mut session = match state.sessions.get(&token_hash, sessions_ended, now) {
+            Some(session) => session,
+            None => {
+                let user = state
+                    .store
+                    .session_user(&token_hash, state.session_idle)
+                    .await
+                    .map_err(AppError::from)?
+                    .ok_or(AppError::Unauthorized)?;
+                let idle = Duration::try_from_secs_f64(user.idle_secs).unwrap_or(Duration::ZERO);
+                KnownSession {
+                    user_id: user.user_id,
+                    username: user.username,
+                    last_used: now.checked_sub(idle).unwrap_or(now),
+                    checked_at: now,
+                    sessions_ended,
+                }
+            }
+        };
+        let idle = now.saturating_duration_since(session.last_used);
+        if idle > state.session_idle {
+            return Err(AppError::Unauthorized.into());
+        }
+        if idle >= touch_every(state.session_idle) {
             state.writer.submit_detached(Command::TouchSession {
                 token_hash: token_hash.clone(),
             });
-            state.session_idle
-        } else {
-            state.session_idle.saturating_sub(idle)
-        };
+            session.last_used = now;
+        }
+        let expires_in = state
+            .session_idle
+            .saturating_sub(now.saturating_duration_since(session.last_used));
+        let (id, username) = (session.user_id, session.username.clone());
+        state.sessions.put(token_hash.clone(), session);
         Ok(Self {
-            id: user.user_id,
-            username: user.username,
+            id,
+            username,
             token_hash,
             sessions_ended,
             expires_in,
         })
+    }
+}
+
+/// How long a session found valid in the database is trusted without asking again, as long as
+/// no session has ended meanwhile (any sign-out anywhere sends every request back to the
+/// database once).
+const SESSION_TRUST: Duration = Duration::from_secs(5);
+/// Sessions remembered at most; beyond it the memory starts over.
+const SESSION_CACHE_ENTRIES: usize = 100_000;
+
+#[derive(Clone)]
+struct KnownSession {
+    user_id: UserId,
+    username: String,
+    /// When it was last used, as far as this server knows.
+    last_used: Instant,
+    /// When the database last said it exists.
+    checked_at: Instant,
+    /// `Hub::sessions_ended` at that check.
+    sessions_ended: u64,
+}
+
+/// Sessions recently found valid, so that a busy client costs no query per request.
+#[derive(Default)]
+pub struct SessionCache {
+    known: Mutex<HashMap<Vec<u8>, KnownSession>>,
+}
+
+impl SessionCache {
+    fn get(&self, token_hash: &[u8], sessions_ended: u64, now: Instant) -> Option<KnownSession> {
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known
+            .get(token_hash)
+            .filter(|s| {
+                s.sessions_ended == sessions_ended && now.saturating_duration_since(s.checked_at) < SESSION_TRUST
+            })
+            .cloned()
+    }
+
+    fn put(&self, token_hash: Vec<u8>, session: KnownSession) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= SESSION_CACHE_ENTRIES {
+            known.clear();
+        }
+        known.insert(token_hash, session);
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = chat::Config::parse();
+    chat::net::return_big_allocations_to_the_system();
     chat::telemetry::init();
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -20,7 +21,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: chat::Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&config.bind)
+    let listener = chat::net::listen(&config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;

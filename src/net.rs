@@ -34,6 +34,39 @@ const CLOSE_CHECK_AFTER: Duration = Duration::from_millis(500);
 /// How long to wait before accepting again after `accept` failed (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Connections the kernel queues for `accept`. Rust's default (128) drops connections when a
+/// few thousand browsers reconnect at once, each dropped one waiting a second to retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`, a name or an address) with a deep accept queue.
+pub async fn listen(addr: &str) -> io::Result<TcpListener> {
+    let mut last_error = io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing");
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+/// Makes large allocations always come from (and go back to) the system. A password hash takes
+/// 19 MiB; glibc would otherwise raise its mmap threshold after the first one and keep every
+/// later one in its heap for good, so a few sign-ins would hold on to 100 MiB or more.
+pub fn return_big_allocations_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes the allocator's lock and only sets one of its parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The timeouts every connection gets; `None` turns one off.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {

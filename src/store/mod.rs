@@ -2,8 +2,10 @@
 //! task (`crate::writer`), which owns the one connection allowed to write; the read pool is
 //! `query_only`, so a read path that tried to write would fail loudly.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -16,6 +18,9 @@ use crate::model::{Event, EventId, EventKind, RoomId, Status, UserId};
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Rooms by name. A room is never renamed or removed, so once read it is known for good:
+    /// posting to a room costs no query.
+    rooms: Arc<Mutex<HashMap<String, Room>>>,
 }
 
 /// Everything `open` hands out: reads, and the two connections that may touch the file.
@@ -74,7 +79,10 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
         .await
         .map_err(|error| explain(error, path, "cannot open read connections"))?;
     Ok(Opened {
-        store: Store { pool },
+        store: Store {
+            pool,
+            rooms: Arc::default(),
+        },
         writer,
         checkpointer,
     })
@@ -255,10 +263,22 @@ impl Store {
     }
 
     pub async fn room(&self, name: &str) -> Result<Option<Room>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, created_at FROM rooms WHERE name = ?")
+        if let Some(room) = self.known_rooms().get(name) {
+            return Ok(Some(room.clone()));
+        }
+        let room: Option<Room> = sqlx::query_as("SELECT id, name, created_at FROM rooms WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await
+            .await?;
+        if let Some(room) = &room {
+            self.known_rooms().insert(room.name.clone(), room.clone());
+        }
+        Ok(room)
+    }
+
+    fn known_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        // Entries are inserted whole: a panic elsewhere cannot leave one half-written.
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub async fn rooms(&self) -> Result<Vec<Room>, sqlx::Error> {
