@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -276,6 +276,9 @@ struct KeepAlive<S> {
     inner: Pin<Box<S>>,
     every: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// When the inner stream last gave something. The timer is not moved for every frame (that
+    /// costs a trip through the timer wheel); when it fires early, it is moved then.
+    last: Instant,
 }
 
 impl<S> KeepAlive<S> {
@@ -284,6 +287,7 @@ impl<S> KeepAlive<S> {
             inner,
             every,
             sleep: Box::pin(tokio::time::sleep(every)),
+            last: Instant::now(),
         }
     }
 }
@@ -293,18 +297,21 @@ impl<S: Stream<Item = Bytes>> Stream for KeepAlive<S> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = &mut *self;
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(item) => {
-                this.sleep.as_mut().reset(Instant::now() + this.every);
-                Poll::Ready(item)
+        if let Poll::Ready(item) = this.inner.as_mut().poll_next(cx) {
+            this.last = Instant::now();
+            return Poll::Ready(item);
+        }
+        loop {
+            ready!(this.sleep.as_mut().poll(cx));
+            let due = this.last + this.every;
+            if due > Instant::now() {
+                // Something was sent since the timer was set: wait out the rest.
+                this.sleep.as_mut().reset(due);
+                continue;
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.sleep.as_mut().reset(Instant::now() + this.every);
-                    Poll::Ready(Some(Bytes::from_static(sse::KEEPALIVE)))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            this.last = Instant::now();
+            this.sleep.as_mut().reset(this.last + this.every);
+            return Poll::Ready(Some(Bytes::from_static(sse::KEEPALIVE)));
         }
     }
 }
