@@ -10,6 +10,10 @@
 //!   reconnects with `Last-Event-ID`. `TCP_USER_TIMEOUT` makes the kernel give up on a peer
 //!   that stopped acknowledging in the same time, so a vanished client is noticed at the first
 //!   keep-alive it does not acknowledge.
+//! - **Closing**: a write after a quiet spell first peeks for the client's FIN, so a closed tab
+//!   is noticed at the next keep-alive.
+//!
+//! The listening socket is here too, with an accept queue deep enough for a reconnect storm.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -54,17 +58,6 @@ pub async fn listen(addr: &str) -> io::Result<TcpListener> {
         }
     }
     Err(last_error)
-}
-
-/// Makes large allocations always come from (and go back to) the system. A password hash takes
-/// 19 MiB; glibc would otherwise raise its mmap threshold after the first one and keep every
-/// later one in its heap for good, so a few sign-ins would hold on to 100 MiB or more.
-pub fn return_big_allocations_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt takes the allocator's lock and only sets one of its parameters.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
 }
 
 /// The timeouts every connection gets; `None` turns one off.
