@@ -68,13 +68,13 @@ pub async fn room_events(
     // Subscribe before anything is read from the database.
     let (live, head) = state.hub.subscribe(room.id);
     // Watch for the session's end from here on; if it ended since it was checked, say so now.
-    let feeds = Feeds {
+    let mut feeds = Feeds {
         live,
         ended: state.hub.watch_sessions(),
         token_hash: user.token_hash,
         expiry: Box::pin(tokio::time::sleep(user.expires_in)),
     };
-    if state.hub.sessions_ended() != user.sessions_ended && feeds.session_is_gone(state).await? {
+    if state.hub.sessions_ended() != user.sessions_ended && feeds.session_ended(state).await {
         return Err(AppError::Unauthorized);
     }
     let mut first = BytesMut::from(&sse::retry()[..]);
@@ -136,17 +136,9 @@ struct Feeds {
 }
 
 impl Feeds {
-    async fn session_is_gone(&self, state: &AppState) -> Result<bool, sqlx::Error> {
-        Ok(state
-            .store
-            .session_user(&self.token_hash, state.session_idle)
-            .await?
-            .is_none())
-    }
-
-    /// At the expiry the session may have been used since: if so, wait for the new expiry.
-    /// `true` when it has ended.
-    async fn session_expired(&mut self, state: &AppState) -> bool {
+    /// Asks the database whether the session has ended (revoked, or expired). While it lives,
+    /// the expiry moves to match its last use, which another request may have pushed back.
+    async fn session_ended(&mut self, state: &AppState) -> bool {
         match state.store.session_user(&self.token_hash, state.session_idle).await {
             Ok(Some(user)) => {
                 let idle = Duration::try_from_secs_f64(user.idle_secs).unwrap_or(Duration::ZERO);
@@ -251,15 +243,9 @@ fn room_stream<G: Send + 'static>(
                             return;
                         }
                     }
-                    Wake::SessionExpiry => {
-                        if feeds.session_expired(&state).await {
-                            yield logout();
-                            return;
-                        }
-                    }
-                    // Missed some revocations: ask the database.
-                    Wake::SessionEnded(Err(RecvError::Lagged(_))) => {
-                        if feeds.session_is_gone(&state).await.unwrap_or(false) {
+                    // At the expiry, or after missing some revocations: ask the database.
+                    Wake::SessionExpiry | Wake::SessionEnded(Err(RecvError::Lagged(_))) => {
+                        if feeds.session_ended(&state).await {
                             yield logout();
                             return;
                         }
