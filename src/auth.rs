@@ -123,9 +123,12 @@ impl<'a> FromRequest<'a> for CurrentUser {
         // Read before the session is checked: see `Hub::sessions_ended`.
         let sessions_ended = state.hub.sessions_ended();
         let now = Instant::now();
+        // Remembered again only when something about it changed (checked, or used anew).
+        let mut changed = false;
         let mut session = match state.sessions.get(&token_hash, sessions_ended, now) {
             Some(session) => session,
             None => {
+                changed = true;
                 let user = state
                     .store
                     .session_user(&token_hash, state.session_idle)
@@ -151,12 +154,19 @@ impl<'a> FromRequest<'a> for CurrentUser {
                 token_hash: token_hash.clone(),
             });
             session.last_used = now;
+            changed = true;
         }
         let expires_in = state
             .session_idle
             .saturating_sub(now.saturating_duration_since(session.last_used));
-        let (id, username) = (session.user_id, session.username.clone());
-        state.sessions.put(token_hash.clone(), session);
+        let id = session.user_id;
+        let username = if changed {
+            let username = session.username.clone();
+            state.sessions.put(token_hash.clone(), session);
+            username
+        } else {
+            session.username
+        };
         Ok(Self {
             id,
             username,
