@@ -127,13 +127,8 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for FormBody<T> {
             return Err(AppError::UnsupportedMediaType("application/x-www-form-urlencoded").into());
         }
         let bytes = read_body(req, body).await?;
-        let utf8 = |part: &[u8]| {
-            let part = part
-                .iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect::<Vec<u8>>();
-            percent_encoding::percent_decode(&part).decode_utf8().is_ok()
-        };
+        // `+` (a space) is ASCII either way, so it needs no decoding to judge the UTF-8.
+        let utf8 = |part: &[u8]| percent_encoding::percent_decode(part).decode_utf8().is_ok();
         if !bytes.split(|&b| b == b'&' || b == b'=').all(utf8) {
             return Err(AppError::BadRequest("the form is not valid UTF-8".into()).into());
         }
