@@ -124,7 +124,7 @@ pub async fn run(
         config.session_idle(),
         hub.shutdown_token().clone(),
     ));
-    let limits = Arc::new(Limits::new(&config, metrics.refused_by_limits.clone()));
+    let limits = Arc::new(Limits::new(&config, &metrics));
     tokio::spawn(limits::run_janitor(Arc::clone(&limits), hub.shutdown_token().clone()));
 
     let state = AppState {

@@ -12,10 +12,12 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::model::UserId;
 
 /// A keyed token bucket, or nothing when the flag turned it off.
@@ -58,10 +60,18 @@ pub struct Limits {
     refused: Counter,
 }
 
-#[derive(Default)]
 struct StreamCounts {
     total: usize,
     per_user: HashMap<UserId, usize>,
+    /// `chat_open_streams`: `total`, published.
+    gauge: Gauge,
+}
+
+impl StreamCounts {
+    fn set_total(&mut self, total: usize) {
+        self.total = total;
+        self.gauge.set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
 }
 
 /// Held by an open event stream; dropping it gives the stream's place back.
@@ -73,7 +83,8 @@ pub struct StreamPermit {
 impl Drop for StreamPermit {
     fn drop(&mut self) {
         let mut counts = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.total -= 1;
+        let total = counts.total - 1;
+        counts.set_total(total);
         if let Some(n) = counts.per_user.get_mut(&self.user) {
             *n -= 1;
             if *n == 0 {
@@ -87,8 +98,9 @@ impl Drop for StreamPermit {
 const STREAMS_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Limits {
-    /// `refused` counts every request turned away.
-    pub fn new(config: &Config, refused: Counter) -> Self {
+    /// Counts every request turned away in `chat_refused_by_limits`, and the open streams in
+    /// `chat_open_streams`.
+    pub fn new(config: &Config, metrics: &Metrics) -> Self {
         let messages = NonZeroU32::new(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(NonZeroU32::new(config.message_burst).unwrap_or(rate)));
         let signins = NonZeroU32::new(config.signin_rate).map(Quota::per_minute);
@@ -96,10 +108,14 @@ impl Limits {
             messages: Bucket::new(messages),
             signins_by_name: Bucket::new(signins),
             signins_by_address: Bucket::new(signins),
-            streams: Arc::default(),
+            streams: Arc::new(Mutex::new(StreamCounts {
+                total: 0,
+                per_user: HashMap::new(),
+                gauge: metrics.open_streams.clone(),
+            })),
             max_streams: config.max_streams,
             max_streams_per_user: config.max_streams_per_user,
-            refused,
+            refused: metrics.refused_by_limits.clone(),
         }
     }
 
@@ -151,7 +167,8 @@ impl Limits {
             });
         }
         *mine += 1;
-        counts.total += 1;
+        let total = counts.total + 1;
+        counts.set_total(total);
         Ok(StreamPermit {
             user,
             streams: Arc::clone(&self.streams),
@@ -185,7 +202,7 @@ mod tests {
 
     fn limits(args: &[&str]) -> Limits {
         let config = Config::parse_from(std::iter::once("chat-server").chain(args.iter().copied()));
-        Limits::new(&config, Counter::default())
+        Limits::new(&config, &Metrics::new())
     }
 
     #[test]

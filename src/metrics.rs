@@ -97,19 +97,3 @@ impl Default for Metrics {
         Self::new()
     }
 }
-
-/// Counts one open stream until dropped.
-pub struct StreamGauge(Gauge);
-
-impl StreamGauge {
-    pub fn new(metrics: &Metrics) -> Self {
-        metrics.open_streams.inc();
-        Self(metrics.open_streams.clone())
-    }
-}
-
-impl Drop for StreamGauge {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}

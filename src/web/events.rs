@@ -25,7 +25,6 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::hub::Frame;
-use crate::metrics::StreamGauge;
 use crate::model::{EventId, RoomId};
 use crate::render::{self, Format};
 use crate::sse::{self, Cursor};
@@ -99,12 +98,7 @@ pub async fn room_events(
     };
     tracing::debug!(room = %room.name, user = %user.username, ?cursor, start, "stream opened");
 
-    // Dropped in this order: the place under the limits is free before the gauge says so.
-    let guards = (
-        permit,
-        state.writer.stream_opened(user.id, user.username),
-        StreamGauge::new(&state.metrics),
-    );
+    let guards = (permit, state.writer.stream_opened(user.id, user.username));
     let events = room_stream(state.clone(), room.id, format, feeds, start, first.freeze(), guards);
     let body = KeepAlive::new(Box::pin(events), state.keepalive)
         .take_until(state.hub.shutdown_token().clone().cancelled_owned())
