@@ -26,6 +26,7 @@ use poem::Server;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use crate::config::Config;
 use crate::error::AppError;
@@ -33,8 +34,9 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::model::Password;
-use crate::net::{GuardedAcceptor, Timeouts};
+use crate::net::{GuardedAcceptor, Handoffs, Timeouts};
 use crate::store::Store;
+use crate::web::stream::Streams;
 use crate::writer::Writer;
 
 /// How long shutdown waits for open requests once the streams are told to end.
@@ -144,7 +146,15 @@ pub async fn run(
     };
     tracing::info!(db = %config.db.display(), head, "serving");
 
-    let app = web::build_app(state);
+    let handoffs = Arc::new(Handoffs::default());
+    let streams = Arc::new(Streams {
+        handoffs: Arc::clone(&handoffs),
+        tasks: TaskTracker::new(),
+        shutdown: hub.shutdown_token().clone(),
+        write_timeout: config.write_timeout(),
+        metrics: Arc::clone(&metrics),
+    });
+    let app = web::build_app(state, Arc::clone(&streams));
     let signal = {
         let hub = hub.clone();
         async move {
@@ -153,12 +163,20 @@ pub async fn run(
         }
     };
     let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive());
-    let acceptor = GuardedAcceptor::new(listener, timeouts, Arc::clone(&metrics))?;
+    let acceptor = GuardedAcceptor::new(listener, timeouts, Arc::clone(&metrics), handoffs)?;
     ready();
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_BACKSTOP))
         .await;
     hub.close();
+    // The streams served on their own connections are not the HTTP server's to wait for.
+    streams.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_BACKSTOP, streams.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(left = streams.tasks.len(), "streams still open at shutdown");
+    }
 
     writer_stop.cancel();
     if let Err(error) = writer_task.await {

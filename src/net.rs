@@ -13,12 +13,19 @@
 //! - **Closing**: a write after a quiet spell first peeks for the client's FIN, so a closed tab
 //!   is noticed at the next keep-alive.
 //!
+//! - **Handing off**: a handler may take a connection's socket away from the HTTP server once
+//!   its response is decided (`Handoffs`): an event stream is then served on the bare socket,
+//!   without the HTTP server's buffers and layers (see `web::stream`).
+//!
 //! The listening socket is here too, with an accept queue deep enough for a reconnect storm.
 
+use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -27,6 +34,7 @@ use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::Metrics;
@@ -81,22 +89,77 @@ impl Timeouts {
     }
 }
 
+/// The open connections whose socket a handler can take over, by the client's address (which
+/// names one connection: they all reach the one listening address).
+#[derive(Default)]
+pub struct Handoffs {
+    open: Mutex<HashMap<SocketAddr, Arc<Handoff>>>,
+}
+
+/// One connection's way out of the HTTP server.
+#[derive(Default)]
+struct Handoff {
+    /// Set once `to` holds a receiver: checked on every read and write, so without a lock.
+    wanted: AtomicBool,
+    to: Mutex<Option<oneshot::Sender<TcpStream>>>,
+}
+
+impl Handoffs {
+    /// Asks for the socket of the connection from `peer`. It arrives when the HTTP server next
+    /// reads or writes, which it does to send the response the handler returns: that response
+    /// goes nowhere, and the server sees the connection end. `None` for a connection that is
+    /// not ours (or already closed).
+    pub fn take(&self, peer: SocketAddr) -> Option<oneshot::Receiver<TcpStream>> {
+        let handoff = Arc::clone(self.lock().get(&peer)?);
+        let (sender, receiver) = oneshot::channel();
+        *handoff.to.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        handoff.wanted.store(true, Ordering::Release);
+        Some(receiver)
+    }
+
+    fn open(&self, peer: SocketAddr) -> Arc<Handoff> {
+        let handoff = Arc::new(Handoff::default());
+        self.lock().insert(peer, Arc::clone(&handoff));
+        handoff
+    }
+
+    fn close(&self, peer: SocketAddr, handoff: &Arc<Handoff>) {
+        let mut open = self.lock();
+        // A new connection from the same address may have replaced this one already.
+        if open.get(&peer).is_some_and(|current| Arc::ptr_eq(current, handoff)) {
+            open.remove(&peer);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Handoff>>> {
+        // Inserts and removes only: a panic cannot leave the map inconsistent.
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// A TCP acceptor whose connections are `Guarded`.
 pub struct GuardedAcceptor {
     listener: TcpListener,
     local_addr: LocalAddr,
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
+    handoffs: Arc<Handoffs>,
 }
 
 impl GuardedAcceptor {
-    pub fn new(listener: TcpListener, timeouts: Timeouts, metrics: Arc<Metrics>) -> io::Result<Self> {
+    pub fn new(
+        listener: TcpListener,
+        timeouts: Timeouts,
+        metrics: Arc<Metrics>,
+        handoffs: Arc<Handoffs>,
+    ) -> io::Result<Self> {
         let local_addr = LocalAddr(listener.local_addr()?.into());
         Ok(Self {
             listener,
             local_addr,
             timeouts,
             metrics,
+            handoffs,
         })
     }
 }
@@ -113,7 +176,20 @@ impl Acceptor for GuardedAcceptor {
             match self.listener.accept().await {
                 Ok((stream, addr)) => {
                     configure(&stream, self.timeouts);
-                    let io = Guarded::new(stream, self.timeouts, Arc::clone(&self.metrics));
+                    let handoff = self.handoffs.open(addr);
+                    let io = Guarded {
+                        inner: Some(stream),
+                        timeouts: self.timeouts,
+                        metrics: Arc::clone(&self.metrics),
+                        last_write: Instant::now(),
+                        written: false,
+                        read_timer: None,
+                        write_timer: None,
+                        write_waiting: false,
+                        peer: addr,
+                        handoffs: Arc::clone(&self.handoffs),
+                        handoff,
+                    };
                     return Ok((io, self.local_addr.clone(), RemoteAddr(addr.into()), Scheme::HTTP));
                 }
                 // Out of file descriptors, or a connection reset before it was accepted: the
@@ -143,7 +219,9 @@ fn configure(stream: &TcpStream, timeouts: Timeouts) {
 
 /// A TCP stream with the read and write timeouts described at the top of this module.
 pub struct Guarded {
-    inner: TcpStream,
+    /// `None` once handed off: the HTTP server then reads the end of the stream, and its
+    /// writes go nowhere.
+    inner: Option<TcpStream>,
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
     /// When the connection was made, or the server last wrote: the read allowance starts here.
@@ -154,19 +232,29 @@ pub struct Guarded {
     /// Armed while a write is waiting for the client to make room.
     write_timer: Option<Pin<Box<Sleep>>>,
     write_waiting: bool,
+    peer: SocketAddr,
+    handoffs: Arc<Handoffs>,
+    handoff: Arc<Handoff>,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.handoffs.close(self.peer, &self.handoff);
+    }
 }
 
 impl Guarded {
-    fn new(inner: TcpStream, timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
-        Self {
-            inner,
-            timeouts,
-            metrics,
-            last_write: Instant::now(),
-            written: false,
-            read_timer: None,
-            write_timer: None,
-            write_waiting: false,
+    /// Hands the socket off if that was asked for.
+    fn hand_off_if_asked(&mut self, cx: &Context<'_>) {
+        if self.handoff.wanted.load(Ordering::Acquire) {
+            let to = self.handoff.to.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let (Some(to), Some(socket)) = (to, self.inner.take()) {
+                // If the taker is gone, the socket is dropped: closed, as it would have been.
+                let _ = to.send(socket);
+                // A read the HTTP server left pending waits on the socket, which now wakes
+                // its new owner: have the server poll again, to read the end of the stream.
+                cx.waker().wake_by_ref();
+            }
         }
     }
 
@@ -201,11 +289,12 @@ impl Guarded {
     /// so without this a closed connection shows only when a write fails, one or two
     /// keep-alives later. Checked only after a quiet spell, so busy streams pay nothing.
     fn peer_gone(&self) -> Option<io::Error> {
+        let socket = self.inner.as_ref()?;
         if self.last_write.elapsed() < CLOSE_CHECK_AFTER {
             return None;
         }
         let mut byte = [MaybeUninit::uninit()];
-        match socket2::SockRef::from(&self.inner).peek(&mut byte) {
+        match socket2::SockRef::from(socket).peek(&mut byte) {
             Ok(0) => Some(io::ErrorKind::BrokenPipe.into()),
             Ok(_) => None,
             Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => None,
@@ -266,10 +355,22 @@ impl Guarded {
     }
 }
 
+/// Polls the socket of a `Guarded`, or answers `$gone` once it has been handed off.
+macro_rules! poll_socket {
+    ($this:ident, $cx:ident, $gone:expr, |$socket:ident| $poll:expr) => {{
+        $this.hand_off_if_asked($cx);
+        let Some($socket) = $this.inner.as_mut() else {
+            return Poll::Ready($gone);
+        };
+        $poll
+    }};
+}
+
 impl AsyncRead for Guarded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        // Handed off: the end of the stream.
+        match poll_socket!(this, cx, Ok(()), |socket| Pin::new(socket).poll_read(cx, buf)) {
             Poll::Ready(result) => Poll::Ready(result.map_err(|error| this.failed(error))),
             Poll::Pending => this.poll_read_deadline(cx).map(Err),
         }
@@ -282,7 +383,8 @@ impl AsyncWrite for Guarded {
         if let Some(error) = this.peer_gone() {
             return Poll::Ready(Err(error));
         }
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        // Handed off: the bytes go nowhere.
+        let result = poll_socket!(this, cx, Ok(buf.len()), |socket| Pin::new(socket).poll_write(cx, buf));
         this.guard_write(cx, result, |&n| n > 0)
     }
 
@@ -295,23 +397,25 @@ impl AsyncWrite for Guarded {
         if let Some(error) = this.peer_gone() {
             return Poll::Ready(Err(error));
         }
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let written = bufs.iter().map(|buf| buf.len()).sum();
+        let result = poll_socket!(this, cx, Ok(written), |socket| Pin::new(socket)
+            .poll_write_vectored(cx, bufs));
         this.guard_write(cx, result, |&n| n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        let result = poll_socket!(this, cx, Ok(()), |socket| Pin::new(socket).poll_flush(cx));
         this.guard_write(cx, result, |()| false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
+        let result = poll_socket!(this, cx, Ok(()), |socket| Pin::new(socket).poll_shutdown(cx));
         this.guard_write(cx, result, |()| false)
     }
 }

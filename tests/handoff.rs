@@ -61,7 +61,20 @@ async fn race(extra_args: &[&str]) -> u64 {
         readers.push((start, tokio::spawn(read_until_end(reader, start, slow))));
     }
 
+    // A burst that lands in one commit: its frames are published back to back, faster than
+    // any stream takes them, so a tiny hub overflows for sure.
+    let burst = (0..32).map(|n| {
+        let watcher = watcher.clone();
+        tokio::spawn(async move {
+            watcher.say("general", &format!("burst {n}")).await["id"]
+                .as_i64()
+                .unwrap()
+        })
+    });
     let mut last_posted = 0;
+    for posted in burst.collect::<Vec<_>>() {
+        last_posted = last_posted.max(posted.await.unwrap());
+    }
     for poster in posters {
         last_posted = last_posted.max(poster.await.unwrap());
     }

@@ -187,14 +187,3 @@ async fn an_idle_event_stream_outlives_the_request_timeout() {
     let (event, _) = stream.next_message().await;
     assert_eq!(event.id, sent["id"].to_string());
 }
-
-#[tokio::test]
-async fn a_closed_stream_is_noticed_at_the_next_keep_alive() {
-    let db = TestDb::new();
-    let server = Server::start(&db, &["--keepalive", "1"]).await;
-    let ada = server.user("ada").await;
-    let stream = stalled_stream(&server, ada.token.as_deref().unwrap()).await;
-    server.wait_for_metric("chat_open_streams", 1.0).await;
-    drop(stream); // the tab closes
-    server.wait_for_metric("chat_open_streams", 0.0).await;
-}

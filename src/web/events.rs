@@ -12,15 +12,16 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use poem::http::header;
 use poem::web::{Data, Path, Query};
-use poem::{Body, Request, Response, handler};
+use poem::{Request, Response, handler};
 use serde::Deserialize;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use tokio::time::{Instant, Sleep};
 
 use super::find_room;
+use super::stream::EventStream;
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -100,14 +101,10 @@ pub async fn room_events(
 
     let guards = (permit, state.writer.stream_opened(user.id, user.username));
     let events = room_stream(state.clone(), room.id, format, feeds, start, first.freeze(), guards);
-    let body = KeepAlive::new(Box::pin(events), state.keepalive)
-        .take_until(state.hub.shutdown_token().clone().cancelled_owned())
-        .map(Ok::<_, std::io::Error>);
-    Ok(Response::builder()
-        .content_type("text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("X-Accel-Buffering", "no")
-        .body(Body::from_bytes_stream(body)))
+    Ok(EventStream::response(Box::pin(KeepAlive::new(
+        Box::pin(events),
+        state.keepalive,
+    ))))
 }
 
 /// Writes `event: reset` (its id the newest event, so a later reconnect resumes from there)

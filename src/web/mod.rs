@@ -8,6 +8,9 @@ mod pages;
 mod rooms;
 mod sessions;
 mod status;
+pub mod stream;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use poem::http::{HeaderValue, header};
@@ -19,8 +22,10 @@ use crate::AppState;
 use crate::auth::same_origin_guard;
 use crate::error::{AppError, into_json_response};
 use crate::store::Room;
+use stream::Streams;
 
-pub fn build_app(state: AppState) -> impl Endpoint {
+/// The app, inside `streams`, which serves the event streams its handlers answer with.
+pub fn build_app(state: AppState, streams: Arc<Streams>) -> impl Endpoint {
     Route::new()
         .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
         .at("/api/rooms", get(rooms::list_rooms).post(rooms::create_room))
@@ -45,6 +50,7 @@ pub fn build_app(state: AppState) -> impl Endpoint {
         .catch_all_error(into_json_response)
         .around(security_headers)
         .with(Tracing)
+        .around(move |next, req| Arc::clone(&streams).serve(next, req))
 }
 
 /// Headers every response carries. The page runs only our own scripts and styles (htmx is
