@@ -2,7 +2,12 @@
 //!
 //! Only the writer publishes, after commit and in id order, so every channel is in id order and
 //! whatever a subscriber sees is already durable. The hub holds no history: a stream that falls
-//! more than the channel's capacity behind gets `Lagged` and catches up from SQLite.
+//! more than the channel's capacity behind gets `Lagged` and catches up from SQLite (and checks
+//! its session, since it may have missed the news of its end).
+//!
+//! The news that a session has ended travels on the same channels, so a stream waits on one
+//! receiver, not two: at 10,000 streams a second receiver cost every delivery two trips through
+//! a lock all the streams share.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -51,6 +56,15 @@ impl Frame {
     }
 }
 
+/// What a room's channel carries.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A committed event of the room, or a status change (for every room).
+    Frame(Arc<Frame>),
+    /// The session with this token hash has ended (sent to every room).
+    SessionEnded(Arc<[u8]>),
+}
+
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct Hub {
@@ -58,20 +72,15 @@ pub struct Hub {
 }
 
 struct Inner {
-    rooms: Mutex<HashMap<RoomId, broadcast::Sender<Arc<Frame>>>>,
+    rooms: Mutex<HashMap<RoomId, broadcast::Sender<Live>>>,
     capacity: usize,
     /// The newest id published: where a stream that asks for "from now" starts.
     head: AtomicI64,
     /// Cancelled once at shutdown; every stream ends when it is.
     shutdown: CancellationToken,
-    /// Token hashes of sessions just revoked, for the streams they hold open.
-    ended: broadcast::Sender<Arc<[u8]>>,
     /// How many sessions have been revoked since start-up.
     ended_count: AtomicU64,
 }
-
-/// Revocations buffered per stream; a stream that misses some checks its session instead.
-const ENDED_CAPACITY: usize = 64;
 
 impl Hub {
     /// `head` is the newest id ever handed out, read from the database at start-up.
@@ -82,7 +91,6 @@ impl Hub {
                 capacity: capacity.max(1),
                 head: AtomicI64::new(head),
                 shutdown: CancellationToken::new(),
-                ended: broadcast::channel(ENDED_CAPACITY).0,
                 ended_count: AtomicU64::new(0),
             }),
         }
@@ -91,7 +99,7 @@ impl Hub {
     /// A receiver of every frame for `room` published from now on, and the newest id published
     /// before it: every event after that id arrives through the receiver. Subscribe *before*
     /// reading the database, so nothing committed in between is missed.
-    pub fn subscribe(&self, room: RoomId) -> (broadcast::Receiver<Arc<Frame>>, EventId) {
+    pub fn subscribe(&self, room: RoomId) -> (broadcast::Receiver<Live>, EventId) {
         let mut rooms = self.rooms();
         let receiver = rooms
             .entry(room)
@@ -109,32 +117,33 @@ impl Hub {
         match frame.room_id {
             Some(room) => {
                 if let Some(sender) = rooms.get(&room)
-                    && sender.send(frame).is_err()
+                    && sender.send(Live::Frame(frame)).is_err()
                 {
                     // Nobody listens any more; a new subscriber makes a new channel.
                     rooms.remove(&room);
                 }
             }
-            None => rooms.retain(|_, sender| sender.send(Arc::clone(&frame)).is_ok()),
+            None => Self::send_to_all(&mut rooms, &Live::Frame(frame)),
         }
     }
 
     /// Tells every stream that the session with `token_hash` is gone (committed first).
     pub fn end_session(&self, token_hash: &[u8]) {
-        // Counted before it is sent: see `watch_sessions`.
+        let mut rooms = self.rooms();
+        // Counted before it is sent: see `sessions_ended`.
         self.inner.ended_count.fetch_add(1, Ordering::AcqRel);
-        let _ = self.inner.ended.send(Arc::from(token_hash));
+        Self::send_to_all(&mut rooms, &Live::SessionEnded(Arc::from(token_hash)));
     }
 
     /// How many sessions have ended so far. Read it before checking a session in the database,
-    /// and compare after `watch_sessions`: if it moved, the session may have ended in between.
+    /// and compare after `subscribe`: if it moved, the session may have ended in between, and
+    /// the news of it may have been sent before the subscription.
     pub fn sessions_ended(&self) -> u64 {
         self.inner.ended_count.load(Ordering::Acquire)
     }
 
-    /// A receiver of every session revoked from now on.
-    pub fn watch_sessions(&self) -> broadcast::Receiver<Arc<[u8]>> {
-        self.inner.ended.subscribe()
+    fn send_to_all(rooms: &mut HashMap<RoomId, broadcast::Sender<Live>>, live: &Live) {
+        rooms.retain(|_, sender| sender.send(live.clone()).is_ok());
     }
 
     /// The newest id published so far.
@@ -151,7 +160,7 @@ impl Hub {
         &self.inner.shutdown
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, broadcast::Sender<Arc<Frame>>>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, broadcast::Sender<Live>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.inner.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -170,6 +179,13 @@ mod tests {
         })
     }
 
+    fn id(live: Result<Live, broadcast::error::RecvError>) -> EventId {
+        match live.unwrap() {
+            Live::Frame(frame) => frame.id,
+            Live::SessionEnded(_) => panic!("a frame was expected"),
+        }
+    }
+
     #[tokio::test]
     async fn messages_reach_only_their_room_and_statuses_reach_all() {
         let hub = Hub::new(8, 0);
@@ -178,11 +194,28 @@ mod tests {
         let (mut two, _) = hub.subscribe(2);
         hub.publish(frame(1, Some(1)));
         hub.publish(frame(2, None));
-        assert_eq!(one.recv().await.unwrap().id, 1);
-        assert_eq!(one.recv().await.unwrap().id, 2);
-        assert_eq!(two.recv().await.unwrap().id, 2);
+        assert_eq!(id(one.recv().await), 1);
+        assert_eq!(id(one.recv().await), 2);
+        assert_eq!(id(two.recv().await), 2);
         assert!(two.try_recv().is_err());
         assert_eq!(hub.head(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_reaches_every_room_in_order_and_is_counted() {
+        let hub = Hub::new(8, 0);
+        let (mut one, _) = hub.subscribe(1);
+        let (mut two, _) = hub.subscribe(2);
+        hub.publish(frame(1, Some(1)));
+        hub.end_session(b"hash");
+        assert_eq!(hub.sessions_ended(), 1);
+        assert_eq!(id(one.recv().await), 1);
+        for receiver in [&mut one, &mut two] {
+            match receiver.recv().await.unwrap() {
+                Live::SessionEnded(hash) => assert_eq!(&*hash, b"hash"),
+                Live::Frame(frame) => panic!("unexpected frame {}", frame.id),
+            }
+        }
     }
 
     #[tokio::test]
@@ -194,6 +227,6 @@ mod tests {
         let (mut again, head) = hub.subscribe(1);
         assert_eq!(head, 1);
         hub.publish(frame(2, Some(1)));
-        assert_eq!(again.recv().await.unwrap().id, 2);
+        assert_eq!(id(again.recv().await), 2);
     }
 }

@@ -7,7 +7,6 @@
 //! cursor: the events it missed are already in the database.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use super::stream::EventStream;
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
-use crate::hub::Frame;
+use crate::hub::Live;
 use crate::model::{EventId, RoomId};
 use crate::render::{self, Format};
 use crate::sse::{self, Cursor};
@@ -67,10 +66,10 @@ pub async fn room_events(
 
     // Subscribe before anything is read from the database.
     let (live, head) = state.hub.subscribe(room.id);
-    // Watch for the session's end from here on; if it ended since it was checked, say so now.
+    // The channel carries the news of the session's end from here on; if it ended since it
+    // was checked, say so now.
     let mut feeds = Feeds {
         live,
-        ended: state.hub.watch_sessions(),
         token_hash: user.token_hash,
         expiry: Box::pin(tokio::time::sleep(user.expires_in)),
     };
@@ -116,11 +115,10 @@ fn reset(state: &AppState, out: &mut BytesMut, head: EventId, reason: &str) -> E
     head
 }
 
-/// What a live stream listens to: its room's frames, and the news of revoked sessions (its
-/// own is `token_hash`).
+/// What a live stream listens to: its room's channel, with its frames and the news of ended
+/// sessions (its own is `token_hash`).
 struct Feeds {
-    live: Receiver<Arc<Frame>>,
-    ended: Receiver<Arc<[u8]>>,
+    live: Receiver<Live>,
     token_hash: Vec<u8>,
     /// When the session expires unless it is used meanwhile (by another request).
     expiry: Pin<Box<Sleep>>,
@@ -150,8 +148,7 @@ impl Feeds {
 
 /// What a live stream waits for.
 enum Wake {
-    Frame(Result<Arc<Frame>, RecvError>),
-    SessionEnded(Result<Arc<[u8]>, RecvError>),
+    Live(Result<Live, RecvError>),
     SessionExpiry,
 }
 
@@ -212,30 +209,36 @@ fn room_stream<G: Send + 'static>(
             }
             loop {
                 let wake = tokio::select! {
-                    frame = feeds.live.recv() => Wake::Frame(frame),
-                    ended = feeds.ended.recv() => Wake::SessionEnded(ended),
+                    // A frame first: then the expiry is not even looked at.
+                    biased;
+                    live = feeds.live.recv() => Wake::Live(live),
                     () = feeds.expiry.as_mut() => Wake::SessionExpiry,
                 };
                 match wake {
-                    Wake::Frame(Ok(frame)) if frame.id > cursor => {
+                    Wake::Live(Ok(Live::Frame(frame))) if frame.id > cursor => {
                         cursor = frame.id;
                         state.metrics.frames_sent.inc();
                         yield frame.bytes(format).clone();
                     }
-                    Wake::Frame(Ok(_)) => {}
-                    Wake::Frame(Err(RecvError::Lagged(_))) => {
-                        state.metrics.lag_recoveries.inc();
-                        break;
-                    }
-                    Wake::Frame(Err(RecvError::Closed)) | Wake::SessionEnded(Err(RecvError::Closed)) => return,
-                    Wake::SessionEnded(Ok(token_hash)) => {
+                    Wake::Live(Ok(Live::Frame(_))) => {}
+                    Wake::Live(Ok(Live::SessionEnded(token_hash))) => {
                         if *token_hash == *feeds.token_hash {
                             yield logout();
                             return;
                         }
                     }
-                    // At the expiry, or after missing some revocations: ask the database.
-                    Wake::SessionExpiry | Wake::SessionEnded(Err(RecvError::Lagged(_))) => {
+                    // Missed frames are in the database; a missed end of the session is not,
+                    // so ask about it too.
+                    Wake::Live(Err(RecvError::Lagged(_))) => {
+                        state.metrics.lag_recoveries.inc();
+                        if feeds.session_ended(&state).await {
+                            yield logout();
+                            return;
+                        }
+                        break;
+                    }
+                    Wake::Live(Err(RecvError::Closed)) => return,
+                    Wake::SessionExpiry => {
                         if feeds.session_ended(&state).await {
                             yield logout();
                             return;
