@@ -1,5 +1,5 @@
-//! A lean HTTP/1.1 client on raw hyper connections: one TCP connection per stream or poster,
-//! optionally bound to one of several 127.0.0.x source addresses so that tens of thousands of
+//! A lean HTTP/1.1 client: raw hyper connections for requests, bare sockets for event streams;
+//! one TCP connection per stream or poster, optionally bound to one of several 127.0.0.x source addresses so that tens of thousands of
 //! connections do not run out of ephemeral ports.
 
 use std::future::Future;
@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::sse;
@@ -210,8 +211,12 @@ pub enum End {
 }
 
 /// Opens `path` as an event stream on a connection of its own (resuming after `last_event_id`
-/// if given), calls `opened` once the server answered `200`, then hands every chunk read to
-/// `on_chunk` until `stop` resolves or the server ends the stream.
+/// if given), calls `opened` once the server answered `200`, then hands every piece of the body
+/// read to `on_chunk` until `stop` resolves or the server ends the stream.
+///
+/// The request is written and the response read on the bare socket, the body de-chunked in
+/// place: a stream costs the generator one read per batch of frames and nothing else, so that
+/// the fan-out figures describe the server.
 pub async fn follow(
     endpoint: &Endpoint,
     path: &str,
@@ -221,47 +226,118 @@ pub async fn follow(
     opened: impl FnOnce(),
     mut on_chunk: impl FnMut(&[u8]),
 ) -> anyhow::Result<End> {
-    let io = TokioIo::new(endpoint.connect().await?);
-    let (mut sender, connection) = http1::handshake::<_, Full<Bytes>>(io).await?;
-    let mut connection = pin!(connection);
-    let mut request = endpoint
-        .request(Method::GET, path, Some(token))
-        .header(header::ACCEPT, "text/event-stream");
+    let mut socket = endpoint.connect().await?;
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n",
+        endpoint.host
+    );
     if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id.to_string());
+        request.push_str(&format!("Last-Event-ID: {id}\r\n"));
     }
-    let request = request.body(Full::new(Bytes::new()))?;
-    let response = tokio::select! {
-        response = sender.send_request(request) => response?,
-        result = &mut connection => bail!("connection ended before the response: {result:?}"),
+    request.push_str("\r\n");
+    socket.write_all(request.as_bytes()).await?;
+
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let head_end = loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            bail!("GET {path}: response head over {MAX_HEAD} bytes");
+        }
+        buf.reserve(READ_BUFFER);
+        if socket.read_buf(&mut buf).await? == 0 {
+            bail!("GET {path}: connection ended before the response");
+        }
     };
-    if response.status() != StatusCode::OK {
-        let status = response.status();
-        // The connection must be driven while the error's body is read.
-        let body = tokio::select! {
-            body = response.into_body().collect() => body.map(|b| b.to_bytes()).unwrap_or_default(),
-            _ = &mut connection => Bytes::new(),
-        };
-        bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
+    let head = String::from_utf8_lossy(&buf.split_to(head_end)).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200 ") {
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        bail!("GET {path}: {status} {}", String::from_utf8_lossy(&buf));
+    }
+    if !head.contains("\r\ntransfer-encoding: chunked\r\n") {
+        bail!("GET {path}: the stream is not chunked: {head}");
     }
     opened();
-    let mut body = response.into_body();
+
+    let mut body = Chunked::Size;
     let mut stop = pin!(stop);
-    let mut connection_done = false;
     loop {
+        body.decode(&mut buf, &mut on_chunk)?;
+        if body == Chunked::Done {
+            return Ok(End::Closed);
+        }
+        buf.reserve(READ_BUFFER);
         tokio::select! {
             biased;
             () = &mut stop => return Ok(End::Stopped),
-            frame = body.frame() => match frame {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        on_chunk(data);
-                    }
-                }
-                Some(Err(error)) => return Err(error.into()),
-                None => return Ok(End::Closed),
+            read = socket.read_buf(&mut buf) => if read? == 0 {
+                bail!("GET {path}: the connection ended inside the body");
             },
-            _ = &mut connection, if !connection_done => connection_done = true,
+        }
+    }
+}
+
+/// Bytes read at a time; a fan-out frame is a few hundred.
+const READ_BUFFER: usize = 16 * 1024;
+/// The longest response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    /// Before a chunk's size line.
+    Size,
+    /// Inside a chunk's data, this many bytes to go.
+    Data(usize),
+    /// After a chunk's data, before its CRLF.
+    Crlf,
+    /// The last chunk has come.
+    Done,
+}
+
+impl Chunked {
+    /// Consumes what `buf` holds of the body, handing the data to `on_data`.
+    fn decode(&mut self, buf: &mut BytesMut, on_data: &mut impl FnMut(&[u8])) -> anyhow::Result<()> {
+        loop {
+            match *self {
+                Self::Size => {
+                    let Some(end) = find(buf, b"\r\n") else { return Ok(()) };
+                    let line = std::str::from_utf8(&buf[..end])?;
+                    let digits = line.split(';').next().unwrap_or_default().trim();
+                    let size = usize::from_str_radix(digits, 16).with_context(|| format!("chunk size {line:?}"))?;
+                    buf.advance(end + 2);
+                    *self = if size == 0 { Self::Done } else { Self::Data(size) };
+                }
+                Self::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(());
+                    }
+                    let take = left.min(buf.len());
+                    on_data(&buf[..take]);
+                    buf.advance(take);
+                    *self = if take == left {
+                        Self::Crlf
+                    } else {
+                        Self::Data(left - take)
+                    };
+                }
+                Self::Crlf => {
+                    if buf.len() < 2 {
+                        return Ok(());
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        bail!("a chunk does not end with CRLF");
+                    }
+                    buf.advance(2);
+                    *self = Self::Size;
+                }
+                Self::Done => return Ok(()),
+            }
         }
     }
 }
