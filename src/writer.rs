@@ -1,7 +1,8 @@
 //! The one writer. Every change to the database goes through this task, which
 //!
 //! 1. takes whatever requests are waiting (group commit: one fsync pays for all of them),
-//! 2. applies each inside its own `SAVEPOINT`, so a failing request is rolled back alone,
+//! 2. applies each so that a refused request is undone alone (a single statement by SQLite
+//!    itself, a sign-up of several inside a `SAVEPOINT`) and the rest of the batch goes on,
 //! 3. commits, and only then
 //! 4. publishes each new event to the hub, in id order, and answers each request.
 //!
