@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Server, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-fn address(server: &Server) -> SocketAddr {
-    server
-        .base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("socket address")
-}
 
 /// The server's resident memory, in bytes.
 fn rss(server: &Server) -> u64 {
@@ -35,7 +26,7 @@ fn rss(server: &Server) -> u64 {
 /// Opens the room's event stream on a socket with a tiny receive buffer, reads the response
 /// head, and returns the socket: from here on nobody reads it.
 async fn stalled_stream(server: &Server, token: &str) -> TcpStream {
-    let addr = address(server);
+    let addr = server.addr();
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
@@ -147,7 +138,7 @@ async fn a_stalled_reader_is_cut_off_without_slowing_a_hundred_others() {
 async fn a_connection_that_never_finishes_its_request_is_closed() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--request-timeout", "1"]).await;
-    let addr = address(&server);
+    let addr = server.addr();
 
     // Silent from the start.
     let mut silent = TcpStream::connect(addr).await.unwrap();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Client, Server, TestDb};
@@ -13,18 +12,10 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn address(server: &Server) -> SocketAddr {
-    server
-        .base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("socket address")
-}
-
 /// A raw connection that has sent `GET /api/rooms/general/events` as `version` and read the
 /// response head. Returns the socket, the head, and any body bytes read with it.
 async fn raw_stream(server: &Server, user: &Client, version: &str) -> (TcpStream, String, Vec<u8>) {
-    let addr = address(server);
+    let addr = server.addr();
     let mut socket = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET /api/rooms/general/events {version}\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
@@ -222,7 +213,7 @@ async fn a_stream_waiting_for_its_socket_lets_go_when_the_connection_drops_first
         sockets.push(socket);
     }
     for n in 0..50 {
-        let mut socket = TcpStream::connect(address(&server)).await.unwrap();
+        let mut socket = TcpStream::connect(server.addr()).await.unwrap();
         let request = format!(
             "GET /api/rooms/general/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
             ada.token.as_deref().unwrap()

@@ -118,6 +118,11 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// The address the server listens on, for raw sockets.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().expect("socket address")
+    }
+
     /// The current value of a Prometheus metric, read from `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = reqwest::get(self.url("/metrics"))
