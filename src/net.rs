@@ -137,6 +137,14 @@ impl Handoffs {
     }
 }
 
+/// The error of a write that made no progress for the write timeout.
+pub fn write_stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client stopped reading: no write progress in time",
+    )
+}
+
 /// A TCP acceptor whose connections are `Guarded`.
 pub struct GuardedAcceptor {
     listener: TcpListener,
@@ -346,10 +354,7 @@ impl Guarded {
                 };
                 ready!(timer.as_mut().poll(cx));
                 self.metrics.connections_timed_out.inc();
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client stopped reading: no write progress in time",
-                )))
+                Poll::Ready(Err(write_stalled()))
             }
         }
     }

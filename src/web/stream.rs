@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
-use crate::net::Handoffs;
+use crate::net::{self, Handoffs};
 
 /// A stream's frames, keep-alives included, already encoded.
 pub type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -141,12 +141,9 @@ impl Streams {
         while rest.has_remaining() {
             let writable = socket.writable();
             match self.write_timeout {
-                Some(limit) => tokio::time::timeout(limit, writable).await.map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client stopped reading: no write progress in time",
-                    )
-                })??,
+                Some(limit) => tokio::time::timeout(limit, writable)
+                    .await
+                    .map_err(|_| net::write_stalled())??,
                 None => writable.await?,
             }
             match socket.try_write(&rest) {
