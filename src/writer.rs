@@ -2,7 +2,9 @@
 //!
 //! 1. takes whatever requests are waiting (group commit: one fsync pays for all of them),
 //! 2. applies each so that a refused request is undone alone (a single statement by SQLite
-//!    itself, a sign-up of several inside a `SAVEPOINT`) and the rest of the batch goes on,
+//!    itself, a sign-up of several inside a `SAVEPOINT`) and the rest of the batch goes on;
+//!    messages in a row share one `INSERT`, in which a repeated `client_id` is skipped, not
+//!    refused,
 //! 3. commits, and only then
 //! 4. publishes each new event to the hub, in id order, and answers each request.
 //!
@@ -11,7 +13,7 @@
 //! the writer is already the one place where status changes are ordered.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnection;
@@ -91,15 +93,7 @@ pub enum Command {
         name: String,
         created_by: UserId,
     },
-    PostMessage {
-        room_id: RoomId,
-        room: String,
-        user_id: UserId,
-        username: String,
-        content: String,
-        /// The client's id for the message: posting it again finds the first one.
-        client_id: Option<ClientId>,
-    },
+    PostMessage(Post),
     SetStatus {
         user_id: UserId,
         username: String,
@@ -107,11 +101,49 @@ pub enum Command {
     },
 }
 
+/// A message to store.
+#[derive(Debug)]
+pub struct Post {
+    pub room_id: RoomId,
+    pub room: String,
+    pub user_id: UserId,
+    pub username: String,
+    pub content: String,
+    /// The client's id for the message: posting it again finds the first one.
+    pub client_id: Option<ClientId>,
+}
+
+impl Post {
+    fn client_id(&self) -> Option<&str> {
+        self.client_id.as_ref().map(ClientId::as_str)
+    }
+
+    fn event(&self, id: EventId, created_at: String) -> Event {
+        Event {
+            id,
+            username: self.username.clone(),
+            created_at,
+            kind: EventKind::Message {
+                room_id: self.room_id,
+                room: self.room.clone(),
+                content: self.content.clone(),
+            },
+        }
+    }
+}
+
 impl Command {
     /// Whether the command writes with a single statement, which SQLite applies whole or not at
     /// all without a savepoint.
     fn is_one_statement(&self) -> bool {
         !matches!(self, Self::CreateAccount { .. })
+    }
+
+    fn as_post(&self) -> Option<&Post> {
+        match self {
+            Self::PostMessage(post) => Some(post),
+            _ => None,
+        }
     }
 }
 
@@ -344,8 +376,36 @@ impl Task {
     /// Runs the batch in one transaction. The outer `Err` means nothing was committed.
     async fn apply_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
         exec(&mut self.conn, "BEGIN IMMEDIATE").await?;
+        let outcomes = match self.apply_jobs(batch).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.rollback().await;
+                return Err(error);
+            }
+        };
+        if let Err(error) = exec(&mut self.conn, "COMMIT").await {
+            self.rollback().await;
+            return Err(error);
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies each job inside the batch's transaction and returns its outcome. The `Err` is a
+    /// failure that may have spoilt the transaction (an I/O error, a full disk): nothing of the
+    /// batch may then be reported done.
+    async fn apply_jobs(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        for job in batch {
+        let mut rest = batch;
+        while let Some(job) = rest.first() {
+            // Messages in a row, the bulk of any busy batch, are stored together: each
+            // statement is a round trip to SQLite's thread, and that trip costs more than
+            // storing a message.
+            let posts: Vec<&Post> = rest.iter().map_while(|job| job.command.as_post()).collect();
+            if posts.len() > 1 {
+                outcomes.extend(post_messages(&mut self.conn, &posts).await?);
+                rest = &rest[posts.len()..];
+                continue;
+            }
             let outcome = if job.command.is_one_statement() {
                 // A failing statement is undone by SQLite on its own; the batch goes on.
                 apply(&mut self.conn, &job.command).await
@@ -354,18 +414,10 @@ impl Task {
             };
             match outcome {
                 // A refusal that changed nothing (a taken name, a reused client_id).
-                Err(error) if !error.is_refusal() => {
-                    // Anything else (an I/O error, a full disk) may have rolled the whole
-                    // transaction back: nothing of the batch may be reported done.
-                    self.rollback().await;
-                    return Err(error);
-                }
+                Err(error) if !error.is_refusal() => return Err(error),
                 outcome => outcomes.push(outcome),
             }
-        }
-        if let Err(error) = exec(&mut self.conn, "COMMIT").await {
-            self.rollback().await;
-            return Err(error);
+            rest = &rest[1..];
         }
         Ok(outcomes)
     }
@@ -460,50 +512,11 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
                     .await?;
             Ok(Outcome::Room(room))
         }
-        Command::PostMessage {
-            room_id,
-            room,
-            user_id,
-            username,
-            content,
-            client_id,
-        } => {
-            let client_id = client_id.as_ref().map(ClientId::as_str);
-            let inserted: Option<(EventId, String)> = sqlx::query_as(
-                "INSERT INTO events (kind, room_id, user_id, body, client_id) VALUES ('message', ?, ?, ?, ?) \
-                 ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
-                 RETURNING id, created_at",
-            )
-            .bind(room_id)
-            .bind(user_id)
-            .bind(content)
-            .bind(client_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let message = |id, created_at, content: &str| Event {
-                id,
-                username: username.clone(),
-                created_at,
-                kind: EventKind::Message {
-                    room_id: *room_id,
-                    room: room.clone(),
-                    content: content.to_owned(),
-                },
-            };
-            if let Some((id, created_at)) = inserted {
-                return Ok(Outcome::Event(message(id, created_at, content)));
-            }
-            // Sent before: answer with what was stored, if it is the same message.
-            let (id, created_at, stored_room, stored_content): (EventId, String, Option<RoomId>, String) =
-                sqlx::query_as("SELECT id, created_at, room_id, body FROM events WHERE user_id = ? AND client_id = ?")
-                    .bind(user_id)
-                    .bind(client_id)
-                    .fetch_one(conn)
-                    .await?;
-            if stored_room != Some(*room_id) || stored_content != *content {
-                return Err(WriteError::ClientIdReused);
-            }
-            Ok(Outcome::Existing(message(id, created_at, content)))
+        Command::PostMessage(post) => {
+            let mut outcomes = post_messages(conn, &[post]).await?;
+            outcomes
+                .pop()
+                .unwrap_or_else(|| Err(WriteError::Database("a message was left without an outcome".into())))
         }
         Command::SetStatus {
             user_id,
@@ -525,6 +538,85 @@ async fn apply(conn: &mut SqliteConnection, command: &Command) -> Result<Outcome
             }))
         }
     }
+}
+
+/// Most messages one `INSERT` stores.
+const MAX_POSTS_PER_INSERT: usize = 256;
+
+/// `INSERT`s of 1, 2, 4 … `MAX_POSTS_PER_INSERT` messages: any number of messages is stored
+/// with a few of these, and each stays prepared on the connection.
+static INSERT_POSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_POSTS_PER_INSERT.ilog2())
+        .map(|power| {
+            let rows = vec!["('message', ?, ?, ?, ?)"; 1 << power].join(", ");
+            format!(
+                "INSERT INTO events (kind, room_id, user_id, body, client_id) VALUES {rows} \
+                 ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
+                 RETURNING id, created_at, user_id, client_id"
+            )
+        })
+        .collect()
+});
+
+/// Stores `posts` in order, with as few statements as their count allows, and returns each
+/// one's outcome. A message whose `client_id` its user has already sent is not stored again:
+/// its outcome is the stored message, or `ClientIdReused` if that one says something else.
+async fn post_messages(
+    conn: &mut SqliteConnection,
+    posts: &[&Post],
+) -> Result<Vec<Result<Outcome, WriteError>>, WriteError> {
+    let mut outcomes = Vec::with_capacity(posts.len());
+    let mut rest = posts;
+    while !rest.is_empty() {
+        let power = rest.len().min(MAX_POSTS_PER_INSERT).ilog2();
+        let (chunk, after) = rest.split_at(1 << power);
+        let mut insert =
+            sqlx::query_as::<_, (EventId, String, UserId, Option<String>)>(INSERT_POSTS[power as usize].as_str());
+        for post in chunk {
+            insert = insert
+                .bind(post.room_id)
+                .bind(post.user_id)
+                .bind(&post.content)
+                .bind(post.client_id());
+        }
+        let mut stored = insert.fetch_all(&mut *conn).await?;
+        // SQLite inserts the rows in the order given, so ids follow it; `RETURNING` does not
+        // promise that order, so it is restored from the ids. The rows skipped as sent before
+        // leave gaps, found by their (user, client_id): a skipped pair cannot be stored by a
+        // later row of the same statement, which would be skipped too.
+        stored.sort_unstable_by_key(|(id, ..)| *id);
+        let mut stored = stored.into_iter().peekable();
+        for post in chunk {
+            let outcome = match stored.next_if(|(_, _, user_id, client_id)| {
+                *user_id == post.user_id && client_id.as_deref() == post.client_id()
+            }) {
+                Some((id, created_at, ..)) => Ok(Outcome::Event(post.event(id, created_at))),
+                None => sent_before(conn, post).await?,
+            };
+            outcomes.push(outcome);
+        }
+        if stored.next().is_some() {
+            return Err(WriteError::Database(
+                "stored messages do not match the ones posted".into(),
+            ));
+        }
+        rest = after;
+    }
+    Ok(outcomes)
+}
+
+/// The message `post`'s user stored earlier with its `client_id`, if it is the same message.
+async fn sent_before(conn: &mut SqliteConnection, post: &Post) -> Result<Result<Outcome, WriteError>, WriteError> {
+    let (id, created_at, room_id, content): (EventId, String, Option<RoomId>, String) =
+        sqlx::query_as("SELECT id, created_at, room_id, body FROM events WHERE user_id = ? AND client_id = ?")
+            .bind(post.user_id)
+            .bind(post.client_id())
+            .fetch_one(conn)
+            .await?;
+    if room_id != Some(post.room_id) || content != post.content {
+        return Ok(Err(WriteError::ClientIdReused));
+    }
+    Ok(Ok(Outcome::Existing(post.event(id, created_at))))
 }
 
 async fn insert_session(conn: &mut SqliteConnection, user_id: UserId, token_hash: &[u8]) -> Result<(), WriteError> {

@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::model::{ClientId, Content, Event, EventId, EventView};
-use crate::writer::{Command, Outcome};
+use crate::writer::{Command, Outcome, Post};
 
 /// Most messages one history request returns.
 pub const MAX_HISTORY: u32 = 200;
@@ -62,14 +62,14 @@ pub async fn store_message(
     let room = find_room(state, room).await?;
     let outcome = state
         .writer
-        .submit(Command::PostMessage {
+        .submit(Command::PostMessage(Post {
             room_id: room.id,
             room: room.name,
             user_id: user.id,
             username: user.username,
             content: content.into_string(),
             client_id,
-        })
+        }))
         .await?;
     match outcome {
         Outcome::Event(event) => Ok(Posted { event, new: true }),
