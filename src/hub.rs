@@ -76,7 +76,7 @@ struct Inner {
     capacity: usize,
     /// The newest id published: where a stream that asks for "from now" starts.
     head: AtomicI64,
-    /// Cancelled once at shutdown; every stream ends when it is.
+    /// Cancelled once at shutdown, when the channels close.
     shutdown: CancellationToken,
     /// How many sessions have been revoked since start-up.
     ended_count: AtomicU64,
@@ -101,10 +101,15 @@ impl Hub {
     /// reading the database, so nothing committed in between is missed.
     pub fn subscribe(&self, room: RoomId) -> (broadcast::Receiver<Live>, EventId) {
         let mut rooms = self.rooms();
-        let receiver = rooms
-            .entry(room)
-            .or_insert_with(|| broadcast::channel(self.inner.capacity).0)
-            .subscribe();
+        let receiver = if self.inner.shutdown.is_cancelled() {
+            // Closed already: the stream replays what is stored and ends.
+            broadcast::channel(1).1
+        } else {
+            rooms
+                .entry(room)
+                .or_insert_with(|| broadcast::channel(self.inner.capacity).0)
+                .subscribe()
+        };
         // Read under the lock `publish` holds while it moves the head and sends.
         (receiver, self.head())
     }
@@ -151,9 +156,11 @@ impl Hub {
         self.inner.head.load(Ordering::Acquire)
     }
 
-    /// Ends every open stream (they select on this token).
+    /// Ends every open stream once it has sent what was published before: each receiver gets
+    /// what its channel holds, then `Closed`. Nothing is sent live after this.
     pub fn close(&self) {
         self.inner.shutdown.cancel();
+        self.rooms().clear();
     }
 
     pub fn shutdown_token(&self) -> &CancellationToken {
@@ -199,6 +206,22 @@ mod tests {
         assert_eq!(id(two.recv().await), 2);
         assert!(two.try_recv().is_err());
         assert_eq!(hub.head(), 2);
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_receiver_after_what_was_published() {
+        let hub = Hub::new(8, 0);
+        let (mut one, _) = hub.subscribe(1);
+        hub.publish(frame(1, Some(1)));
+        hub.publish(frame(2, None));
+        hub.close();
+        hub.publish(frame(3, Some(1)));
+        assert_eq!(id(one.recv().await), 1);
+        assert_eq!(id(one.recv().await), 2);
+        assert!(matches!(one.recv().await, Err(broadcast::error::RecvError::Closed)));
+        let (mut late, head) = hub.subscribe(1);
+        assert_eq!(head, 3);
+        assert!(matches!(late.recv().await, Err(broadcast::error::RecvError::Closed)));
     }
 
     #[tokio::test]

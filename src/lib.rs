@@ -150,7 +150,6 @@ pub async fn run(
     let streams = Arc::new(Streams {
         handoffs: Arc::clone(&handoffs),
         tasks: TaskTracker::new(),
-        shutdown: hub.shutdown_token().clone(),
         write_timeout: config.write_timeout(),
         metrics: Arc::clone(&metrics),
     });

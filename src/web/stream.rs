@@ -8,12 +8,13 @@
 //! and a delivery is one `writev` of every frame that is ready.
 //!
 //! The response is HTTP/1.1 with chunked framing, so a stream the server ends (shutdown, sign-out)
-//! ends cleanly and one that is cut shows as cut. The client's closing is seen as soon as it
+//! ends cleanly and one that is cut shows as cut. A stream ends when its frames do: at shutdown,
+//! once it has sent what was published before (`Hub::close`). The client's closing is seen as soon as it
 //! happens: the task watches the socket for it. A request the HTTP server cannot hand off
 //! (HTTP/1.0, HTTP/2, `HEAD`) is streamed through the HTTP server as before.
 
 use std::io::{self, IoSlice};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -23,7 +24,6 @@ use futures_util::{Stream, StreamExt};
 use poem::http::{Method, Version, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
@@ -68,7 +68,6 @@ pub struct Streams {
     pub handoffs: Arc<Handoffs>,
     /// Every stream served on its own connection, so shutdown can wait for them to end.
     pub tasks: TaskTracker,
-    pub shutdown: CancellationToken,
     pub write_timeout: Option<Duration>,
     pub metrics: Arc<Metrics>,
 }
@@ -95,24 +94,21 @@ impl Streams {
             // Sent to nowhere: the HTTP server sees its connection end after it.
             return Ok(Response::default());
         }
-        let ended = self.shutdown.clone().cancelled_owned();
-        let body = frames.take_until(ended).map(Ok::<_, io::Error>);
+        let body = frames.map(Ok::<_, io::Error>);
         response.set_body(Body::from_bytes_stream(body));
         Ok(response)
     }
 
-    /// Writes `head`, then every frame, until the stream ends, the server shuts down, or the
-    /// client closes or stops reading.
+    /// Writes `head`, then every frame, until the stream ends or the client closes or stops
+    /// reading.
     async fn run(&self, socket: TcpStream, head: Bytes, mut frames: Frames) {
-        let mut shutdown = pin!(self.shutdown.cancelled());
         let mut batch: Vec<Bytes> = Vec::new();
         let mut head = Some(head);
         loop {
-            let wake =
-                std::future::poll_fn(|cx| poll_wake(cx, &socket, shutdown.as_mut(), &mut frames, &mut batch)).await;
-            let last = matches!(wake, Wake::End | Wake::Shutdown);
+            let wake = std::future::poll_fn(|cx| poll_wake(cx, &socket, &mut frames, &mut batch)).await;
+            let last = matches!(wake, Wake::End);
             let result = match wake {
-                Wake::Frames | Wake::End | Wake::Shutdown => self.write(&socket, head.take(), &batch, last).await,
+                Wake::Frames | Wake::End => self.write(&socket, head.take(), &batch, last).await,
                 Wake::ClientSpoke => read_and_discard(&socket),
             };
             match result {
@@ -162,21 +158,11 @@ enum Wake {
     Frames,
     /// The stream has ended; `batch` may hold its last frames.
     End,
-    Shutdown,
     /// The socket has something to read: the client closed it, most likely.
     ClientSpoke,
 }
 
-fn poll_wake(
-    cx: &mut Context<'_>,
-    socket: &TcpStream,
-    shutdown: Pin<&mut impl Future<Output = ()>>,
-    frames: &mut Frames,
-    batch: &mut Vec<Bytes>,
-) -> Poll<Wake> {
-    if shutdown.poll(cx).is_ready() {
-        return Poll::Ready(Wake::Shutdown);
-    }
+fn poll_wake(cx: &mut Context<'_>, socket: &TcpStream, frames: &mut Frames, batch: &mut Vec<Bytes>) -> Poll<Wake> {
     if socket.poll_read_ready(cx).is_ready() {
         return Poll::Ready(Wake::ClientSpoke);
     }
