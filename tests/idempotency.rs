@@ -4,20 +4,9 @@
 mod common;
 
 use common::{Server, TestDb};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ID: &str = "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d";
-
-async fn post(client: &common::Client, room: &str, body: Value) -> (u16, Value) {
-    let response = client
-        .request(reqwest::Method::POST, &format!("/api/rooms/{room}/messages"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
 
 async fn stored_with(db: &TestDb, client_id: &str) -> Vec<(i64, String)> {
     let mut conn = db.connect().await;
@@ -35,8 +24,12 @@ async fn the_same_client_id_twice_stores_one_message_and_answers_both_with_it() 
     let ada = server.user("ada").await;
     let mut stream = ada.open_stream("general", "", None).await;
 
-    let (first_status, first) = post(&ada, "general", json!({"content": "once", "client_id": ID})).await;
-    let (again_status, again) = post(&ada, "general", json!({"content": "once", "client_id": ID})).await;
+    let (first_status, first) = ada
+        .post_json("general", json!({"content": "once", "client_id": ID}))
+        .await;
+    let (again_status, again) = ada
+        .post_json("general", json!({"content": "once", "client_id": ID}))
+        .await;
     assert_eq!((first_status, again_status), (201, 200));
     assert_eq!(first, again, "the same event, id and time included");
     assert_eq!(
@@ -52,12 +45,9 @@ async fn the_same_client_id_twice_stores_one_message_and_answers_both_with_it() 
     assert_eq!(event.id, next["id"].to_string());
 
     // Any spelling of the same UUID is the same id.
-    let (status, shouted) = post(
-        &ada,
-        "general",
-        json!({"content": "once", "client_id": ID.to_uppercase()}),
-    )
-    .await;
+    let (status, shouted) = ada
+        .post_json("general", json!({"content": "once", "client_id": ID.to_uppercase()}))
+        .await;
     assert_eq!((status, shouted), (200, first));
 }
 
@@ -68,7 +58,10 @@ async fn racing_sends_of_one_message_store_it_once() {
     let ada = server.user("ada").await;
     let sends = (0..20).map(|_| {
         let ada = ada.clone();
-        tokio::spawn(async move { post(&ada, "general", json!({"content": "double click", "client_id": ID})).await })
+        tokio::spawn(async move {
+            ada.post_json("general", json!({"content": "double click", "client_id": ID}))
+                .await
+        })
     });
     let mut answers = Vec::new();
     for send in sends {
@@ -91,24 +84,30 @@ async fn a_client_id_belongs_to_its_user_and_its_message() {
     let ada = server.user("ada").await;
     let bob = server.user("bob").await;
     assert_eq!(ada.create_room("other").await.status(), 201);
-    let (status, _) = post(&ada, "general", json!({"content": "mine", "client_id": ID})).await;
+    let (status, _) = ada
+        .post_json("general", json!({"content": "mine", "client_id": ID}))
+        .await;
     assert_eq!(status, 201);
 
     // Another user's message with the same id is their own message.
-    let (status, theirs) = post(&bob, "general", json!({"content": "mine", "client_id": ID})).await;
+    let (status, theirs) = bob
+        .post_json("general", json!({"content": "mine", "client_id": ID}))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(theirs["username"], "bob");
 
     // The same id for a different text or room is a mistake, not a retry.
     for (room, content) in [("general", "changed"), ("other", "mine")] {
-        let (status, body) = post(&ada, room, json!({"content": content, "client_id": ID})).await;
+        let (status, body) = ada.post_json(room, json!({"content": content, "client_id": ID})).await;
         assert_eq!(status, 409, "{room} {content}: {body}");
         assert!(body["error"].as_str().unwrap().contains("client_id"));
     }
     assert_eq!(stored_with(&db, ID).await.len(), 2);
 
     for bad in [json!("not-a-uuid"), json!(""), json!(42), json!({"id": ID})] {
-        let (status, body) = post(&ada, "general", json!({"content": "x", "client_id": bad})).await;
+        let (status, body) = ada
+            .post_json("general", json!({"content": "x", "client_id": bad}))
+            .await;
         assert_eq!(status, 422, "{bad}: {body}");
     }
     // Without a client_id, the same text twice is two messages.
@@ -122,12 +121,16 @@ async fn a_retry_after_a_crash_finds_the_message_stored_before_it() {
     let db = TestDb::new();
     let server = Server::start(&db, &[]).await;
     let ada = server.user("ada").await;
-    let (_, first) = post(&ada, "general", json!({"content": "before the crash", "client_id": ID})).await;
+    let (_, first) = ada
+        .post_json("general", json!({"content": "before the crash", "client_id": ID}))
+        .await;
     server.kill().await;
 
     let server = Server::start(&db, &[]).await;
     let ada = ada.against(&server);
-    let (status, again) = post(&ada, "general", json!({"content": "before the crash", "client_id": ID})).await;
+    let (status, again) = ada
+        .post_json("general", json!({"content": "before the crash", "client_id": ID}))
+        .await;
     assert_eq!((status, again), (200, first));
 }
 

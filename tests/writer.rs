@@ -183,12 +183,7 @@ async fn messages_stored_together_are_each_answered_as_if_alone() {
 
 /// Posts `content` to `general`, with `client_id` if given.
 async fn post(client: &Client, content: &str, client_id: Option<&str>) -> (u16, Value) {
-    let response = client
-        .request(reqwest::Method::POST, "/api/rooms/general/messages")
-        .json(&json!({"content": content, "client_id": client_id}))
-        .send()
+    client
+        .post_json("general", json!({"content": content, "client_id": client_id}))
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }

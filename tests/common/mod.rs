@@ -218,6 +218,19 @@ impl Client {
             .expect("POST message")
     }
 
+    /// Posts `body` as it is (content, client_id, or anything else) and returns the status and
+    /// the JSON answer.
+    pub async fn post_json(&self, room: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::POST, &format!("/api/rooms/{room}/messages"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST message");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
     /// Posts and returns the stored event, asserting `201`.
     pub async fn say(&self, room: &str, content: &str) -> Value {
         let response = self.post(room, content).await;
