@@ -9,9 +9,9 @@
 //!
 //! The response is HTTP/1.1 with chunked framing, so a stream the server ends (shutdown, sign-out)
 //! ends cleanly and one that is cut shows as cut. A stream ends when its frames do: at shutdown,
-//! once it has sent what was published before (`Hub::close`). The client's closing is seen as soon as it
-//! happens: the task watches the socket for it. A request the HTTP server cannot hand off
-//! (HTTP/1.0, HTTP/2, `HEAD`) is streamed through the HTTP server as before.
+//! once it has sent what was published before (`Hub::close`). The client's closing is seen as
+//! soon as it happens: the task watches the socket for it. A request the HTTP server cannot hand
+//! off (HTTP/1.0, HTTP/2, `HEAD`) is streamed through the HTTP server as before.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
