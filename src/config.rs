@@ -27,7 +27,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_HUB_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub hub_capacity: u32,
 
-    /// Seconds between keep-alive comments on an idle event stream.
+    /// Seconds between `ping`s on an event stream, so clients can tell a live stream from a
+    /// dead one and proxies keep it open.
     #[arg(long, env = "CHAT_KEEPALIVE", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub keepalive: u64,
 
@@ -74,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 15)]
     pub write_timeout: u64,
 
+    /// Serve each event stream on a connection of its own once its response is decided (`on`),
+    /// which frees the HTTP server's buffers for it; `off` streams through the HTTP server.
+    #[arg(long, env = "CHAT_STREAM_HANDOFF", value_enum, default_value_t = Switch::On)]
+    pub stream_handoff: Switch,
+
     /// Seconds a session lasts unused before it expires (default: 30 days).
     #[arg(long, env = "CHAT_SESSION_IDLE", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_idle: u64,
@@ -84,6 +90,19 @@ pub struct Config {
 pub enum Sync {
     Full,
     Normal,
+}
+
+/// A feature turned `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn then<T>(self, value: impl FnOnce() -> T) -> Option<T> {
+        (self == Self::On).then(value)
+    }
 }
 
 impl Config {

@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: chat::Config) -> anyhow::Result<()> {
-    let listener = chat::net::listen(&config.bind)
+    let listener = chat::http::transport::net::listen(&config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;

@@ -1,38 +1,43 @@
-// The room page's behaviour, on top of htmx and its SSE extension. No inline script: the
-// Content-Security-Policy allows only files served from /static.
+// The room page: applies every frame of the browser's one stream (static/stream.js) to this
+// tab, and sends messages and status changes. No inline script: the Content-Security-Policy
+// allows only files served from /static.
+//
+// Every element a frame can change carries the event's DOM id (msg-42, member-ada,
+// room-general), so a frame applied twice changes nothing and a change replaces in place.
 (function () {
   'use strict';
 
   const app = document.querySelector('.app[data-room]');
   if (!app) return;
 
+  const room = app.dataset.room;
+  const me = app.dataset.user;
   const messages = document.getElementById('messages');
+  const rooms = document.getElementById('rooms');
+  const members = document.getElementById('members');
   const connection = document.getElementById('connection');
   const notice = document.getElementById('notice');
   const composer = document.getElementById('composer');
   const box = document.getElementById('content');
-  const clientId = document.getElementById('client-id');
+  const statusSwitch = document.getElementById('status');
 
-  // The newest event id this page has seen. Every way the stream can be reopened resumes
-  // after it: the browser's own reconnect sends it as Last-Event-ID, and when the SSE
-  // extension gives up and opens a fresh EventSource (which sends no Last-Event-ID) the URL
-  // carries it as ?after= (see htmx-extensions#184).
-  let lastSeen = Number(app.dataset.after) || 0;
+  // --- showing things ---------------------------------------------------------------------
 
-  htmx.createEventSource = function (url) {
-    const resume = new URL(url, location.href);
-    resume.searchParams.set('after', String(lastSeen));
-    return new EventSource(resume, { withCredentials: true });
-  };
+  let noticeKind = null;
+  // The switch shows the stored status: the page's, then each of my status events.
+  let shownStatus = statusSwitch.value;
 
-  function setConnection(state, text) {
-    connection.dataset.state = state;
-    connection.textContent = text;
-  }
-
-  function showNotice(text) {
+  function showNotice(text, kind) {
     notice.textContent = text;
     notice.hidden = !text;
+    noticeKind = text ? kind || 'error' : null;
+  }
+
+  function setConnection(state) {
+    connection.dataset.state = state;
+    connection.textContent = state === 'connected' ? 'connected' : state === 'connecting' ? 'connecting…' : 'reconnecting…';
+    // A notice that the server could not be reached is stale once it can.
+    if (state === 'connected' && noticeKind === 'connection') showNotice('');
   }
 
   function nearBottom() {
@@ -58,63 +63,111 @@
     });
   }
 
-  let stickToBottom = true;
+  // What is mine is decided here, not by the server: a frame is the same for everyone.
+  function markMine(root) {
+    root.querySelectorAll('.message[data-user]').forEach(function (el) {
+      el.classList.toggle('mine', el.dataset.user === me);
+    });
+  }
 
-  document.body.addEventListener('htmx:sseBeforeMessage', function (e) {
-    const event = e.detail;
-    switch (event.type) {
-      case 'reset':
-        // The server cannot resume from here (a replaced or pruned database): start over.
-        e.preventDefault();
-        location.reload();
+  function fragment(html) {
+    const template = document.createElement('template');
+    template.innerHTML = html;
+    return template.content.firstElementChild;
+  }
+
+  // Puts `el` in `list` in place of the element with its id, or else where `before(other)`
+  // first holds, or at the end.
+  function place(list, el, before) {
+    const existing = document.getElementById(el.id);
+    if (existing) {
+      existing.replaceWith(el);
+      return;
+    }
+    const next = Array.prototype.find.call(list.children, function (other) { return before(other); });
+    list.insertBefore(el, next || null);
+  }
+
+  function markCurrentRoom() {
+    rooms.querySelectorAll('.room a').forEach(function (a) {
+      if (a.closest('.room').dataset.room === room) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    });
+  }
+
+  // --- applying frames --------------------------------------------------------------------
+
+  const apply = {
+    message: function (frame) {
+      const el = fragment(frame.data);
+      if (!el) return;
+      if (el.dataset.room !== room) {
+        const entry = document.getElementById('room-' + el.dataset.room);
+        if (entry) entry.classList.add('activity');
         return;
-      case 'logout':
-        e.preventDefault();
-        location.assign('/');
-        return;
-      case 'message':
-        // A frame whose message is already on the page changes nothing.
-        if (document.getElementById('msg-' + event.lastEventId)) {
-          e.preventDefault();
-        }
-        stickToBottom = nearBottom();
-        break;
+      }
+      const stick = nearBottom();
+      const id = Number(el.dataset.id);
+      place(messages, el, function (other) { return Number(other.dataset.id) > id; });
+      localizeTimes(el);
+      markMine(messages);
+      const sent = messages.querySelector('.pending[data-awaits="' + id + '"]');
+      if (sent) sent.remove();
+      if (stick) scrollToBottom();
+    },
+    status: function (frame) {
+      const el = fragment(frame.data);
+      if (!el) return;
+      place(members, el, function () { return false; });
+      if (el.dataset.user === me) {
+        shownStatus = el.dataset.status;
+        statusSwitch.value = shownStatus;
+      }
+    },
+    room: function (frame) {
+      const el = fragment(frame.data);
+      if (!el) return;
+      const name = el.dataset.room;
+      const existing = document.getElementById(el.id);
+      if (existing) {
+        // Keep what the page knows of it (activity).
+        el.className = existing.className;
+      }
+      place(rooms, el, function (other) { return other.dataset.room > name; });
+      markCurrentRoom();
+    },
+    reset: function () {
+      // The server cannot resume from where this page is (a replaced or pruned database).
+      location.reload();
+    },
+    logout: function () {
+      location.assign('/');
+    },
+  };
+
+  ChatStream.join(
+    {
+      url: '/api/events?format=html',
+      after: Number(app.dataset.after) || 0,
+      keepalive: Number(app.dataset.keepalive) || 15,
+      worker: app.dataset.worker,
+    },
+    {
+      frame: function (frame) {
+        const handler = apply[frame.type];
+        if (handler) handler(frame);
+      },
+      state: setConnection,
+      // The stream's owner no longer holds what this page missed: read the page anew.
+      gap: function () { location.reload(); },
+      role: function (role) { document.documentElement.dataset.streamRole = role; },
     }
-  });
+  );
 
-  document.body.addEventListener('htmx:sseMessage', function (e) {
-    const id = Number(e.detail.lastEventId);
-    if (id > lastSeen) lastSeen = id;
-    if (e.detail.type === 'message') {
-      localizeTimes(messages);
-      if (stickToBottom) scrollToBottom();
-    }
-  });
+  // --- sending ----------------------------------------------------------------------------
 
-  // A status change for someone not yet in the list (a new account): add them.
-  document.body.addEventListener('htmx:oobErrorNoTarget', function (e) {
-    const member = e.detail.content;
-    if (member && member.id && member.id.indexOf('member-') === 0) {
-      member.removeAttribute('hx-swap-oob');
-      document.getElementById('members').appendChild(member);
-    }
-  });
-
-  document.body.addEventListener('htmx:sseOpen', function () {
-    setConnection('connected', 'connected');
-  });
-
-  document.body.addEventListener('htmx:sseError', function () {
-    setConnection('reconnecting', 'reconnecting…');
-    // A stream refused for want of a session would be retried forever: check, and go to
-    // the sign-in page if the session is gone.
-    fetch('/api/rooms', { credentials: 'same-origin' }).then(function (response) {
-      if (response.status === 401) location.assign('/');
-    }, function () {});
-  });
-
-  // Each message carries an id made here, so that sending it twice (a double click, a retry
-  // after a lost answer) stores it once. A new text gets a new id.
+  // Each message carries an id made here, so that sending it twice (a retry after a lost
+  // answer) stores it once.
   function newClientId() {
     if (crypto.randomUUID) return crypto.randomUUID();
     // Plain http on another host is not a secure context: no randomUUID, but random bytes.
@@ -124,47 +177,116 @@
     const hex = Array.from(bytes, function (b) { return b.toString(16).padStart(2, '0'); }).join('');
     return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join('-');
   }
-  clientId.value = newClientId();
-  box.addEventListener('input', function () {
-    clientId.value = newClientId();
+
+  function errorOf(response) {
+    return response.json().then(
+      function (body) { return body.error || 'Something went wrong (' + response.status + ').'; },
+      function () { return 'Something went wrong (' + response.status + ').'; }
+    );
+  }
+
+  function send(path, method, body) {
+    return fetch(path, {
+      method: method,
+      credentials: 'same-origin',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    }).then(function (response) {
+      if (response.status === 401) location.assign('/');
+      if (response.ok) return response.json();
+      return errorOf(response).then(function (text) { throw new Error(text); });
+    }, function () {
+      const error = new Error('Cannot reach the server; try again.');
+      error.connection = true;
+      throw error;
+    });
+  }
+
+  // A message is shown as sending until its event arrives; what was typed since stays in the
+  // box. If it cannot be sent, its text goes back into the box, ahead of anything typed since,
+  // with the same client id, so sending again cannot store it twice.
+  let clientId = newClientId();
+
+  function sendMessage() {
+    const content = box.value;
+    if (!content.trim()) return;
+    const id = clientId;
+    clientId = newClientId();
+    box.value = '';
+    const pending = document.createElement('li');
+    pending.className = 'message pending mine';
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = me;
+    const text = document.createElement('span');
+    text.className = 'text';
+    text.textContent = content;
+    const state = document.createElement('span');
+    state.className = 'sending';
+    state.textContent = 'sending…';
+    pending.append(who, ' ', state, ' ', text);
+    messages.appendChild(pending);
+    scrollToBottom();
+    send('/api/rooms/' + room + '/messages', 'POST', { content: content, client_id: id }).then(
+      function (event) {
+        if (document.getElementById('msg-' + event.id)) pending.remove();
+        else pending.dataset.awaits = String(event.id);
+        if (noticeKind) showNotice('');
+      },
+      function (error) {
+        pending.remove();
+        box.value = box.value ? content + '\n' + box.value : content;
+        clientId = id;
+        showNotice(error.message, error.connection ? 'connection' : 'error');
+      }
+    );
+  }
+
+  composer.addEventListener('submit', function (e) {
+    e.preventDefault();
+    sendMessage();
+    box.focus();
   });
 
   // Enter sends, Shift+Enter makes a new line.
   box.addEventListener('keydown', function (e) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
-      if (box.value.trim()) htmx.trigger(composer, 'submit');
+      sendMessage();
     }
   });
 
-  composer.addEventListener('htmx:afterRequest', function (e) {
-    if (e.detail.successful) {
-      composer.reset();
-      clientId.value = newClientId();
-      showNotice('');
-      box.focus();
-    }
+  // A change of status that is refused goes back.
+  statusSwitch.addEventListener('change', function () {
+    const wanted = statusSwitch.value;
+    send('/api/status', 'PUT', { status: wanted }).then(
+      function (event) { shownStatus = event.status; },
+      function (error) {
+        statusSwitch.value = shownStatus;
+        showNotice(error.message, error.connection ? 'connection' : 'error');
+      }
+    );
   });
 
-  // Errors from the form endpoints are JSON {"error": "..."}: show them.
+  // "Load older" (an htmx swap): keep the reader's place, show times and what is mine.
+  document.body.addEventListener('htmx:afterSwap', function () {
+    localizeTimes(messages);
+    markMine(messages);
+  });
   document.body.addEventListener('htmx:responseError', function (e) {
+    if (e.detail.xhr.status === 401) location.assign('/');
     let text = 'Something went wrong (' + e.detail.xhr.status + ').';
     try {
       text = JSON.parse(e.detail.xhr.responseText).error || text;
     } catch (_) {}
-    if (e.detail.xhr.status === 401) location.assign('/');
     showNotice(text);
   });
-
   document.body.addEventListener('htmx:sendError', function () {
-    showNotice('Cannot reach the server; try again.');
+    showNotice('Cannot reach the server; try again.', 'connection');
   });
 
-  // Older messages arrive above: keep the reader's place.
-  document.body.addEventListener('htmx:afterSwap', function (e) {
-    localizeTimes(e.detail.target.parentNode || document);
-  });
-
+  markCurrentRoom();
+  markMine(messages);
   localizeTimes(document);
   scrollToBottom();
 })();

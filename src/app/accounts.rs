@@ -1,0 +1,109 @@
+//! Accounts: signing in (which makes the account when the name is free) and the password
+//! hashes behind it. Passwords are argon2id: 19 MiB and tens of milliseconds a hash, so a few
+//! at a time, off the async threads, so a burst of sign-ins cannot starve everything else or
+//! exhaust memory.
+
+use std::net::IpAddr;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+
+use super::{App, Error, sessions};
+use crate::domain::{Password, Username};
+use crate::eventlog::{SignUp, WriteError};
+
+/// A new session, as sign-in hands it out.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// Whether the account was made by this sign-in.
+    pub created: bool,
+    /// As the account spells it.
+    pub username: String,
+    pub token: String,
+}
+
+/// Signs in as `username`, making the account if the name is free. Each attempt counts against
+/// the allowance of the name and of the client's `address`.
+pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, password: String) -> Result<SignedIn, Error> {
+    let username = Username::parse(username)?;
+    app.limits.sign_in(username.as_str(), address)?;
+    let password = Password::parse(password)?;
+    let (token, token_hash) = sessions::new_token()?;
+
+    if app.log.store.account(username.as_str()).await?.is_none() {
+        let password_hash = hash_password(app, &password).await?;
+        let sign_up = SignUp {
+            username: username.as_str().to_owned(),
+            password_hash,
+            token_hash: token_hash.clone(),
+        };
+        match app.log.writer.sign_up(sign_up).await {
+            Ok(_) => {
+                tracing::info!(username = username.as_str(), "account created");
+                return Ok(SignedIn {
+                    created: true,
+                    username: username.as_str().to_owned(),
+                    token,
+                });
+            }
+            // Someone took the name a moment ago: sign in against their account.
+            Err(WriteError::Conflict(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+
+    let account = app
+        .log
+        .store
+        .account(username.as_str())
+        .await?
+        .ok_or_else(|| Error::Internal("account vanished during sign-in".into()))?;
+    if !verify_password(app, &password, &account.password_hash).await? {
+        return Err(Error::WrongPassword);
+    }
+    app.log.writer.start_session(account.id, token_hash).await?;
+    Ok(SignedIn {
+        created: false,
+        username: account.username,
+        token,
+    })
+}
+
+async fn hash_password(app: &App, password: &Password) -> Result<String, Error> {
+    let password = password.clone();
+    app.off_thread(move || hash(&password)).await?
+}
+
+async fn verify_password(app: &App, password: &Password, stored: &str) -> Result<bool, Error> {
+    let (password, stored) = (password.clone(), stored.to_owned());
+    app.off_thread(move || verifies(&password, &stored)).await
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes). Slow on purpose.
+fn hash(password: &Password) -> Result<String, Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Internal(format!("cannot hash password: {e}")))
+}
+
+fn verifies(password: &Password, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let right = Password::parse("correct horse".into()).unwrap();
+        let wrong = Password::parse("battery staple".into()).unwrap();
+        let stored = hash(&right).unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(verifies(&right, &stored));
+        assert!(!verifies(&wrong, &stored));
+        assert!(!verifies(&right, "not a hash"));
+    }
+}

@@ -1,0 +1,137 @@
+//! The chat itself: typed operations, one file per feature, that every front end calls (the
+//! JSON API, the pages, and later the command line and webhooks). An operation takes the `App`
+//! and, where someone asks, their `Session`; it checks the rules and access, writes through
+//! the event log, and answers in domain types or an `Error`.
+
+pub mod accounts;
+mod error;
+pub mod limits;
+pub mod messages;
+pub mod presence;
+pub mod rooms;
+pub mod sessions;
+pub mod status;
+pub mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+use crate::config::{self, Config};
+use crate::eventlog::{self, Durability, EventLog};
+use crate::metrics::Metrics;
+use limits::Limits;
+use presence::Presence;
+use sessions::SessionCache;
+
+/// The rules a deployment sets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Longest message, in characters (0: no limit).
+    pub max_message_chars: usize,
+    /// A session unused this long has expired.
+    pub session_idle: Duration,
+}
+
+/// What every operation shares. Cloning copies a handful of `Arc`s.
+#[derive(Clone)]
+pub struct App {
+    pub log: EventLog,
+    pub presence: Presence,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<Settings>,
+    limits: Arc<Limits>,
+    sessions: Arc<SessionCache>,
+    /// argon2 takes 19 MiB and tens of milliseconds a hash: at most one per core at a time.
+    hashing: Arc<Semaphore>,
+}
+
+/// The app's background work, stopped at the end of `App::start`'s life.
+pub struct Background {
+    log: eventlog::Background,
+    stop: CancellationToken,
+}
+
+impl App {
+    /// Opens the database and starts the writer, presence and the housekeeping tasks.
+    pub async fn start(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<(Self, Background)> {
+        let durability = match config.sync {
+            config::Sync::Full => Durability::Full,
+            config::Sync::Normal => Durability::Normal,
+        };
+        let (log, log_background) = EventLog::open(
+            &config.db,
+            durability,
+            config.hub_capacity as usize,
+            Arc::clone(&metrics),
+        )
+        .await?;
+        let statuses = log.store.statuses().await.context("cannot read statuses")?;
+        let (presence, _) = Presence::spawn(
+            log.writer.clone(),
+            statuses,
+            config.presence_grace(),
+            log.hub.closed().clone(),
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(sessions::run_sweeper(
+            log.writer.clone(),
+            config.session_idle(),
+            stop.clone(),
+        ));
+        let limits = Arc::new(Limits::new(config, &metrics));
+        tokio::spawn(limits::run_janitor(Arc::clone(&limits), stop.clone()));
+        let app = Self {
+            log,
+            presence,
+            metrics,
+            settings: Arc::new(Settings {
+                max_message_chars: config.max_message_chars,
+                session_idle: config.session_idle(),
+            }),
+            limits,
+            sessions: Arc::default(),
+            hashing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+        };
+        Ok((
+            app,
+            Background {
+                log: log_background,
+                stop,
+            },
+        ))
+    }
+
+    /// Ends every open stream once it has sent what was published before. Nothing is sent
+    /// live after this.
+    pub fn close_streams(&self) {
+        self.log.hub.close();
+    }
+
+    /// Runs `work` on a blocking thread, at most one per core at a time.
+    async fn off_thread<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("hashing pool closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))
+    }
+}
+
+impl Background {
+    /// Stops the housekeeping, lets the writer finish its queue, and closes the database.
+    pub async fn stop(self, app: &App) {
+        self.stop.cancel();
+        self.log.stop(&app.log.store).await;
+    }
+}

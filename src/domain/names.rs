@@ -1,0 +1,182 @@
+//! Names and texts, parsed once at the edge and trusted after: a value of one of these types
+//! has already passed its rules.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A password's length, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 1_024;
+
+/// Why a name or text was refused; the message is shown to the client as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub Cow<'static, str>);
+
+/// 1 to 32 ASCII letters, digits, `_`, `-` or `.`. Unique without regard to case; kept as typed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if raw.is_empty() || raw.len() > 32 || !raw.chars().all(ok_char) {
+            return Err(Invalid("a username is 1 to 32 letters, digits, `_`, `-` or `.`".into()));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `[a-z0-9][a-z0-9-]{0,31}`: safe in a URL path and an HTML id as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let bytes = raw.as_bytes();
+        let head_ok = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let tail_ok = bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !head_ok || !tail_ok || bytes.len() > 32 {
+            return Err(Invalid(
+                "a room name is 1 to 32 lowercase letters, digits or `-`, starting with a letter or digit".into(),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 8 to 1,024 characters, anything at all. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
+        let chars = raw.chars().count();
+        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+            return Err(Invalid("a password is 8 to 1,024 characters".into()));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A message's text: 1 to `max_chars` (by default 4,000) characters once surrounding white space
+/// is ignored, but stored exactly as sent, white space and all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content(String);
+
+impl Content {
+    /// `max_chars` 0: no limit but the body size.
+    pub fn parse(raw: String, max_chars: usize) -> Result<Self, Invalid> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(Invalid("a message cannot be empty".into()));
+        }
+        // Counting stops early: a huge body costs no more than the limit.
+        if max_chars > 0 && trimmed.chars().nth(max_chars).is_some() {
+            return Err(Invalid(format!("a message is at most {max_chars} characters").into()));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The id a client gives a message so that sending it again stores it once: a UUID, kept in
+/// its lowercase hyphenated form whatever form it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        uuid::Uuid::try_parse(raw)
+            .map(|id| Self(id.hyphenated().to_string()))
+            .map_err(|_| Invalid("`client_id` is a UUID, such as 3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d".into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        for ok in ["a", "Ada", "ada.lovelace", "a_b-c", &"x".repeat(32)] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ada", "ada!", "ådа", "a b", &"x".repeat(33), "a\0"] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn room_names_follow_the_rules() {
+        for ok in ["general", "0", "a-b", "rust-2026", &"r".repeat(32)] {
+            assert!(RoomName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a_b", "a/b", "..", &"r".repeat(33), "é"] {
+            assert!(RoomName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_is_measured_trimmed_but_kept_whole() {
+        assert!(Content::parse("   ".into(), 4000).is_err());
+        assert!(Content::parse("\r\n\t".into(), 4000).is_err());
+        let padded = format!("  {}  ", "é".repeat(4000));
+        assert_eq!(Content::parse(padded.clone(), 4000).unwrap().into_string(), padded);
+        assert!(Content::parse("é".repeat(4001), 4000).is_err());
+        assert!(Content::parse("é".repeat(4001), 0).is_ok());
+    }
+
+    #[test]
+    fn client_ids_are_uuids_in_one_form() {
+        let id = ClientId::parse("3F2B8C1E-9A4D-4E7B-8C2F-1D5E6A7B8C9D").unwrap();
+        assert_eq!(id.as_str(), "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d");
+        assert_eq!(ClientId::parse("3f2b8c1e9a4d4e7b8c2f1d5e6a7b8c9d").unwrap(), id);
+        for bad in [
+            "",
+            "not-a-uuid",
+            "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9",
+            "'; DROP TABLE events;--",
+        ] {
+            assert!(ClientId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters() {
+        assert!(Password::parse("1234567".into()).is_err());
+        assert!(Password::parse("ééééééé".into()).is_err());
+        assert!(Password::parse("12345678".into()).is_ok());
+        assert!(Password::parse("x".repeat(1024)).is_ok());
+        assert!(Password::parse("x".repeat(1025)).is_err());
+    }
+}

@@ -1,0 +1,330 @@
+//! The live tail of the log: bounded broadcast channels ("feeds") addressed by what a stream
+//! follows, a room's or a user's, created when a stream listens and dropped when the last one
+//! leaves.
+//!
+//! Only the writer publishes, after commit and in id order, and it sends each event to every
+//! feed whose streams may see it (`View::sees`), so every feed is in id order and a stream
+//! listens to exactly one. The cost of an event is a send per feed that may see it; a feed
+//! nobody listens to costs nothing. The hub holds no history: a stream that falls more than
+//! its feed's capacity behind gets `Lagged` and catches up from the database.
+//!
+//! The news that a credential was revoked travels on the same feeds, so a stream waits on one
+//! receiver, not two. The hub does not know what the key means.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{EventId, RoomId, Scope, UserId, View};
+use crate::wire::Frame;
+
+/// What a feed carries.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A committed event the feed's streams may see.
+    Frame(Arc<Frame>),
+    /// The credential with this key (a session's token hash) was revoked; sent to every feed
+    /// a stream of its user may listen to.
+    Revoked(Arc<[u8]>),
+}
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    feeds: Mutex<Feeds>,
+    capacity: usize,
+    /// The newest id published: where a stream that asks for "from now" starts.
+    head: AtomicI64,
+    /// Cancelled once at shutdown, when the feeds close.
+    closed: CancellationToken,
+    /// How many revocations have been sent since start-up.
+    revocations: AtomicU64,
+}
+
+#[derive(Default)]
+struct Feeds {
+    rooms: HashMap<RoomId, broadcast::Sender<Live>>,
+    users: HashMap<UserId, broadcast::Sender<Live>>,
+}
+
+impl Feeds {
+    fn send_room(&mut self, room: RoomId, live: Live) {
+        if let Some(feed) = self.rooms.get(&room)
+            && feed.send(live).is_err()
+        {
+            // Nobody listens any more; the next subscriber makes a new feed.
+            self.rooms.remove(&room);
+        }
+    }
+
+    fn send_user(&mut self, user: UserId, live: Live) {
+        if let Some(feed) = self.users.get(&user)
+            && feed.send(live).is_err()
+        {
+            self.users.remove(&user);
+        }
+    }
+
+    fn send_every_room(&mut self, live: &Live) {
+        self.rooms.retain(|_, feed| feed.send(live.clone()).is_ok());
+    }
+
+    fn send_every_user(&mut self, live: &Live) {
+        self.users.retain(|_, feed| feed.send(live.clone()).is_ok());
+    }
+}
+
+impl Hub {
+    /// `head` is the newest id ever handed out, read from the database at start-up.
+    /// `capacity` is each feed's buffer, in events.
+    pub fn new(capacity: usize, head: EventId) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                feeds: Mutex::default(),
+                capacity: capacity.max(1),
+                head: AtomicI64::new(head.get()),
+                closed: CancellationToken::new(),
+                revocations: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A receiver of every frame `view` may see published from now on, and the newest id
+    /// published before it: every later event arrives through the receiver. Subscribe *before*
+    /// reading the database, so nothing committed in between is missed.
+    pub fn subscribe(&self, view: View) -> (broadcast::Receiver<Live>, EventId) {
+        let mut feeds = self.feeds();
+        let receiver = if self.inner.closed.is_cancelled() {
+            // Closed already: the stream replays what is stored and ends.
+            broadcast::channel(1).1
+        } else {
+            let capacity = self.inner.capacity;
+            let feed = match view {
+                View::Room(room) => feeds.rooms.entry(room),
+                View::User(user) => return self.subscribe_user(&mut feeds, user),
+            };
+            feed.or_insert_with(|| broadcast::channel(capacity).0).subscribe()
+        };
+        // Read under the lock `publish` holds while it moves the head and sends.
+        (receiver, self.head())
+    }
+
+    fn subscribe_user(&self, feeds: &mut Feeds, user: UserId) -> (broadcast::Receiver<Live>, EventId) {
+        let receiver = feeds
+            .users
+            .entry(user)
+            .or_insert_with(|| broadcast::channel(self.inner.capacity).0)
+            .subscribe();
+        (receiver, self.head())
+    }
+
+    /// Sends a committed event to every feed that may see it. Called by the writer only, in id
+    /// order.
+    pub fn publish(&self, frame: Arc<Frame>) {
+        let mut feeds = self.feeds();
+        self.inner.head.fetch_max(frame.id().get(), Ordering::AcqRel);
+        let scope = frame.scope();
+        let live = Live::Frame(frame);
+        match scope {
+            Scope::Room(room) => {
+                // Every room is public: every user's feed carries it.
+                feeds.send_every_user(&live);
+                feeds.send_room(room, live);
+            }
+            Scope::User(user) => feeds.send_user(user, live),
+            Scope::Everyone => {
+                feeds.send_every_room(&live);
+                feeds.send_every_user(&live);
+            }
+        }
+    }
+
+    /// Tells every stream `user` may have open that the credential `key` is revoked (committed
+    /// first).
+    pub fn revoke(&self, user: UserId, key: &[u8]) {
+        let mut feeds = self.feeds();
+        // Counted before it is sent: see `revocations`.
+        self.inner.revocations.fetch_add(1, Ordering::AcqRel);
+        let live = Live::Revoked(Arc::from(key));
+        // A user's room streams listen to the rooms' feeds, which other users share.
+        feeds.send_every_room(&live);
+        feeds.send_user(user, live);
+    }
+
+    /// How many revocations have been sent so far. Read it before checking a credential in the
+    /// database, and compare after `subscribe`: if it moved, the credential may have been
+    /// revoked in between, and the news sent before the subscription.
+    pub fn revocations(&self) -> u64 {
+        self.inner.revocations.load(Ordering::Acquire)
+    }
+
+    /// The newest id published so far.
+    pub fn head(&self) -> EventId {
+        EventId(self.inner.head.load(Ordering::Acquire))
+    }
+
+    /// Ends every open stream once it has sent what was published before: each receiver gets
+    /// what its feed holds, then `Closed`. Nothing is sent live after this.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+        let mut feeds = self.feeds();
+        feeds.rooms.clear();
+        feeds.users.clear();
+    }
+
+    /// Cancelled when the hub closes: at shutdown.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.inner.closed
+    }
+
+    fn feeds(&self) -> std::sync::MutexGuard<'_, Feeds> {
+        // A panic while holding this lock cannot leave the maps inconsistent.
+        self.inner.feeds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Event, EventKind, Status};
+
+    const ADA: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const GENERAL: RoomId = RoomId(1);
+    const RUST: RoomId = RoomId(2);
+
+    /// A message for a room scope, a status change for everyone. (No kind of event is for one
+    /// user alone yet.)
+    fn frame(id: i64, scope: Scope) -> Arc<Frame> {
+        let kind = match scope {
+            Scope::Room(room_id) => EventKind::Message {
+                room_id,
+                room: "r".into(),
+                content: "hi".into(),
+            },
+            Scope::Everyone | Scope::User(_) => EventKind::Status { status: Status::Away },
+        };
+        Arc::new(Frame::new(Event {
+            id: EventId(id),
+            user_id: ADA,
+            username: "ada".into(),
+            created_at: String::new(),
+            kind,
+        }))
+    }
+
+    fn id(live: Result<Live, broadcast::error::RecvError>) -> i64 {
+        match live.unwrap() {
+            Live::Frame(frame) => frame.id().get(),
+            Live::Revoked(_) => panic!("a frame was expected"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_feed_gets_what_its_view_sees_in_id_order() {
+        let hub = Hub::new(16, EventId(0));
+        let (mut general, head) = hub.subscribe(View::Room(GENERAL));
+        assert_eq!(head, EventId(0));
+        let (mut rust, _) = hub.subscribe(View::Room(RUST));
+        let (mut ada, _) = hub.subscribe(View::User(ADA));
+        let (mut bob, _) = hub.subscribe(View::User(BOB));
+        hub.publish(frame(1, Scope::Room(GENERAL)));
+        hub.publish(frame(2, Scope::Everyone));
+        hub.publish(frame(3, Scope::Room(RUST)));
+        assert_eq!([id(general.recv().await), id(general.recv().await)], [1, 2]);
+        assert!(general.try_recv().is_err());
+        assert_eq!([id(rust.recv().await), id(rust.recv().await)], [2, 3]);
+        for user in [&mut ada, &mut bob] {
+            assert_eq!(
+                [id(user.recv().await), id(user.recv().await), id(user.recv().await)],
+                [1, 2, 3]
+            );
+        }
+        assert_eq!(hub.head(), EventId(3));
+    }
+
+    #[tokio::test]
+    async fn routing_agrees_with_what_each_view_sees() {
+        let hub = Hub::new(64, EventId(0));
+        let views = [View::Room(GENERAL), View::Room(RUST), View::User(ADA), View::User(BOB)];
+        let mut receivers: Vec<_> = views.iter().map(|view| hub.subscribe(*view).0).collect();
+        let scopes = [Scope::Room(GENERAL), Scope::Room(RUST), Scope::Everyone];
+        for (n, scope) in scopes.iter().enumerate() {
+            hub.publish(frame(n as i64 + 1, *scope));
+        }
+        for (view, receiver) in views.iter().zip(&mut receivers) {
+            let mut got = Vec::new();
+            while let Ok(Live::Frame(frame)) = receiver.try_recv() {
+                got.push(frame.scope());
+            }
+            let expected: Vec<Scope> = scopes.iter().copied().filter(|scope| view.sees(*scope)).collect();
+            assert_eq!(got, expected, "{view:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_receiver_after_what_was_published() {
+        let hub = Hub::new(8, EventId(0));
+        let (mut one, _) = hub.subscribe(View::Room(GENERAL));
+        let (mut mine, _) = hub.subscribe(View::User(ADA));
+        hub.publish(frame(1, Scope::Room(GENERAL)));
+        hub.publish(frame(2, Scope::Everyone));
+        hub.close();
+        hub.publish(frame(3, Scope::Room(GENERAL)));
+        for receiver in [&mut one, &mut mine] {
+            assert_eq!(id(receiver.recv().await), 1);
+            assert_eq!(id(receiver.recv().await), 2);
+            assert!(matches!(
+                receiver.recv().await,
+                Err(broadcast::error::RecvError::Closed)
+            ));
+        }
+        let (mut late, head) = hub.subscribe(View::User(BOB));
+        assert_eq!(head, EventId(3));
+        assert!(matches!(late.recv().await, Err(broadcast::error::RecvError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_reaches_its_users_feed_and_every_room_in_order_and_is_counted() {
+        let hub = Hub::new(8, EventId(0));
+        let (mut room, _) = hub.subscribe(View::Room(GENERAL));
+        let (mut ada, _) = hub.subscribe(View::User(ADA));
+        let (mut bob, _) = hub.subscribe(View::User(BOB));
+        hub.publish(frame(1, Scope::Room(GENERAL)));
+        hub.revoke(ADA, b"hash");
+        assert_eq!(hub.revocations(), 1);
+        for receiver in [&mut room, &mut ada] {
+            assert_eq!(id(receiver.recv().await), 1);
+            match receiver.recv().await.unwrap() {
+                Live::Revoked(key) => assert_eq!(&*key, b"hash"),
+                Live::Frame(frame) => panic!("unexpected frame {}", frame.id()),
+            }
+        }
+        assert_eq!(id(bob.recv().await), 1);
+        assert!(
+            bob.try_recv().is_err(),
+            "bob's own feed does not hear of ada's sessions"
+        );
+    }
+
+    #[tokio::test]
+    async fn feeds_without_listeners_are_dropped() {
+        let hub = Hub::new(8, EventId(0));
+        drop(hub.subscribe(View::Room(GENERAL)).0);
+        drop(hub.subscribe(View::User(ADA)).0);
+        hub.publish(frame(1, Scope::Room(GENERAL)));
+        assert!(hub.feeds().rooms.is_empty());
+        assert!(hub.feeds().users.is_empty());
+        let (mut again, head) = hub.subscribe(View::Room(GENERAL));
+        assert_eq!(head, EventId(1));
+        hub.publish(frame(2, Scope::Room(GENERAL)));
+        assert_eq!(id(again.recv().await), 2);
+    }
+}

@@ -1,0 +1,135 @@
+//! SQLite behind the event log: opening the file (pragmas, migrations), every read
+//! (`reads.rs`), the SQL the writer applies (`writes.rs`), and the checkpoint task. All the SQL
+//! of the crate is here.
+//!
+//! Writes belong to the writer task (`eventlog::writer`), which owns the one connection allowed
+//! to write; the read pool is `query_only`, so a read path that tried to write would fail
+//! loudly.
+
+mod reads;
+pub(super) mod writes;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+use tokio_util::sync::CancellationToken;
+
+pub use reads::{Account, Room, SessionRow, Store, StoredStatus};
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `FULL`: a commit survives power loss.
+    Full,
+    /// `NORMAL`: a commit survives a crash of the server, not always a power cut.
+    Normal,
+}
+
+/// Everything `open` hands out: reads, and the two connections that may touch the file.
+pub struct Opened {
+    pub store: Store,
+    /// For the writer task alone.
+    pub writer: SqliteConnection,
+    /// For the checkpoint task alone.
+    pub checkpointer: SqliteConnection,
+}
+
+fn connect_options(path: &Path, sync: Durability) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match sync {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
+        // Commits must never wait for a checkpoint: the checkpoint task does that work.
+        .pragma("wal_autocheckpoint", "0")
+}
+
+/// Opens (or creates) the database, brings its schema up to date, and checks it is sound
+/// enough to serve.
+pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened> {
+    let options = connect_options(path, durability);
+    let mut writer = options
+        .clone()
+        .connect()
+        .await
+        .map_err(|error| explain(error, path, "cannot open the database"))?;
+    sqlx::migrate!("./migrations")
+        .run(&mut writer)
+        .await
+        .map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(error) => explain(error, path, "cannot bring the schema up to date"),
+            other => anyhow::Error::new(other).context(format!(
+                "cannot bring the schema of {} up to date (was it written by a newer chat-server?)",
+                path.display()
+            )),
+        })?;
+    let checkpointer = options
+        .clone()
+        .connect()
+        .await
+        .map_err(|error| explain(error, path, "cannot open the database"))?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options.pragma("query_only", "ON"))
+        .await
+        .map_err(|error| explain(error, path, "cannot open read connections"))?;
+    Ok(Opened {
+        store: Store::new(pool),
+        writer,
+        checkpointer,
+    })
+}
+
+/// A start-up failure as someone at the console can act on it: what went wrong with which file,
+/// and what to do, for the SQLite errors a misplaced or damaged file gives.
+fn explain(error: sqlx::Error, path: &Path, doing: &str) -> anyhow::Error {
+    let primary = error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .map(|code| code & 0xff);
+    let path = path.display();
+    let advice = match primary {
+        Some(5 | 6) => format!("{path} is locked by another process (is another chat-server using it?)"),
+        Some(8) => format!("{path} is read-only: the server must be able to write it, and its -wal and -shm files"),
+        Some(11) => format!("{path} is damaged: restore it from a backup, or try `sqlite3 {path} .recover`"),
+        Some(13) => format!("the disk holding {path} is full"),
+        Some(14) => format!("{path} cannot be opened: check that its directory exists and is writable"),
+        Some(26) => {
+            format!("{path} is not a chat database (not SQLite, or damaged): move it aside or point --db elsewhere")
+        }
+        _ => format!("{doing}: {path}"),
+    };
+    anyhow::Error::new(error).context(advice)
+}
+
+/// Copies the WAL back into the database file now and then, off the writer's path, so that
+/// no commit ever waits for a checkpoint and the WAL does not grow without bound. On `stop`
+/// it truncates the WAL, leaving a tidy file for `sqlite3`.
+pub async fn run_checkpointer(mut conn: SqliteConnection, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // PASSIVE never blocks the writer or readers; it copies what it can.
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+                    tracing::warn!(%error, "checkpoint failed");
+                }
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
+        tracing::warn!(%error, "final checkpoint failed");
+    }
+    let _ = conn.close().await;
+}

@@ -1,0 +1,330 @@
+//! Every read: the log by scope (what a stream replays), history, rooms, accounts, sessions,
+//! members and statuses.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sqlx::{FromRow, SqlitePool};
+
+use crate::domain::{Event, EventId, EventKind, RoomId, RoomKind, Status, UserId, View};
+
+/// Read access to the log, shared by every request. Cloning copies two `Arc`s.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    /// Rooms by name. A room is never renamed or removed, so once read it is known for good:
+    /// posting to a room costs no query.
+    rooms: Arc<Mutex<HashMap<String, Room>>>,
+}
+
+/// How an event row reads back, names joined in.
+#[derive(FromRow)]
+struct EventRow {
+    id: EventId,
+    kind: String,
+    room_id: Option<RoomId>,
+    room: Option<String>,
+    user_id: UserId,
+    username: String,
+    body: Option<String>,
+    created_at: String,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = sqlx::Error;
+
+    fn try_from(row: EventRow) -> Result<Self, sqlx::Error> {
+        let shape = || sqlx::Error::Decode(format!("event {} has an unknown shape ({})", row.id, row.kind).into());
+        let kind = match (row.kind.as_str(), row.room_id, row.room.clone()) {
+            ("message", Some(room_id), Some(room)) => EventKind::Message {
+                room_id,
+                room,
+                content: row.body.clone().ok_or_else(shape)?,
+            },
+            ("status", None, _) => EventKind::Status {
+                status: row
+                    .body
+                    .as_deref()
+                    .ok_or_else(shape)
+                    .and_then(|body| Status::from_str(body).map_err(|e| sqlx::Error::Decode(e.into())))?,
+            },
+            ("room", Some(room_id), Some(room)) => EventKind::Room {
+                room_id,
+                room,
+                kind: RoomKind::Public,
+                topic: row.body.clone(),
+                archived: false,
+            },
+            _ => return Err(shape()),
+        };
+        Ok(Event {
+            id: row.id,
+            user_id: row.user_id,
+            username: row.username,
+            created_at: row.created_at,
+            kind,
+        })
+    }
+}
+
+/// `SELECT` of whole events, names joined in, followed by the rest of the query.
+macro_rules! select_events {
+    ($($rest:literal),*) => {
+        concat!(
+            "SELECT e.id, e.kind, e.room_id, r.name AS room, e.user_id, u.username, e.body, e.created_at \
+             FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id ",
+            $($rest),*
+        )
+    };
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Room {
+    pub id: RoomId,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A session found by its token, with its user.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub user_id: UserId,
+    pub username: String,
+    /// Seconds since the session was last used (as far as it was recorded).
+    pub idle_secs: f64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Account {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+}
+
+fn events(rows: Vec<EventRow>) -> Result<Vec<Event>, sqlx::Error> {
+    rows.into_iter().map(Event::try_from).collect()
+}
+
+impl Store {
+    pub(super) fn new(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            rooms: Arc::default(),
+        }
+    }
+
+    /// The events `view` shows after `after`, oldest first, at most `limit`: the same events
+    /// `View::sees` lets through live.
+    pub async fn events_after(&self, view: View, after: EventId, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+        let rows: Vec<EventRow> = match view {
+            View::Room(room) => {
+                // Two ordered range scans, (room_id, id) and the partial index of what everyone
+                // sees, merged: no sort, and no scan of other rooms.
+                const SQL: &str = concat!(
+                    "SELECT * FROM (",
+                    select_events!("WHERE e.room_id = ?1 AND e.scope = 'room' AND e.id > ?2"),
+                    " UNION ALL ",
+                    select_events!("WHERE e.scope = 'everyone' AND e.id > ?2"),
+                    ") ORDER BY id LIMIT ?3"
+                );
+                sqlx::query_as(SQL)
+                    .bind(room)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            View::User(user) => {
+                // Every room is public, so a user sees all but what is another user's alone:
+                // one range scan of the log.
+                const SQL: &str =
+                    select_events!("WHERE e.id > ?1 AND (e.scope <> 'user' OR e.user_id = ?2) ORDER BY e.id LIMIT ?3");
+                sqlx::query_as(SQL)
+                    .bind(after)
+                    .bind(user)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        events(rows)
+    }
+
+    /// A page of a room's messages, oldest first: the newest `limit` before `before` (or
+    /// the newest of all), or, given `after`, the oldest `limit` after it.
+    pub async fn history(
+        &self,
+        room: RoomId,
+        before: Option<EventId>,
+        after: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<Event>, sqlx::Error> {
+        let before = before.unwrap_or(EventId::MAX);
+        let rows: Vec<EventRow> = match after {
+            Some(after) => {
+                const SQL: &str = select_events!(
+                    "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.id > ?2 AND e.id < ?3 ORDER BY e.id LIMIT ?4"
+                );
+                sqlx::query_as(SQL)
+                    .bind(room)
+                    .bind(after)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                const SQL: &str = concat!(
+                    "SELECT * FROM (",
+                    select_events!(
+                        "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3"
+                    ),
+                    ") ORDER BY id"
+                );
+                sqlx::query_as(SQL)
+                    .bind(room)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        events(rows)
+    }
+
+    /// The newest id ever handed out, even if its row has since been deleted (AUTOINCREMENT
+    /// keeps it in `sqlite_sequence`); 0 for an empty log.
+    pub async fn head(&self) -> Result<EventId, sqlx::Error> {
+        let seq: Option<EventId> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(EventId::ZERO))
+    }
+
+    /// The oldest event still kept, if any.
+    pub async fn oldest_event_id(&self) -> Result<Option<EventId>, sqlx::Error> {
+        sqlx::query_scalar("SELECT min(id) FROM events")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn room(&self, name: &str) -> Result<Option<Room>, sqlx::Error> {
+        if let Some(room) = self.known_rooms().get(name) {
+            return Ok(Some(room.clone()));
+        }
+        let room: Option<Room> = sqlx::query_as("SELECT id, name, created_at FROM rooms WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(room) = &room {
+            self.known_rooms().insert(room.name.clone(), room.clone());
+        }
+        Ok(room)
+    }
+
+    fn known_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        // Entries are inserted whole: a panic elsewhere cannot leave one half-written.
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub async fn rooms(&self) -> Result<Vec<Room>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, created_at FROM rooms ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn account(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
+        sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// The user of a session unused for at most `idle` (an older one has expired).
+    pub async fn session(&self, token_hash: &[u8], idle: Duration) -> Result<Option<SessionRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT u.id AS user_id, u.username, \
+                    (julianday('now') - julianday(s.last_seen_at)) * 86400.0 AS idle_secs \
+             FROM sessions AS s JOIN users AS u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.last_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+        )
+        .bind(token_hash)
+        .bind(format!("-{} seconds", idle.as_secs()))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Every user with their current status, online first, then by name.
+    pub async fn members(&self) -> Result<Vec<(String, Status)>, sqlx::Error> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT u.username, (SELECT e.body FROM events AS e WHERE e.kind = 'status' AND e.user_id = u.id \
+                                 ORDER BY e.id DESC LIMIT 1) \
+             FROM users AS u ORDER BY u.username COLLATE NOCASE",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members: Vec<(String, Status)> = rows
+            .into_iter()
+            .map(|(name, status)| (name, status.and_then(|s| s.parse().ok()).unwrap_or(Status::Offline)))
+            .collect();
+        // Stable: names stay in order within each status.
+        members.sort_by_key(|(_, status)| *status as u8);
+        Ok(members)
+    }
+
+    /// Every user who has a status: their newest stored status and the one they chose, for
+    /// presence to start from after a restart.
+    pub async fn statuses(&self) -> Result<Vec<StoredStatus>, sqlx::Error> {
+        // SQLite returns the bare columns of the row holding max(id).
+        let rows: Vec<(UserId, String, String, String, EventId)> = sqlx::query_as(
+            "SELECT e.user_id, u.username, e.body, u.status_choice, max(e.id) \
+             FROM events AS e JOIN users AS u ON u.id = e.user_id \
+             WHERE e.kind = 'status' GROUP BY e.user_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(user_id, username, shown, chosen, _)| {
+                Some(StoredStatus {
+                    user_id,
+                    username,
+                    shown: shown.parse().ok()?,
+                    chosen: chosen.parse().unwrap_or(Status::Online),
+                })
+            })
+            .collect())
+    }
+
+    /// The status `user` chose (`online` unless they chose another).
+    pub async fn status_choice(&self, user: UserId) -> Result<Status, sqlx::Error> {
+        let chosen: Option<String> = sqlx::query_scalar("SELECT status_choice FROM users WHERE id = ?")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(chosen.and_then(|s| s.parse().ok()).unwrap_or(Status::Online))
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1 FROM rooms LIMIT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A user's status as stored: what the others were last shown, and what the user chose.
+#[derive(Debug, Clone)]
+pub struct StoredStatus {
+    pub user_id: UserId,
+    pub username: String,
+    pub shown: Status,
+    pub chosen: Status,
+}

@@ -1,0 +1,227 @@
+//! The SQL the writer applies, one function a change, each on the writer's connection inside
+//! the batch's transaction. A function returns the database's refusal of its request
+//! (`WriteError::Conflict`) only when its statements changed nothing.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnection;
+
+use super::reads::Room;
+use crate::domain::{EventId, RoomId, Scope, Status, UserId};
+use crate::eventlog::writer::{Post, WriteError};
+
+/// Runs a statement that returns nothing, such as `BEGIN`.
+pub async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), WriteError> {
+    sqlx::raw_sql(sql)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(WriteError::from)
+}
+
+/// A unique name taken is the request's own refusal, named by `what`.
+fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> WriteError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => WriteError::Conflict(what),
+        _ => WriteError::from(error),
+    }
+}
+
+pub async fn insert_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+    password_hash: &str,
+) -> Result<UserId, WriteError> {
+    sqlx::query_scalar("INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id")
+        .bind(username)
+        .bind(password_hash)
+        .fetch_one(conn)
+        .await
+        .map_err(conflict("username"))
+}
+
+pub async fn insert_session(conn: &mut SqliteConnection, user_id: UserId, token_hash: &[u8]) -> Result<(), WriteError> {
+    sqlx::query("INSERT INTO sessions (token_hash, user_id) VALUES (?, ?)")
+        .bind(token_hash)
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map_err(conflict("session"))?;
+    Ok(())
+}
+
+/// Whether there was such a session.
+pub async fn delete_session(conn: &mut SqliteConnection, token_hash: &[u8]) -> Result<bool, WriteError> {
+    let deleted = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(token_hash)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(deleted > 0)
+}
+
+/// Records that a session was used, which pushes back its expiry.
+pub async fn touch_session(conn: &mut SqliteConnection, token_hash: &[u8]) -> Result<(), WriteError> {
+    sqlx::query("UPDATE sessions SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE token_hash = ?")
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes sessions unused for longer than `idle`; returns how many.
+pub async fn delete_expired_sessions(conn: &mut SqliteConnection, idle: Duration) -> Result<u64, WriteError> {
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE last_seen_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)")
+            .bind(format!("-{} seconds", idle.as_secs()))
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
+pub async fn insert_room(conn: &mut SqliteConnection, name: &str, created_by: UserId) -> Result<Room, WriteError> {
+    sqlx::query_as("INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at")
+        .bind(name)
+        .bind(created_by)
+        .fetch_one(conn)
+        .await
+        .map_err(conflict("room"))
+}
+
+/// Appends an event with no text of its own (a `room` event); returns its id and time.
+pub async fn insert_event(
+    conn: &mut SqliteConnection,
+    kind: &'static str,
+    scope: Scope,
+    room_id: Option<RoomId>,
+    user_id: UserId,
+    body: Option<&str>,
+) -> Result<(EventId, String), WriteError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO events (kind, scope, room_id, user_id, body) VALUES (?, ?, ?, ?, ?) RETURNING id, created_at",
+    )
+    .bind(kind)
+    .bind(scope.as_str())
+    .bind(room_id)
+    .bind(user_id)
+    .bind(body)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Stores a status change; `chosen` also makes it the status the user keeps.
+pub async fn insert_status(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    status: Status,
+    chosen: bool,
+) -> Result<(EventId, String), WriteError> {
+    if chosen {
+        sqlx::query("UPDATE users SET status_choice = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    insert_event(conn, "status", Scope::Everyone, None, user_id, Some(status.as_str())).await
+}
+
+/// Most messages one `INSERT` stores.
+const MAX_POSTS_PER_INSERT: usize = 256;
+
+/// `INSERT`s of 1, 2, 4 … `MAX_POSTS_PER_INSERT` messages: any number of messages is stored
+/// with a few of these, and each stays prepared on the connection.
+static INSERT_POSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_POSTS_PER_INSERT.ilog2())
+        .map(|power| {
+            let rows = vec!["('message', 'room', ?, ?, ?, ?)"; 1 << power].join(", ");
+            format!(
+                "INSERT INTO events (kind, scope, room_id, user_id, body, client_id) VALUES {rows} \
+                 ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
+                 RETURNING id, created_at, user_id, client_id"
+            )
+        })
+        .collect()
+});
+
+/// A message as stored: its id and time, and whether this post stored it (`false`: its
+/// `client_id` was sent before, and this is the message stored then).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: EventId,
+    pub created_at: String,
+    pub new: bool,
+}
+
+/// Stores `posts` in order, with as few statements as their count allows, and returns each
+/// one's outcome. A message whose `client_id` its user has already sent is not stored again:
+/// its outcome is the stored message, or `Conflict("client_id")` if that one says something
+/// else. The outer `Err` is a failure that spoils the batch.
+pub async fn insert_posts(
+    conn: &mut SqliteConnection,
+    posts: &[&Post],
+) -> Result<Vec<Result<Stored, WriteError>>, WriteError> {
+    let mut outcomes = Vec::with_capacity(posts.len());
+    let mut rest = posts;
+    while !rest.is_empty() {
+        let power = rest.len().min(MAX_POSTS_PER_INSERT).ilog2();
+        let (chunk, after) = rest.split_at(1 << power);
+        let mut insert =
+            sqlx::query_as::<_, (EventId, String, UserId, Option<String>)>(INSERT_POSTS[power as usize].as_str());
+        for post in chunk {
+            insert = insert
+                .bind(post.room_id)
+                .bind(post.user_id)
+                .bind(&post.content)
+                .bind(post.client_id());
+        }
+        let mut stored = insert.fetch_all(&mut *conn).await?;
+        // SQLite inserts the rows in the order given, so ids follow it; `RETURNING` does not
+        // promise that order, so it is restored from the ids. The rows skipped as sent before
+        // leave gaps, found by their (user, client_id): a skipped pair cannot be stored by a
+        // later row of the same statement, which would be skipped too.
+        stored.sort_unstable_by_key(|(id, ..)| *id);
+        let mut stored = stored.into_iter().peekable();
+        for post in chunk {
+            let outcome = match stored.next_if(|(_, _, user_id, client_id)| {
+                *user_id == post.user_id && client_id.as_deref() == post.client_id()
+            }) {
+                Some((id, created_at, ..)) => Ok(Stored {
+                    id,
+                    created_at,
+                    new: true,
+                }),
+                None => sent_before(conn, post).await?,
+            };
+            outcomes.push(outcome);
+        }
+        if stored.next().is_some() {
+            return Err(WriteError::Database(
+                "stored messages do not match the ones posted".into(),
+            ));
+        }
+        rest = after;
+    }
+    Ok(outcomes)
+}
+
+/// The message `post`'s user stored earlier with its `client_id`, if it is the same message.
+async fn sent_before(conn: &mut SqliteConnection, post: &Post) -> Result<Result<Stored, WriteError>, WriteError> {
+    let (id, created_at, room_id, content): (EventId, String, Option<RoomId>, Option<String>) = sqlx::query_as(
+        "SELECT id, created_at, room_id, body FROM events WHERE user_id = ? AND client_id = ? AND kind = 'message'",
+    )
+    .bind(post.user_id)
+    .bind(post.client_id())
+    .fetch_one(conn)
+    .await?;
+    if room_id != Some(post.room_id) || content.as_deref() != Some(post.content.as_str()) {
+        return Ok(Err(WriteError::Conflict("client_id")));
+    }
+    Ok(Ok(Stored {
+        id,
+        created_at,
+        new: false,
+    }))
+}

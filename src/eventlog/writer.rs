@@ -1,0 +1,494 @@
+//! The one writer. Every change to the database goes through this task, which
+//!
+//! 1. takes whatever requests are waiting (group commit: one fsync pays for all of them),
+//! 2. applies each so that a refused request is undone alone and the rest of the batch goes on:
+//!    a request whose first statement is the only one that can be refused needs nothing more
+//!    (SQLite undoes a failed statement itself); one that could be refused after it wrote runs
+//!    inside a `SAVEPOINT`. Messages in a row share one `INSERT`, in which a repeated
+//!    `client_id` is skipped, not refused,
+//! 3. commits, and only then
+//! 4. publishes each new event to the hub, in id order, and answers each request.
+//!
+//! So a client is answered only once its event is durable, what a subscriber sees live is
+//! already durable, and live order equals id order. Each request carries its own reply type,
+//! so no caller matches an outcome it cannot get.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::Hub;
+use super::sqlite::writes;
+use crate::domain::{ClientId, Event, EventKind, RoomKind, Scope, Status, UserId};
+use crate::domain::{EventId, RoomId};
+use crate::metrics::Metrics;
+use crate::wire::Frame;
+
+/// Most requests in one transaction. More waiting than this simply makes the next batch.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer before senders wait too.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The data refused the request, which changed nothing: a unique value is taken (a
+    /// username, a room's name), or a `client_id` names another message. Says what.
+    #[error("{0} already taken")]
+    Conflict(&'static str),
+    /// The database refused the batch (disk full, I/O error, locked file).
+    #[error("{0}")]
+    Database(String),
+    /// The writer has stopped: the server is shutting down.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.to_string())
+    }
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
+
+/// A new account and its first session, together or not at all.
+#[derive(Debug)]
+pub struct SignUp {
+    pub username: String,
+    pub password_hash: String,
+    pub token_hash: Vec<u8>,
+}
+
+/// A message to store.
+#[derive(Debug)]
+pub struct Post {
+    pub room_id: RoomId,
+    pub room: String,
+    pub user_id: UserId,
+    pub username: String,
+    pub content: String,
+    /// The client's id for the message: posting it again finds the first one.
+    pub client_id: Option<ClientId>,
+}
+
+impl Post {
+    pub(super) fn client_id(&self) -> Option<&str> {
+        self.client_id.as_ref().map(ClientId::as_str)
+    }
+
+    fn into_event(self, id: EventId, created_at: String) -> Event {
+        Event {
+            id,
+            user_id: self.user_id,
+            username: self.username,
+            created_at,
+            kind: EventKind::Message {
+                room_id: self.room_id,
+                room: self.room,
+                content: self.content,
+            },
+        }
+    }
+}
+
+/// A stored message, and whether this request stored it (`false`: an earlier one with the
+/// same `client_id` did, and this is that message; it is not published again).
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub event: Event,
+    pub new: bool,
+}
+
+/// A status to store.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub user_id: UserId,
+    pub username: String,
+    pub status: Status,
+    /// The user chose it (rather than presence deciding it): it becomes what they keep.
+    pub chosen: bool,
+}
+
+/// A room to make: the room and its `room` event.
+#[derive(Debug)]
+pub struct NewRoom {
+    pub name: String,
+    pub created_by: UserId,
+    pub creator: String,
+}
+
+/// A change to make, and where its answer goes.
+enum Request {
+    SignUp(SignUp, Reply<UserId>),
+    StartSession(UserId, Vec<u8>, Reply<()>),
+    EndSession(UserId, Vec<u8>, Reply<bool>),
+    TouchSession(Vec<u8>),
+    ExpireSessions(Duration),
+    CreateRoom(NewRoom, Reply<Event>),
+    Post(Post, Reply<Posted>),
+    SetStatus(StatusChange, Reply<Event>),
+}
+
+impl Request {
+    /// Answers a request that was never applied: its batch failed first.
+    fn fail(self, error: WriteError) {
+        fn send<T>(reply: Reply<T>, error: WriteError) {
+            let _ = reply.send(Err(error));
+        }
+        match self {
+            Self::SignUp(_, reply) => send(reply, error),
+            Self::StartSession(.., reply) => send(reply, error),
+            Self::EndSession(.., reply) => send(reply, error),
+            Self::CreateRoom(_, reply) => send(reply, error),
+            Self::Post(_, reply) => send(reply, error),
+            Self::SetStatus(_, reply) => send(reply, error),
+            Self::TouchSession(_) | Self::ExpireSessions(_) => {}
+        }
+    }
+}
+
+/// What an applied request does once the batch is committed (or fails to be).
+struct Applied {
+    /// To publish, in order.
+    events: Vec<Event>,
+    /// A session to end on every stream: its user and token hash.
+    revoke: Option<(UserId, Vec<u8>)>,
+    /// Sends the request's answer; given the batch's failure, sends that instead.
+    answer: Answer,
+}
+
+type Answer = Box<dyn FnOnce(Option<WriteError>) + Send>;
+
+impl Applied {
+    fn answer<T: Send + 'static>(reply: Option<Reply<T>>, outcome: Result<T, WriteError>) -> Self {
+        Self {
+            events: Vec::new(),
+            revoke: None,
+            answer: Box::new(move |failed| {
+                if let Some(reply) = reply {
+                    let _ = reply.send(match failed {
+                        Some(error) => Err(error),
+                        None => outcome,
+                    });
+                }
+            }),
+        }
+    }
+
+    fn publishing(mut self, event: Event) -> Self {
+        self.events.push(event);
+        self
+    }
+}
+
+/// The handle requests are written through. Cloning copies a channel sender.
+#[derive(Clone)]
+pub struct Writer {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Writer {
+    async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(request(reply))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Queues a request nobody waits for. Dropped when the queue is full: what it records is
+    /// recorded again later.
+    fn detach(&self, request: Request) {
+        let _ = self.requests.try_send(request);
+    }
+
+    /// Creates an account with its first session. `Conflict("username")` if the name is taken.
+    pub async fn sign_up(&self, sign_up: SignUp) -> Result<UserId, WriteError> {
+        self.ask(|reply| Request::SignUp(sign_up, reply)).await
+    }
+
+    pub async fn start_session(&self, user: UserId, token_hash: Vec<u8>) -> Result<(), WriteError> {
+        self.ask(|reply| Request::StartSession(user, token_hash, reply)).await
+    }
+
+    /// Ends the session; its streams end. Whether there was such a session.
+    pub async fn end_session(&self, user: UserId, token_hash: Vec<u8>) -> Result<bool, WriteError> {
+        self.ask(|reply| Request::EndSession(user, token_hash, reply)).await
+    }
+
+    /// Records a session's use, without waiting.
+    pub fn touch_session(&self, token_hash: Vec<u8>) {
+        self.detach(Request::TouchSession(token_hash));
+    }
+
+    /// Removes the sessions unused for longer than `idle`, without waiting.
+    pub fn expire_sessions(&self, idle: Duration) {
+        self.detach(Request::ExpireSessions(idle));
+    }
+
+    /// Makes a room; returns its `room` event. `Conflict("room")` if the name is taken.
+    pub async fn create_room(&self, room: NewRoom) -> Result<Event, WriteError> {
+        self.ask(|reply| Request::CreateRoom(room, reply)).await
+    }
+
+    pub async fn post(&self, post: Post) -> Result<Posted, WriteError> {
+        self.ask(|reply| Request::Post(post, reply)).await
+    }
+
+    /// Queues a status change behind every request queued before it, waiting only for room
+    /// in the queue; `reply` answers once it is committed (or is dropped if the writer has
+    /// stopped).
+    pub async fn enqueue_status(&self, change: StatusChange, reply: Reply<Event>) {
+        let _ = self.requests.send(Request::SetStatus(change, reply)).await;
+    }
+}
+
+/// Starts the writer on `conn`. It runs until `stop` is cancelled, then finishes what is
+/// queued and returns.
+pub fn spawn(
+    conn: SqliteConnection,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> (Writer, JoinHandle<()>) {
+    let (requests, requests_rx) = mpsc::channel(QUEUE_DEPTH);
+    let task = Task {
+        conn,
+        hub,
+        metrics,
+        requests: requests_rx,
+    };
+    (Writer { requests }, tokio::spawn(task.run(stop)))
+}
+
+struct Task {
+    conn: SqliteConnection,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    requests: mpsc::Receiver<Request>,
+}
+
+impl Task {
+    async fn run(mut self, stop: CancellationToken) {
+        let mut batch = VecDeque::new();
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                request = self.requests.recv() => match request {
+                    Some(request) => { batch.push_back(request); false }
+                    None => true,
+                },
+                () = stop.cancelled() => true,
+            };
+            loop {
+                while batch.len() < MAX_BATCH
+                    && let Ok(request) = self.requests.try_recv()
+                {
+                    batch.push_back(request);
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                self.commit(std::mem::take(&mut batch)).await;
+            }
+            if stopping {
+                break;
+            }
+        }
+        tracing::info!("writer stopped");
+    }
+
+    /// One transaction for the whole batch; then publish and answer, in order.
+    async fn commit(&mut self, batch: VecDeque<Request>) {
+        self.metrics.write_batch_size.observe(batch.len() as f64);
+        match self.apply_batch(batch).await {
+            Ok(applied) => {
+                for done in applied {
+                    for event in done.events {
+                        self.metrics.events_written.inc();
+                        self.hub.publish(Arc::new(Frame::encoded(event)));
+                    }
+                    if let Some((user, token_hash)) = &done.revoke {
+                        self.hub.revoke(*user, token_hash);
+                    }
+                    (done.answer)(None);
+                }
+            }
+            Err((error, applied, rest)) => {
+                tracing::error!(%error, requests = applied.len() + rest.len(), "batch not committed");
+                for done in applied {
+                    (done.answer)(Some(error.clone()));
+                }
+                for request in rest {
+                    request.fail(error.clone());
+                }
+            }
+        }
+    }
+
+    /// Runs the batch in one transaction. The `Err` means nothing was committed; it carries
+    /// the requests applied so far and those not reached, to be answered with the error.
+    async fn apply_batch(
+        &mut self,
+        mut batch: VecDeque<Request>,
+    ) -> Result<Vec<Applied>, (WriteError, Vec<Applied>, VecDeque<Request>)> {
+        let mut applied = Vec::with_capacity(batch.len());
+        if let Err(error) = writes::exec(&mut self.conn, "BEGIN IMMEDIATE").await {
+            return Err((error, applied, batch));
+        }
+        while !batch.is_empty() {
+            if let Err(error) = self.apply_next(&mut batch, &mut applied).await {
+                self.rollback().await;
+                return Err((error, applied, batch));
+            }
+        }
+        if let Err(error) = writes::exec(&mut self.conn, "COMMIT").await {
+            self.rollback().await;
+            return Err((error, applied, batch));
+        }
+        Ok(applied)
+    }
+
+    /// Applies the request at the front of `batch` (or the run of messages there). The `Err`
+    /// is a failure that may have spoilt the transaction (an I/O error, a full disk): nothing
+    /// of the batch may then be reported done.
+    async fn apply_next(
+        &mut self,
+        batch: &mut VecDeque<Request>,
+        applied: &mut Vec<Applied>,
+    ) -> Result<(), WriteError> {
+        let Some(request) = batch.pop_front() else {
+            return Ok(());
+        };
+        let conn = &mut self.conn;
+        let done = match request {
+            Request::Post(post, reply) => {
+                // Messages in a row, the bulk of any busy batch, are stored together: each
+                // statement is a round trip to SQLite's thread, and that trip costs more than
+                // storing a message.
+                let mut run = vec![(post, reply)];
+                while let Some(Request::Post(..)) = batch.front() {
+                    if let Some(Request::Post(post, reply)) = batch.pop_front() {
+                        run.push((post, reply));
+                    }
+                }
+                let posts: Vec<&Post> = run.iter().map(|(post, _)| post).collect();
+                let stored = writes::insert_posts(conn, &posts).await?;
+                for ((post, reply), stored) in run.into_iter().zip(stored) {
+                    applied.push(match stored {
+                        Ok(stored) => {
+                            let event = post.into_event(stored.id, stored.created_at);
+                            let done = Applied::answer(
+                                Some(reply),
+                                Ok(Posted {
+                                    event: event.clone(),
+                                    new: stored.new,
+                                }),
+                            );
+                            if stored.new { done.publishing(event) } else { done }
+                        }
+                        Err(refused) => Applied::answer(Some(reply), Err::<Posted, _>(refused)),
+                    });
+                }
+                return Ok(());
+            }
+            Request::SignUp(sign_up, reply) => {
+                // The session could be refused after the user is stored: both or neither.
+                writes::exec(conn, "SAVEPOINT sign_up").await?;
+                let outcome = async {
+                    let user = writes::insert_user(conn, &sign_up.username, &sign_up.password_hash).await?;
+                    writes::insert_session(conn, user, &sign_up.token_hash).await?;
+                    Ok(user)
+                }
+                .await;
+                let end = match outcome {
+                    Ok(_) => "RELEASE sign_up",
+                    Err(_) => "ROLLBACK TO sign_up; RELEASE sign_up",
+                };
+                // If SQLite rolled the whole transaction back, the savepoint is gone and this
+                // fails: the batch fails with it.
+                writes::exec(conn, end).await?;
+                Applied::answer(Some(reply), refusal_only(outcome)?)
+            }
+            Request::StartSession(user, token_hash, reply) => {
+                let outcome = writes::insert_session(conn, user, &token_hash).await;
+                Applied::answer(Some(reply), refusal_only(outcome)?)
+            }
+            Request::EndSession(user, token_hash, reply) => {
+                let ended = writes::delete_session(conn, &token_hash).await?;
+                let mut done = Applied::answer(Some(reply), Ok(ended));
+                done.revoke = Some((user, token_hash));
+                done
+            }
+            Request::TouchSession(token_hash) => {
+                writes::touch_session(conn, &token_hash).await?;
+                Applied::answer::<()>(None, Ok(()))
+            }
+            Request::ExpireSessions(idle) => {
+                let deleted = writes::delete_expired_sessions(conn, idle).await?;
+                if deleted > 0 {
+                    tracing::info!(deleted, "expired sessions removed");
+                }
+                Applied::answer::<()>(None, Ok(()))
+            }
+            Request::CreateRoom(room, reply) => match writes::insert_room(conn, &room.name, room.created_by).await {
+                Ok(stored) => {
+                    let scope = Scope::Room(stored.id);
+                    let (id, created_at) =
+                        writes::insert_event(conn, "room", scope, Some(stored.id), room.created_by, None).await?;
+                    let event = Event {
+                        id,
+                        user_id: room.created_by,
+                        username: room.creator,
+                        created_at,
+                        kind: EventKind::Room {
+                            room_id: stored.id,
+                            room: stored.name,
+                            kind: RoomKind::Public,
+                            topic: None,
+                            archived: false,
+                        },
+                    };
+                    Applied::answer(Some(reply), Ok(event.clone())).publishing(event)
+                }
+                Err(refused @ WriteError::Conflict(_)) => Applied::answer(Some(reply), Err::<Event, _>(refused)),
+                Err(failure) => return Err(failure),
+            },
+            Request::SetStatus(change, reply) => {
+                let (id, created_at) =
+                    writes::insert_status(conn, change.user_id, change.status, change.chosen).await?;
+                let event = Event {
+                    id,
+                    user_id: change.user_id,
+                    username: change.username,
+                    created_at,
+                    kind: EventKind::Status { status: change.status },
+                };
+                Applied::answer(Some(reply), Ok(event.clone())).publishing(event)
+            }
+        };
+        applied.push(done);
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        // Fails harmlessly when SQLite already rolled back.
+        let _ = writes::exec(&mut self.conn, "ROLLBACK").await;
+    }
+}
+
+/// A request's own refusal is its answer; any other failure spoils the batch.
+fn refusal_only<T>(outcome: Result<T, WriteError>) -> Result<Result<T, WriteError>, WriteError> {
+    match outcome {
+        Err(WriteError::Conflict(what)) => Ok(Err(WriteError::Conflict(what))),
+        Err(failure) => Err(failure),
+        ok => Ok(ok),
+    }
+}

@@ -1,0 +1,225 @@
+//! The HTTP front end, poem only: the route tree, extractors, pages, middleware, and the
+//! hand-rolled stream transport (`transport/`, fenced, with `--stream-handoff` to turn it
+//! off). A handler parses the request, calls one `app` operation, and renders its answer; it
+//! holds no rule of the chat.
+
+mod assets;
+mod auth;
+pub mod error;
+mod events;
+mod health;
+mod messages;
+mod pages;
+mod rooms;
+mod sessions;
+mod status;
+pub mod transport;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use poem::http::{HeaderValue, header};
+use poem::middleware::Tracing;
+use poem::{
+    Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, get, post, put,
+};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::app::App;
+use crate::config::Config;
+use auth::same_origin_guard;
+use error::{ApiError, into_json_response};
+use transport::Streams;
+use transport::net::{GuardedAcceptor, Handoffs, Timeouts};
+
+/// How long shutdown waits for open requests once the streams are told to end.
+const SHUTDOWN_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// What every handler shares: the app, and the settings of the HTTP front end. Cloning copies
+/// a handful of `Arc`s.
+#[derive(Clone)]
+pub struct State {
+    pub app: App,
+    /// Largest request body (`usize::MAX`: none).
+    body_limit: usize,
+    /// Interval between `ping`s on an event stream.
+    keepalive: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then ends every stream and waits
+/// (within a backstop) for them and every open request to finish. `ready` is called once
+/// requests will be served.
+pub async fn serve(
+    app: App,
+    config: &Config,
+    listener: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::clone(&app.metrics);
+    let state = State {
+        app: app.clone(),
+        body_limit: match config.max_body_bytes {
+            0 => usize::MAX,
+            n => n,
+        },
+        keepalive: config.keepalive(),
+    };
+    let handoffs = Arc::new(Handoffs::default());
+    let streams = Arc::new(Streams {
+        handoffs: config.stream_handoff.then(|| Arc::clone(&handoffs)),
+        tasks: TaskTracker::new(),
+        write_timeout: config.write_timeout(),
+        metrics: Arc::clone(&metrics),
+    });
+    let routes = build_app(state, Arc::clone(&streams));
+    let signal = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.close_streams();
+        }
+    };
+    let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive());
+    let acceptor = GuardedAcceptor::new(listener, timeouts, metrics, handoffs)?;
+    ready();
+    let served = Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes, signal, Some(SHUTDOWN_BACKSTOP))
+        .await;
+    app.close_streams();
+    // The streams served on their own connections are not the HTTP server's to wait for.
+    streams.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_BACKSTOP, streams.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(left = streams.tasks.len(), "streams still open at shutdown");
+    }
+    Ok(served?)
+}
+
+/// The routes, inside `streams`, which serves the event streams its handlers answer with.
+pub fn build_app(state: State, streams: Arc<Streams>) -> impl Endpoint {
+    Route::new()
+        .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
+        .at("/api/rooms", get(rooms::list_rooms).post(rooms::create_room))
+        .at(
+            "/api/rooms/:room/messages",
+            get(messages::history).post(messages::post_message),
+        )
+        .at("/api/rooms/:room/events", get(events::room_events))
+        .at("/api/events", get(events::user_events))
+        .at("/api/status", put(status::set_status))
+        .at("/healthz", get(health::healthz))
+        .at("/metrics", get(health::metrics))
+        .at("/", get(pages::sign_in_page).post(pages::sign_in_form))
+        .at("/signout", post(pages::sign_out_form))
+        .at("/status", post(pages::set_status_form))
+        .at("/rooms", post(pages::create_room_form))
+        .at("/rooms/:room", get(pages::room_page))
+        .at("/rooms/:room/messages", post(pages::post_message_form))
+        .at("/rooms/:room/older", get(pages::older))
+        .at("/static/*path", get(assets::static_file))
+        .data(state)
+        .around(same_origin_guard)
+        .catch_all_error(into_json_response)
+        .around(security_headers)
+        .with(Tracing)
+        .around(move |next, req| Arc::clone(&streams).serve(next, req))
+}
+
+/// Headers every response carries. The page runs only our own scripts and styles (htmx is
+/// configured by a meta tag, so no inline script is needed), and may not be framed.
+async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let mut response = next.call(req).await?.into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+             frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    Ok(response)
+}
+
+/// Whether the request's `Content-Type` is `mime` (parameters such as `charset` aside).
+fn has_content_type(req: &Request, mime: &str) -> bool {
+    req.header(header::CONTENT_TYPE)
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case(mime))
+}
+
+/// The request body, read up to the configured limit (`413` beyond it, before reading when the
+/// declared length already says so).
+async fn read_body(req: &Request, body: &mut RequestBody) -> Result<Bytes, ApiError> {
+    let limit = req.data::<State>().map_or(usize::MAX, |state| state.body_limit);
+    let declared = req
+        .header(header::CONTENT_LENGTH)
+        .and_then(|len| len.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    body.take()
+        .map_err(|error| ApiError::BadRequest(format!("cannot read the body: {error}")))?
+        .into_bytes_limit(limit)
+        .await
+        .map_err(|error| match error {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
+            other => ApiError::BadRequest(format!("cannot read the body: {other}")),
+        })
+}
+
+/// A JSON object request body, read up to the configured limit. Malformed JSON is a `400`;
+/// JSON of the wrong shape (not an object, a missing field, a number for a string, a duplicate
+/// key) is a `422`.
+pub struct JsonBody<T>(pub T);
+
+impl<'a, T: DeserializeOwned> FromRequest<'a> for JsonBody<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        if !has_content_type(req, "application/json") {
+            return Err(ApiError::UnsupportedMediaType("application/json").into());
+        }
+        let bytes = read_body(req, body).await?;
+        let value = serde_json::from_slice(&bytes).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => ApiError::Unprocessable(format!("the body does not fit: {error}")),
+            _ => ApiError::BadRequest(format!("the body is not valid JSON: {error}")),
+        })?;
+        // serde would also read a struct from an array (`["hi"]`): only an object will do.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::Unprocessable("the body must be a JSON object".into()).into());
+        }
+        Ok(Self(value))
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), read up to the configured limit. Text that
+/// is not UTF-8, raw or percent-encoded, is a `400`, as in JSON: it is never replaced.
+pub struct FormBody<T>(pub T);
+
+impl<'a, T: DeserializeOwned> FromRequest<'a> for FormBody<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        if !has_content_type(req, "application/x-www-form-urlencoded") {
+            return Err(ApiError::UnsupportedMediaType("application/x-www-form-urlencoded").into());
+        }
+        let bytes = read_body(req, body).await?;
+        // `+` (a space) is ASCII either way, so it needs no decoding to judge the UTF-8.
+        let utf8 = |part: &[u8]| percent_encoding::percent_decode(part).decode_utf8().is_ok();
+        if !bytes.split(|&b| b == b'&' || b == b'=').all(utf8) {
+            return Err(ApiError::BadRequest("the form is not valid UTF-8".into()).into());
+        }
+        let value = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|error| ApiError::BadRequest(format!("the form does not fit: {error}")))?;
+        Ok(Self(value))
+    }
+}

@@ -1,0 +1,315 @@
+//! The browser app: the sign-in page, the room page and the small form endpoints the page
+//! posts to. Pages render the same fragments as the `html` event streams, so a message, a
+//! member or a room looks the same however it arrived.
+
+use askama::Template;
+use poem::error::ResponseError;
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Html, Path, Query, RemoteAddr};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+
+use super::assets::{self, AssetUrls};
+use super::auth::{self, CurrentUser};
+use super::error::ApiError;
+use super::messages::parse_id;
+use super::sessions::{client_ip, revoke};
+use super::{FormBody, State};
+use crate::app::{self, Error, messages::Page};
+use crate::domain::{EventId, RoomKind};
+use crate::wire::render::{self, MemberPartial, RoomPartial};
+
+/// Messages a page shows at first, and per "load older".
+const PAGE_MESSAGES: u32 = 50;
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    assets: &'static AssetUrls,
+    username: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "room.html")]
+struct RoomPage<'a> {
+    assets: &'static AssetUrls,
+    room: &'a str,
+    username: &'a str,
+    /// What the status switch shows: the status the user chose.
+    my_status: &'static str,
+    rooms: Vec<String>,
+    /// The page was read at this id: the stream shows what came after.
+    after: EventId,
+    /// Seconds between the stream's pings: two missed mean the stream is dead.
+    keepalive: u64,
+    /// Set when older messages exist: the id "load older" asks for messages before.
+    older_before: Option<EventId>,
+    messages: Vec<String>,
+    members: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "_older.html")]
+struct OlderControl<'a> {
+    room: &'a str,
+    before: EventId,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    assets: &'static AssetUrls,
+    title: &'a str,
+    message: &'a str,
+}
+
+fn see_other(location: &str) -> Response {
+    StatusCode::SEE_OTHER
+        .with_header(header::LOCATION, location)
+        .into_response()
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Result<Response, ApiError> {
+    let html = ErrorPage {
+        assets: assets::urls(),
+        title,
+        message,
+    }
+    .render()?;
+    Ok(Html(html).with_status(status).into_response())
+}
+
+/// `/`: the sign-in form, or straight to the chat when already signed in.
+#[handler]
+pub async fn sign_in_page(user: Option<CurrentUser>) -> Result<Response, ApiError> {
+    if user.is_some() {
+        return Ok(see_other("/rooms/general"));
+    }
+    let html = SignInPage {
+        assets: assets::urls(),
+        username: "",
+        error: None,
+    }
+    .render()?;
+    Ok(Html(html).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// The sign-in form's `POST /`: a cookie and the chat, or the form again with the reason.
+#[handler]
+pub async fn sign_in_form(
+    Data(state): Data<&State>,
+    remote: &RemoteAddr,
+    FormBody(form): FormBody<SignInForm>,
+) -> Result<Response, ApiError> {
+    match app::accounts::sign_in(&state.app, client_ip(remote), &form.username, form.password).await {
+        Ok(signed_in) => Ok(see_other("/rooms/general")
+            .with_header(header::SET_COOKIE, auth::session_cookie(&signed_in.token))
+            .into_response()),
+        Err(error) => {
+            let error = ApiError::App(error);
+            if !error.status().is_client_error() {
+                return Err(error);
+            }
+            let html = SignInPage {
+                assets: assets::urls(),
+                username: &form.username,
+                error: Some(error.to_string()),
+            }
+            .render()?;
+            let mut page = Html(html).with_status(error.status()).into_response();
+            if let Some(wait) = error.retry_after() {
+                page.headers_mut().insert("retry-after", wait.into());
+            }
+            Ok(page)
+        }
+    }
+}
+
+/// `POST /signout`: revoke the session, clear the cookie, back to `/`.
+#[handler]
+pub async fn sign_out_form(req: &Request, Data(state): Data<&State>) -> Result<Response, ApiError> {
+    revoke(req, state).await?;
+    Ok(see_other("/")
+        .with_header(header::SET_COOKIE, auth::cleared_cookie())
+        .into_response())
+}
+
+/// `/rooms/{room}`: the rooms, the newest messages, the members; the page's script follows
+/// every room from here on.
+#[handler]
+pub async fn room_page(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: Option<CurrentUser>,
+) -> Result<Response, ApiError> {
+    let Some(user) = user else { return Ok(see_other("/")) };
+    let app = &state.app;
+    let room = match app::rooms::find(app, &room).await {
+        Ok(room) => room,
+        Err(Error::NotFound(what)) => {
+            return error_page(StatusCode::NOT_FOUND, "No such room", &format!("There is no {what}."));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // Read the head first: everything after it comes through the stream, so whatever the
+    // reads below miss is sent, and whatever they already have is replaced by its id.
+    let after = app.log.hub.head();
+    let (older_before, messages) = message_page(state, &user, &room.name, None).await?;
+    let members = app::status::members(app)
+        .await?
+        .iter()
+        .map(|(username, status)| MemberPartial {
+            username,
+            status: *status,
+        })
+        .map(|partial| partial.render())
+        .collect::<Result<_, _>>()?;
+    let rooms = app::rooms::list(app, &user)
+        .await?
+        .iter()
+        .map(|room| {
+            RoomPartial {
+                room: &room.name,
+                kind: RoomKind::Public.as_str(),
+            }
+            .render()
+        })
+        .collect::<Result<_, _>>()?;
+    let chosen = app::status::chosen(app, &user).await?;
+    let page = RoomPage {
+        assets: assets::urls(),
+        room: &room.name,
+        username: &user.username,
+        my_status: chosen.as_str(),
+        rooms,
+        after,
+        keepalive: state.keepalive.as_secs(),
+        older_before,
+        messages,
+        members,
+    };
+    Ok(Html(page.render()?)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .into_response())
+}
+
+/// The page of messages before `before` (or the newest), rendered, and where the next older
+/// page starts if there is one.
+async fn message_page(
+    state: &State,
+    user: &CurrentUser,
+    room: &str,
+    before: Option<EventId>,
+) -> Result<(Option<EventId>, Vec<String>), ApiError> {
+    // One more than shown tells whether anything older exists.
+    let page = Page {
+        before,
+        after: None,
+        limit: PAGE_MESSAGES + 1,
+    };
+    let mut events = app::messages::history(&state.app, user, room, page).await?;
+    let more = events.len() > PAGE_MESSAGES as usize;
+    if more {
+        events.remove(0);
+    }
+    let older_before = more.then(|| events.first().map(|e| e.id)).flatten();
+    let html = events.iter().map(render::html).collect::<Result<_, _>>()?;
+    Ok((older_before, html))
+}
+
+#[derive(Deserialize)]
+pub struct OlderQuery {
+    before: Option<String>,
+}
+
+/// "Load older": the next older page of messages, and a new control if more remain.
+#[handler]
+pub async fn older(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    Query(query): Query<OlderQuery>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    let before = parse_id("before", query.before.as_deref().unwrap_or_default())?;
+    let (older_before, messages) = message_page(state, &user, &room, Some(before)).await?;
+    let mut html = match older_before {
+        Some(before) => OlderControl { room: &room, before }.render()?,
+        None => String::new(),
+    };
+    for message in messages {
+        html.push_str(&message);
+    }
+    Ok(Html(html).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MessageForm {
+    #[serde(default)]
+    content: String,
+    /// Set by the page's script, so a retried or double-clicked send is stored once.
+    client_id: Option<String>,
+}
+
+/// The message box without script. The message itself reaches the page through the stream.
+#[handler]
+pub async fn post_message_form(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+    FormBody(form): FormBody<MessageForm>,
+) -> Result<StatusCode, ApiError> {
+    let client_id = form.client_id.as_deref().filter(|id| !id.is_empty());
+    app::messages::post(&state.app, &user, &room, form.content, client_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    #[serde(default)]
+    status: String,
+}
+
+/// The status switch. The change reaches every tab through the stream.
+#[handler]
+pub async fn set_status_form(
+    Data(state): Data<&State>,
+    user: CurrentUser,
+    FormBody(form): FormBody<StatusForm>,
+) -> Result<StatusCode, ApiError> {
+    app::status::set(&state.app, &user, &form.status).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct RoomForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// The new-room form: to the new room, or (if it exists) to the existing one.
+#[handler]
+pub async fn create_room_form(
+    Data(state): Data<&State>,
+    user: CurrentUser,
+    FormBody(form): FormBody<RoomForm>,
+) -> Result<Response, ApiError> {
+    match app::rooms::create(&state.app, &user, &form.name).await {
+        Ok(event) => Ok(see_other(&format!("/rooms/{}", event.room().unwrap_or("general")))),
+        Err(Error::Conflict(_)) => Ok(see_other(&format!("/rooms/{}", form.name))),
+        Err(Error::Invalid(invalid)) => error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Cannot make that room",
+            &invalid.to_string(),
+        ),
+        Err(error) => Err(error.into()),
+    }
+}

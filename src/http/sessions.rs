@@ -1,0 +1,73 @@
+//! `POST /api/sessions` signs in, creating the account if the name is free;
+//! `DELETE /api/sessions` signs out.
+
+use std::net::IpAddr;
+
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Json, RemoteAddr};
+use poem::{FromRequest, IntoResponse, Request, Response, handler};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{self, CurrentUser};
+use super::error::ApiError;
+use super::{JsonBody, State};
+use crate::app;
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct Session<'a> {
+    username: &'a str,
+    token: &'a str,
+}
+
+/// `201` and a new account when the name is free, `200` when the password matches the
+/// existing account, `401` when it does not. Either way: a fresh token, and a cookie.
+#[handler]
+pub async fn sign_in(
+    Data(state): Data<&State>,
+    remote: &RemoteAddr,
+    JsonBody(body): JsonBody<SignIn>,
+) -> Result<Response, ApiError> {
+    let signed_in = app::accounts::sign_in(&state.app, client_ip(remote), &body.username, body.password).await?;
+    let status = if signed_in.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let session = Session {
+        username: &signed_in.username,
+        token: &signed_in.token,
+    };
+    Ok(Json(session)
+        .with_status(status)
+        .with_header(header::SET_COOKIE, auth::session_cookie(&signed_in.token))
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .into_response())
+}
+
+/// The client's IP address, for the per-address sign-in allowance.
+pub fn client_ip(remote: &RemoteAddr) -> Option<IpAddr> {
+    remote.as_socket_addr().map(|addr| addr.ip())
+}
+
+/// Revokes the session the request carries, if any, and clears the cookie: `204` either way.
+#[handler]
+pub async fn sign_out(req: &Request, Data(state): Data<&State>) -> Result<Response, ApiError> {
+    revoke(req, state).await?;
+    Ok(StatusCode::NO_CONTENT
+        .with_header(header::SET_COOKIE, auth::cleared_cookie())
+        .into_response())
+}
+
+/// Revokes the session `req` carries, if it carries a valid one.
+pub async fn revoke(req: &Request, state: &State) -> Result<(), ApiError> {
+    if let Ok(user) = CurrentUser::from_request_without_body(req).await {
+        app::sessions::sign_out(&state.app, &user).await?;
+    }
+    Ok(())
+}

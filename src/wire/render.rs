@@ -1,0 +1,196 @@
+//! Events as their two renderings: a JSON object for API clients, an HTML fragment for the page.
+//! The page renders the same fragments, so a message, a member or a room looks the same however
+//! it arrived. Each fragment's root element carries the DOM id it replaces (`msg-42`,
+//! `member-ada`, `room-general`), so applying a frame twice changes nothing.
+
+use askama::Template;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::domain::{Event, EventId, EventKind, Status};
+
+/// One message as the page shows it.
+#[derive(Template)]
+#[template(path = "_message.html")]
+pub struct MessagePartial<'a> {
+    pub id: EventId,
+    pub room: &'a str,
+    pub username: &'a str,
+    pub content: &'a str,
+    pub created_at: &'a str,
+}
+
+/// One member and their status, in the member list.
+#[derive(Template)]
+#[template(path = "_member.html")]
+pub struct MemberPartial<'a> {
+    pub username: &'a str,
+    pub status: Status,
+}
+
+/// One room in the sidebar.
+#[derive(Template)]
+#[template(path = "_room.html")]
+pub struct RoomPartial<'a> {
+    pub room: &'a str,
+    pub kind: &'a str,
+}
+
+/// The JSON shape of an event, for the API and `?format=json` streams, fields in the order the
+/// contract lists them:
+///
+/// - `{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"…"}`
+/// - `{"id":43,"type":"status","username":"ada","status":"away","created_at":"…"}`
+/// - `{"id":44,"type":"room","room":"rust","kind":"public","topic":null,"archived":false,"created_at":"…"}`
+pub struct Json<'a>(pub &'a Event);
+
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &event.id)?;
+        map.serialize_entry("type", event.name())?;
+        match &event.kind {
+            EventKind::Message { room, content, .. } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("username", &event.username)?;
+                map.serialize_entry("content", content)?;
+            }
+            EventKind::Status { status } => {
+                map.serialize_entry("username", &event.username)?;
+                map.serialize_entry("status", status)?;
+            }
+            EventKind::Room {
+                room,
+                kind,
+                topic,
+                archived,
+                ..
+            } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("kind", kind.as_str())?;
+                map.serialize_entry("topic", topic)?;
+                map.serialize_entry("archived", archived)?;
+            }
+        }
+        map.serialize_entry("created_at", &event.created_at)?;
+        map.end()
+    }
+}
+
+/// The event as JSON text.
+pub fn json(event: &Event) -> String {
+    // A map of strings, numbers and booleans cannot fail to serialise.
+    serde_json::to_string(&Json(event)).unwrap_or_default()
+}
+
+/// The event as the page's HTML fragment.
+pub fn html(event: &Event) -> Result<String, askama::Error> {
+    match &event.kind {
+        EventKind::Message { room, content, .. } => MessagePartial {
+            id: event.id,
+            room,
+            username: &event.username,
+            content,
+            created_at: &event.created_at,
+        }
+        .render(),
+        EventKind::Status { status } => MemberPartial {
+            username: &event.username,
+            status: *status,
+        }
+        .render(),
+        EventKind::Room { room, kind, .. } => RoomPartial {
+            room,
+            kind: kind.as_str(),
+        }
+        .render(),
+    }
+}
+
+mod filters {
+    use askama::filters::Safe;
+
+    /// HTML-escapes user text and writes its line ends as character references, so that the
+    /// text arrives in the page exactly as it was sent: an SSE parser would turn a raw `\r` or
+    /// `\r\n` into `\n`.
+    #[askama::filter_fn]
+    pub fn verbatim(value: &str, _env: &dyn askama::Values) -> askama::Result<Safe<String>> {
+        let mut out = String::with_capacity(value.len() + 16);
+        for c in value.chars() {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                '\r' => out.push_str("&#13;"),
+                '\n' => out.push_str("&#10;"),
+                c => out.push(c),
+            }
+        }
+        Ok(Safe(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{RoomId, RoomKind, UserId};
+
+    fn message(content: &str) -> Event {
+        Event {
+            id: EventId(42),
+            user_id: UserId(1),
+            username: "ada".into(),
+            created_at: "2026-11-21T09:30:00.123Z".into(),
+            kind: EventKind::Message {
+                room_id: RoomId(1),
+                room: "general".into(),
+                content: content.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn json_matches_the_contract() {
+        assert_eq!(
+            json(&message("hi")),
+            r#"{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        let status = Event {
+            kind: EventKind::Status { status: Status::Away },
+            ..message("")
+        };
+        assert_eq!(
+            json(&status),
+            r#"{"id":42,"type":"status","username":"ada","status":"away","created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        let room = Event {
+            kind: EventKind::Room {
+                room_id: RoomId(2),
+                room: "rust".into(),
+                kind: RoomKind::Public,
+                topic: None,
+                archived: false,
+            },
+            ..message("")
+        };
+        assert_eq!(
+            json(&room),
+            r#"{"id":42,"type":"room","room":"rust","kind":"public","topic":null,"archived":false,"created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn html_escapes_markup_and_keeps_line_ends_out_of_the_frame() {
+        let html = html(&message("<script>alert('x')</script>\r\n&\r")).unwrap();
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#13;&#10;&amp;&#13;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script"));
+        assert!(!html.contains(['\r', '\n']), "one data line per frame: {html:?}");
+        assert!(html.starts_with(r#"<li id="msg-42" "#), "{html}");
+        assert!(html.contains(r#" data-room="general""#), "{html}");
+    }
+}

@@ -1,0 +1,419 @@
+//! The chat page in one tab of a real headless Chromium: chatting, reconnecting, history,
+//! escaping, the phone layout, sign-in and sign-out. Every test fails on any error a page
+//! reports (`common::browser::finish`).
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::common::browser::{Driver, finish, finish_with_network_errors, shown, sign_in, submit_sign_in, wait_for};
+use crate::common::proxy::{EventsRequest, Proxy};
+use crate::common::{Client, Server, TestDb};
+
+/// An API client for `username`, whose account the browser made.
+async fn api_user(server: &Server, username: &str) -> Client {
+    server.user(username).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_chat_live_and_see_each_others_status() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    sign_in(&ada, &server.url("/"), "ada").await;
+    sign_in(&bob, &server.url("/"), "bob").await;
+
+    let content = ada.find(Locator::Id("content")).await.unwrap();
+    content.send_keys("hello bob").await.unwrap();
+    content.send_keys("\u{E007}").await.unwrap(); // Enter
+    wait_for(
+        &bob,
+        "bob sees ada's message",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'hello bob')",
+    )
+    .await;
+    wait_for(
+        &ada,
+        "the message box cleared",
+        "document.getElementById('content').value === ''",
+    )
+    .await;
+    assert_eq!(shown(&bob).await, ["hello bob"]);
+    assert_eq!(shown(&ada).await, ["hello bob"]);
+
+    ada.find(Locator::Css("select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value("away")
+        .await
+        .unwrap();
+    wait_for(
+        &bob,
+        "bob sees ada away",
+        "document.getElementById('member-ada')?.dataset.status === 'away'",
+    )
+    .await;
+
+    let screenshot = ada.screenshot().await.unwrap();
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/room.png", screenshot).unwrap();
+    finish(ada).await;
+    finish(bob).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_and_restarted_server_loses_and_doubles_nothing_on_the_open_page() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    let api = api_user(&server, "ada").await;
+    api.say("general", "before the crash").await;
+    wait_for(
+        &browser,
+        "the first message shows",
+        "document.querySelectorAll('#messages .message').length === 1",
+    )
+    .await;
+    // A marker that a reload would wipe.
+    browser.execute("window.notReloaded = true;", vec![]).await.unwrap();
+
+    server.kill().await;
+    wait_for(
+        &browser,
+        "the page notices",
+        "document.getElementById('connection').dataset.state !== 'connected'",
+    )
+    .await;
+    let server = Server::start(&db, &["--bind", &format!("127.0.0.1:{port}")]).await;
+    let api = api.against(&server);
+    let mut expected = vec!["before the crash".to_owned()];
+    for n in 0..5 {
+        let text = format!("while away {n}");
+        api.say("general", &text).await;
+        expected.push(text);
+    }
+    wait_for(
+        &browser,
+        "the page reconnects and catches up",
+        "document.querySelectorAll('#messages .message').length >= 6",
+    )
+    .await;
+    api.say("general", "live again").await;
+    expected.push("live again".into());
+    wait_for(
+        &browser,
+        "live messages keep coming",
+        "document.querySelectorAll('#messages .message').length >= 7",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shown(&browser).await, expected);
+    let kept = browser
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept.as_bool(), Some(true), "caught up without a reload");
+    finish_with_network_errors(browser).await;
+}
+
+/// Waits until the proxy has seen `n` event-stream requests.
+async fn events_requests(proxy: &Proxy, n: usize) -> Vec<EventsRequest> {
+    let deadline = tokio::time::Instant::now() + crate::common::WAIT;
+    loop {
+        let seen = proxy.events_requests();
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the page opened only {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_event_source_after_a_503_resumes_from_the_newest_message_on_the_page() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let proxy = Proxy::start(&server.base).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &proxy.url("/"), "ada").await;
+    let api = api_user(&server, "ada").await;
+    let first = api.say("general", "before the deploy").await["id"].as_i64().unwrap();
+    let mut expected = vec!["before the deploy".to_owned()];
+    wait_for(
+        &browser,
+        "the first message shows",
+        "document.querySelectorAll('#messages .message').length === 1",
+    )
+    .await;
+    browser.execute("window.notReloaded = true;", vec![]).await.unwrap();
+
+    // A deploy: the proxy ends the stream, and answers the browser's reconnect with 503, so
+    // the SSE extension gives up on that EventSource and opens a fresh one.
+    proxy.fail_next_events(1);
+    proxy.cut_open_responses();
+    let mut last = first;
+    for n in 0..5 {
+        let text = format!("during the deploy {n}");
+        last = api.say("general", &text).await["id"].as_i64().unwrap();
+        expected.push(text);
+    }
+    let seen = events_requests(&proxy, 3).await;
+    let (reconnect, fresh) = (&seen[1], &seen[2]);
+    assert_eq!(reconnect.status, 503);
+    assert_eq!(reconnect.last_event_id.as_deref(), Some(first.to_string().as_str()));
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.last_event_id, None, "a fresh EventSource sends no Last-Event-ID");
+    assert_eq!(
+        fresh.after.as_deref(),
+        Some(first.to_string().as_str()),
+        "it resumes from the page's newest id"
+    );
+    wait_for(
+        &browser,
+        "the page catches up",
+        &format!("document.getElementById('msg-{last}') !== null"),
+    )
+    .await;
+
+    // A proxy that replays the stream from the start: every frame already on the page must
+    // change nothing.
+    proxy.rewind_next_events();
+    proxy.cut_open_responses();
+    let seen = events_requests(&proxy, 4).await;
+    assert_eq!(seen[3].status, 200);
+    api.say("general", "after the deploy").await;
+    expected.push("after the deploy".into());
+    wait_for(
+        &browser,
+        "live messages keep coming",
+        &format!(
+            "document.querySelectorAll('#messages .message').length >= {}",
+            expected.len()
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shown(&browser).await, expected);
+    let kept = browser
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept.as_bool(), Some(true), "caught up without a reload");
+    finish_with_network_errors(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_load_older_show_every_message_once() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let api = server.user("ada").await;
+    let mut expected = Vec::new();
+    for n in 0..120 {
+        let text = format!("message {n:03}");
+        api.say("general", &text).await;
+        expected.push(text);
+    }
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    assert_eq!(shown(&browser).await, expected[70..]);
+    for loaded in [100, 120] {
+        browser
+            .find(Locator::Css("#older button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(
+            &browser,
+            "older messages load",
+            &format!("document.querySelectorAll('#messages .message').length === {loaded}"),
+        )
+        .await;
+    }
+    assert_eq!(shown(&browser).await, expected);
+    let has_control = browser
+        .execute("return document.getElementById('older') !== null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(has_control.as_bool(), Some(false), "nothing older remains");
+
+    browser.refresh().await.unwrap();
+    wait_for(
+        &browser,
+        "reconnected after reload",
+        "document.getElementById('connection')?.dataset.state === 'connected'",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, expected[70..]);
+    finish(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_and_script_in_a_message_are_shown_as_text() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    let api = server.user("mallory").await;
+    let hostile = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>\r\n<b>bold</b>";
+    api.say("general", hostile).await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    api.say("general", hostile).await; // once in the history, once live
+    wait_for(
+        &browser,
+        "both messages show",
+        "document.querySelectorAll('#messages .message').length === 2",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, [hostile, hostile]);
+    let pwned = browser.execute("return window.pwned === undefined && document.querySelectorAll('#messages img, #messages script, #messages b').length === 0;", vec![]).await.unwrap();
+    assert_eq!(pwned.as_bool(), Some(true), "nothing ran, nothing became markup");
+    finish(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_gets_a_readable_message() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("ada").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("intruder").await;
+    browser.goto(&server.url("/")).await.unwrap();
+    submit_sign_in(&browser, "ada", "not the password").await;
+    // The click starts a navigation; wait for the page it lands on.
+    let error = browser
+        .wait()
+        .at_most(crate::common::WAIT)
+        .for_element(Locator::Css(".error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(error, "wrong password");
+    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    // And the room stays closed to this browser.
+    browser.goto(&server.url("/rooms/general")).await.unwrap();
+    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    // The refused sign-in is answered 401: a failed load, as the browser logs it.
+    finish_with_network_errors(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_page_fits_a_phone() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("bob").await.say("general", "hello from the desktop").await;
+    let driver = Driver::start().await;
+    let phone = driver.phone("ada").await;
+    sign_in(&phone, &server.url("/"), "ada").await;
+    let content = phone.find(Locator::Id("content")).await.unwrap();
+    content.send_keys("hello from a phone").await.unwrap();
+    content.send_keys("\u{E007}").await.unwrap(); // Enter
+    wait_for(
+        &phone,
+        "the message shows",
+        "document.querySelectorAll('#messages .message').length === 2",
+    )
+    .await;
+    // Nothing sticks out sideways, and the parts a reader needs are on screen.
+    let layout = phone
+        .execute(
+            r#"
+            const inView = (el) => {
+              const r = el.getBoundingClientRect();
+              return r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= innerWidth + 0.5
+                && r.top >= 0 && r.bottom <= innerHeight + 0.5;
+            };
+            return {
+              overflow: document.documentElement.scrollWidth > innerWidth,
+              composer: inView(document.getElementById('composer')),
+              message: inView(document.querySelector('#messages .message:last-child')),
+              rooms: inView(document.querySelector('.rooms a[aria-current=page]')),
+              members: inView(document.getElementById('member-ada')),
+              status: inView(document.querySelector('select[name=status]')),
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        layout,
+        json!({"overflow": false, "composer": true, "message": true, "rooms": true, "members": true, "status": true})
+    );
+    let screenshot = phone.screenshot().await.unwrap();
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/phone.png", screenshot).unwrap();
+    finish(phone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    // The browser's own session, revoked from somewhere else.
+    let cookie = browser.get_named_cookie("chat_session").await.unwrap();
+    let mut elsewhere = server.anonymous();
+    elsewhere.token = Some(cookie.value().to_owned());
+    let response = elsewhere
+        .request(reqwest::Method::DELETE, "/api/sessions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    wait_for(
+        &browser,
+        "the page goes to sign-in",
+        "location.pathname === '/' && document.getElementById('password') !== null",
+    )
+    .await;
+    finish(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_again_from_the_page_shows_once() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    // The message sent twice with its client id, as a retry after a lost answer does.
+    browser
+        .execute(
+            "const send = () => fetch('/api/rooms/general/messages', {method: 'POST', \
+               headers: {'content-type': 'application/json'}, \
+               body: JSON.stringify({content: 'only once', client_id: '3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d'})});\
+             send(); send();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &browser,
+        "the message shows",
+        "document.querySelectorAll('#messages .message').length >= 1",
+    )
+    .await;
+    api_user(&server, "ada").await.say("general", "and the next").await;
+    wait_for(
+        &browser,
+        "the next message shows",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'and the next')",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, ["only once", "and the next"]);
+    finish(browser).await;
+}

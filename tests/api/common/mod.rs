@@ -1,0 +1,369 @@
+//! Test harness: the real `chat-server` binary on an ephemeral port and a temporary database,
+//! driven over HTTP and SSE. Set `TEST_LOG=debug` to see the server's log.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+pub mod browser;
+pub mod proxy;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use eventsource_stream::{Event as SseEvent, Eventsource};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Every wait in a test is bounded by this, so a broken stream fails fast instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A temporary directory holding one database file; removed when dropped.
+pub struct TestDb {
+    dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("chat.db")
+    }
+
+    /// A separate connection to the database file, as `sqlite3` would open it.
+    pub async fn connect(&self) -> sqlx::SqliteConnection {
+        use sqlx::ConnectOptions;
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.path())
+            .connect()
+            .await
+            .expect("open the database file")
+    }
+}
+
+/// A running server process. Dropping it kills the process.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts the server on `db` with the harness defaults and `args` on top.
+    pub async fn start(db: &TestDb, args: &[&str]) -> Self {
+        Self::start_at(&db.path(), args).await
+    }
+
+    pub async fn start_at(db: &Path, args: &[&str]) -> Self {
+        let log = std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            // Through the environment, so that a test's own flags override them.
+            .env("CHAT_BIND", "127.0.0.1:0")
+            .env("CHAT_PRESENCE_GRACE", "1")
+            // Tests sign in and post far faster than people; the limits have their own tests.
+            .env("CHAT_MESSAGE_RATE", "0")
+            .env("CHAT_SIGNIN_RATE", "0")
+            .env("RUST_LOG", log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chat-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("server announces its address in time")
+            .expect("read stdout")
+            .expect("server printed its address");
+        let base = line
+            .rsplit_once(' ')
+            .map(|(_, url)| url.to_owned())
+            .expect("address line");
+        Self { child, base }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// Whether the process is still running: it has neither exited nor crashed.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no clean-up at all, as in a crash or power cut.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, then wait for the process to exit; returns its exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server exits after SIGTERM")
+            .expect("wait")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The address the server listens on, for raw sockets.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().expect("socket address")
+    }
+
+    /// The current value of a Prometheus metric, read from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// Waits until a metric reads `value`.
+    pub async fn wait_for_metric(&self, name: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.metric(name).await != value {
+            assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn anonymous(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: self.base.clone(),
+            token: None,
+            username: String::new(),
+        }
+    }
+
+    /// Signs in as `username` (creating the account) and returns a client carrying the token.
+    pub async fn user(&self, username: &str) -> Client {
+        let mut client = self.anonymous();
+        let response = client.sign_in(username, "correct horse battery").await;
+        assert!(
+            response.status().is_success(),
+            "sign-in of {username}: {}",
+            response.status()
+        );
+        let body: Value = response.json().await.expect("sign-in body");
+        client.token = Some(body["token"].as_str().expect("token").to_owned());
+        client.username = username.to_owned();
+        client
+    }
+}
+
+/// An HTTP client for one user of one server.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: Option<String>,
+    pub username: String,
+}
+
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The same user against another server (after a restart on the same database).
+    pub fn against(&self, server: &Server) -> Self {
+        Self {
+            base: server.base.clone(),
+            ..self.clone()
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn sign_in(&self, username: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/sessions"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("POST /api/sessions")
+    }
+
+    pub async fn post(&self, room: &str, content: &str) -> reqwest::Response {
+        self.request(reqwest::Method::POST, &format!("/api/rooms/{room}/messages"))
+            .json(&json!({ "content": content }))
+            .send()
+            .await
+            .expect("POST message")
+    }
+
+    /// Posts `body` as it is (content, client_id, or anything else) and returns the status and
+    /// the JSON answer.
+    pub async fn post_json(&self, room: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::POST, &format!("/api/rooms/{room}/messages"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST message");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Posts and returns the stored event, asserting `201`.
+    pub async fn say(&self, room: &str, content: &str) -> Value {
+        let response = self.post(room, content).await;
+        assert_eq!(response.status(), 201, "posting to {room}");
+        response.json().await.expect("event body")
+    }
+
+    pub async fn set_status(&self, status: &str) -> reqwest::Response {
+        self.request(reqwest::Method::PUT, "/api/status")
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .expect("PUT /api/status")
+    }
+
+    pub async fn create_room(&self, name: &str) -> reqwest::Response {
+        self.request(reqwest::Method::POST, "/api/rooms")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .expect("POST /api/rooms")
+    }
+
+    pub async fn history(&self, room: &str, query: &str) -> Vec<Value> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages{query}"))
+            .send()
+            .await
+            .expect("GET history");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("history body");
+        body["messages"].as_array().expect("messages").clone()
+    }
+
+    /// Opens `/api/rooms/{room}/events{query}`, with `Last-Event-ID` if given, and waits for
+    /// the response head (the server has subscribed by then).
+    pub async fn open_stream(&self, room: &str, query: &str, last_event_id: Option<&str>) -> Stream200 {
+        let mut request = self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/events{query}"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = tokio::time::timeout(WAIT, request.send())
+            .await
+            .expect("stream opens in time")
+            .expect("GET events");
+        assert_eq!(response.status(), 200, "opening the stream of {room}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Stream200 {
+            events: Box::pin(response.bytes_stream().eventsource()),
+        }
+    }
+}
+
+type Events = std::pin::Pin<
+    Box<dyn Stream<Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>,
+>;
+
+/// An open event stream, parsed by an independent SSE parser.
+pub struct Stream200 {
+    events: Events,
+}
+
+impl Stream200 {
+    /// The next event but `ping`s, or `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            let event = self.next_with_pings().await?;
+            if event.event != "ping" {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The next event, `ping`s included.
+    pub async fn next_with_pings(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(WAIT, self.events.next())
+            .await
+            .expect("an event arrives in time")
+            .map(|event| event.expect("well-formed event"))
+    }
+
+    /// The next event, which must exist.
+    pub async fn expect(&mut self) -> SseEvent {
+        self.next().await.expect("stream still open")
+    }
+
+    /// The next event's data as JSON.
+    pub async fn expect_json(&mut self) -> (SseEvent, Value) {
+        let event = self.expect().await;
+        let value = serde_json::from_str(&event.data).expect("JSON data");
+        (event, value)
+    }
+
+    /// The next `message` event (skipping status changes) and its data as JSON.
+    pub async fn next_message(&mut self) -> (SseEvent, Value) {
+        loop {
+            let (event, value) = self.expect_json().await;
+            if event.event == "message" {
+                return (event, value);
+            }
+        }
+    }
+
+    /// Events until one with id `last` (inclusive), skipping status events if `messages_only`.
+    pub async fn until_id(&mut self, last: i64, messages_only: bool) -> Vec<SseEvent> {
+        let mut seen = Vec::new();
+        loop {
+            let event = self.expect().await;
+            let id: i64 = event.id.parse().expect("numeric id");
+            if !messages_only || event.event == "message" {
+                seen.push(event);
+            }
+            if id >= last {
+                return seen;
+            }
+        }
+    }
+
+    /// Whether nothing but `ping`s arrives within `quiet`.
+    pub async fn is_quiet_for(&mut self, quiet: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(event))) if event.event == "ping" => {}
+                Ok(_) => return false,
+            }
+        }
+    }
+}
+
+/// The ids of a list of SSE events.
+pub fn ids(events: &[SseEvent]) -> Vec<i64> {
+    events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
+}

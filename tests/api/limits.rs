@@ -1,0 +1,460 @@
+//! The limits, against the real binary: messages per user, sign-in attempts per name and per
+//! address, event streams per user and in all, body size and message length, and the count of
+//! refusals. The harness turns the message and sign-in limits off through the environment; a
+//! test turns one on with its flag, which overrides the environment.
+//!
+//! Requests sent "at once" reach the limiter within milliseconds of each other, far inside the
+//! second a token takes to come back, so which of them are refused is a matter of count, not
+//! of timing.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::common::{Client, Server, TestDb, WAIT};
+use futures_util::future::join_all;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A JSON error answer's status and text.
+async fn error_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers().get("content-type").map(|v| v.to_str().unwrap()),
+        Some("application/json"),
+        "errors are JSON ({status})"
+    );
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"].as_str().expect("an `error` string").to_owned())
+}
+
+/// A refusal by a limit: its status, its `Retry-After` (whole seconds, at least 1) and its
+/// JSON error.
+async fn refusal(response: reqwest::Response) -> (u16, u64, String) {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("{status} without Retry-After"))
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .expect("Retry-After in whole seconds");
+    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    let (status, error) = error_of(response).await;
+    (status, retry_after, error)
+}
+
+/// The contents `username` has stored, read from the database file.
+async fn stored_by(db: &TestDb, username: &str) -> Vec<String> {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar("SELECT content FROM messages WHERE username = ? ORDER BY id")
+        .bind(username)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// An anonymous client whose connections come from `127.0.0.{last}`: loopback is all of
+/// 127/8, so one test can be several client addresses.
+fn from_address(server: &Server, last: u8) -> Client {
+    let http = reqwest::Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, last]))
+        .build()
+        .unwrap();
+    Client {
+        http,
+        ..server.anonymous()
+    }
+}
+
+/// `GET /api/rooms/general/events`, whatever the answer. A `200` is an open stream, held until
+/// the response is dropped.
+async fn try_stream(client: &Client) -> reqwest::Response {
+    tokio::time::timeout(WAIT, client.request(Method::GET, "/api/rooms/general/events").send())
+        .await
+        .expect("an answer in time")
+        .expect("GET events")
+}
+
+/// The page's message form: `POST /rooms/general/messages`, signed in by the session cookie.
+async fn post_form(client: &Client, content: &str) -> reqwest::Response {
+    let token = client.token.as_deref().expect("signed in");
+    client
+        .http
+        .post(client.url("/rooms/general/messages"))
+        .header("cookie", format!("chat_session={token}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("content={content}"))
+        .send()
+        .await
+        .expect("POST the message form")
+}
+
+// --- Messages per user ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_user_posts_a_burst_then_is_refused_until_retry_after_has_passed() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--message-rate", "1", "--message-burst", "3"]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+
+    let contents = ["one", "two", "three", "four"];
+    let answers = join_all(contents.iter().map(|content| ada.post("general", content))).await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for (content, answer) in contents.iter().zip(answers) {
+        match answer.status().as_u16() {
+            201 => accepted.push(content.to_string()),
+            429 => refused.push((content.to_string(), refusal(answer).await)),
+            other => panic!("{content}: {other}"),
+        }
+    }
+    assert_eq!(accepted.len(), 3, "a burst of three is allowed");
+    let [(refused_content, (_, retry_after, error))] = &refused[..] else {
+        panic!("exactly the fourth is refused: {refused:?}");
+    };
+    assert!(error.contains("too many messages"), "{error}");
+    assert_eq!(
+        *retry_after, 1,
+        "at one a second, the next message is at most a second away"
+    );
+
+    // The allowance is ada's own: bob posts as usual.
+    bob.say("general", "bob is unaffected").await;
+
+    tokio::time::sleep(Duration::from_secs(*retry_after)).await;
+    ada.say("general", "after the wait").await;
+
+    // What was refused was never stored.
+    let stored = stored_by(&db, "ada").await;
+    assert!(!stored.contains(refused_content), "{stored:?}");
+    let mut expected = accepted;
+    expected.push("after the wait".into());
+    let mut sorted = stored.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(ada.history("general", "").await.len(), 5, "ada's four and bob's one");
+}
+
+#[tokio::test]
+async fn a_message_rate_of_zero_turns_the_limit_off() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--message-rate", "0", "--message-burst", "1"]).await;
+    let ada = server.user("ada").await;
+    let contents: Vec<String> = (0..30).map(|n| format!("message {n}")).collect();
+    let answers = join_all(contents.iter().map(|content| ada.post("general", content))).await;
+    for (content, answer) in contents.iter().zip(answers) {
+        assert_eq!(answer.status(), 201, "{content}");
+    }
+    assert_eq!(stored_by(&db, "ada").await.len(), 30);
+}
+
+#[tokio::test]
+async fn the_page_message_form_is_refused_over_the_message_rate() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--message-rate", "1", "--message-burst", "2"]).await;
+    let ada = server.user("ada").await;
+
+    let contents = ["page-one", "page-two", "page-three"];
+    let answers = join_all(contents.iter().map(|content| post_form(&ada, content))).await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for (content, answer) in contents.iter().zip(answers) {
+        match answer.status().as_u16() {
+            204 => accepted.push(content.to_string()),
+            429 => refused.push(refusal(answer).await),
+            other => panic!("{content}: {other}"),
+        }
+    }
+    assert_eq!(accepted.len(), 2, "a burst of two is allowed");
+    let [(_, retry_after, error)] = &refused[..] else {
+        panic!("exactly the third is refused: {refused:?}");
+    };
+    assert!(error.contains("too many messages"), "{error}");
+
+    tokio::time::sleep(Duration::from_secs(*retry_after)).await;
+    assert_eq!(post_form(&ada, "page-after-the-wait").await.status(), 204);
+    let mut stored = stored_by(&db, "ada").await;
+    stored.sort();
+    accepted.push("page-after-the-wait".into());
+    accepted.sort();
+    assert_eq!(stored, accepted, "the refused message was not stored");
+}
+
+// --- Sign-in attempts ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sign_in_attempts_count_per_username_whatever_its_case_or_the_password() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signin-rate", "3"]).await;
+    // Each attempt from an address of its own, so that only the name's allowance runs out.
+    let first = from_address(&server, 2).sign_in("Ada", "correct horse battery").await;
+    assert_eq!(first.status(), 201);
+    let wrong = from_address(&server, 3).sign_in("ada", "wrong password!").await;
+    assert_eq!(wrong.status(), 401);
+    let right = from_address(&server, 4).sign_in("ADA", "correct horse battery").await;
+    assert_eq!(right.status(), 200);
+
+    let fourth = from_address(&server, 5).sign_in("aDa", "correct horse battery").await;
+    let (status, retry_after, error) = refusal(fourth).await;
+    assert_eq!(status, 429, "{error}");
+    assert!(error.contains("too many sign-in attempts"), "{error}");
+    assert!(
+        retry_after <= 20,
+        "three a minute: one comes back every 20 s, not {retry_after}"
+    );
+
+    // Another name, from a fresh address, is not affected.
+    let bob = from_address(&server, 6).sign_in("bob", "correct horse battery").await;
+    assert_eq!(bob.status(), 201);
+}
+
+#[tokio::test]
+async fn sign_in_attempts_count_per_address_across_usernames() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signin-rate", "3"]).await;
+    let here = server.anonymous(); // 127.0.0.1
+    for name in ["ada", "bob", "carol"] {
+        assert_eq!(
+            here.sign_in(name, "correct horse battery").await.status(),
+            201,
+            "{name}"
+        );
+    }
+    let (status, retry_after, error) = refusal(here.sign_in("dave", "correct horse battery").await).await;
+    assert_eq!(status, 429, "{error}");
+    assert!(error.contains("too many sign-in attempts"), "{error}");
+    assert!(retry_after <= 20, "{retry_after}");
+
+    // The sign-in form shares the allowance, and says when to try again.
+    let form = here
+        .http
+        .post(here.url("/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=erin&password=correct+horse+battery")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 429);
+    assert!(form.headers().contains_key("retry-after"));
+    assert!(form.text().await.unwrap().contains("too many sign-in attempts"));
+
+    // Another address still has its own allowance, for the name refused here too.
+    let elsewhere = from_address(&server, 2).sign_in("dave", "correct horse battery").await;
+    assert_eq!(elsewhere.status(), 201);
+}
+
+#[tokio::test]
+async fn a_signin_rate_of_zero_turns_the_limit_off() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signin-rate", "0"]).await;
+    let client = server.anonymous();
+    // More than the default allowance of 20, right and wrong, from one address for one name.
+    for n in 0..25 {
+        let (password, expected) = match n {
+            0 => ("correct horse battery", 201),
+            n if n % 2 == 0 => ("correct horse battery", 200),
+            _ => ("wrong password!", 401),
+        };
+        assert_eq!(client.sign_in("ada", password).await.status(), expected, "attempt {n}");
+    }
+}
+
+// --- Event streams ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_user_may_hold_max_streams_per_user_and_a_closed_one_gives_its_place_back() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-streams-per-user", "2", "--keepalive", "1"]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let first = ada.open_stream("general", "", None).await;
+    let _second = ada.open_stream("general", "", None).await;
+
+    let (status, _, error) = refusal(try_stream(&ada).await).await;
+    assert_eq!(status, 429, "{error}");
+    assert!(error.contains("too many open event streams"), "{error}");
+
+    // The limit is per user: bob opens his.
+    let _bobs = bob.open_stream("general", "", None).await;
+    server.wait_for_metric("chat_open_streams", 3.0).await;
+
+    drop(first); // a tab closes
+    server.wait_for_metric("chat_open_streams", 2.0).await;
+    let _third = ada.open_stream("general", "", None).await;
+}
+
+#[tokio::test]
+async fn beyond_max_streams_in_all_a_stream_gets_503_with_retry_after() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-streams", "2", "--keepalive", "1"]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let _adas = ada.open_stream("general", "", None).await;
+    let bobs = bob.open_stream("general", "", None).await;
+
+    for client in [&carol, &ada] {
+        let (status, _, error) = refusal(try_stream(client).await).await;
+        assert_eq!(status, 503, "{}: {error}", client.username);
+        assert!(!error.is_empty());
+    }
+
+    drop(bobs);
+    server.wait_for_metric("chat_open_streams", 1.0).await;
+    let _carols = carol.open_stream("general", "", None).await;
+}
+
+/// A refusal for load is a 5xx, but not a failure: the client is told which limit it met.
+#[tokio::test]
+async fn the_503_for_max_streams_says_which_limit() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-streams", "1"]).await;
+    let ada = server.user("ada").await;
+    let _open = ada.open_stream("general", "", None).await;
+    let (status, _, error) = refusal(try_stream(&ada).await).await;
+    assert_eq!(status, 503);
+    assert!(error.contains("open event streams"), "{error}");
+}
+
+// --- Body size and message length ----------------------------------------------------------
+
+/// `{"content":"…"}` is 14 bytes and the content.
+const MESSAGE_OVERHEAD: usize = r#"{"content":""}"#.len();
+
+#[tokio::test]
+async fn a_body_over_max_body_bytes_gets_413() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-body-bytes", "100"]).await;
+    let ada = server.user("ada").await;
+
+    let at_limit = "x".repeat(100 - MESSAGE_OVERHEAD);
+    ada.say("general", &at_limit).await;
+    let (status, error) = error_of(ada.post("general", &format!("{at_limit}y")).await).await;
+    assert_eq!(status, 413);
+    assert!(error.contains("100 bytes"), "{error}");
+
+    // Without a Content-Length (chunked), the limit holds while reading.
+    let body = json!({ "content": "x".repeat(200) }).to_string();
+    let chunked = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+    let response = ada
+        .request(Method::POST, "/api/rooms/general/messages")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunked))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await.0, 413, "chunked");
+
+    // Every body is read the same way: sign-in too.
+    let long_name = server
+        .anonymous()
+        .sign_in(&"a".repeat(100), "correct horse battery")
+        .await;
+    assert_eq!(error_of(long_name).await.0, 413, "sign-in");
+
+    assert_eq!(stored_by(&db, "ada").await, [at_limit]);
+}
+
+#[tokio::test]
+async fn a_max_body_bytes_of_zero_means_no_limit() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-body-bytes", "0"]).await;
+    let ada = server.user("ada").await;
+    // Far over the default 64 KiB, yet a valid message: the unknown field is ignored.
+    let response = ada
+        .request(Method::POST, "/api/rooms/general/messages")
+        .json(&json!({ "content": "small talk", "padding": "y".repeat(200_000) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(stored_by(&db, "ada").await, ["small talk"]);
+}
+
+#[tokio::test]
+async fn a_message_of_max_message_chars_is_stored_and_one_more_gets_422() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-message-chars", "10"]).await;
+    let ada = server.user("ada").await;
+    // Characters, not bytes: each `é` is two.
+    let ten = "é".repeat(10);
+    let event = ada.say("general", &ten).await;
+    assert_eq!(event["content"], ten.as_str());
+    let (status, error) = error_of(ada.post("general", &"é".repeat(11)).await).await;
+    assert_eq!(status, 422);
+    assert!(error.contains("10"), "{error}");
+    assert_eq!(stored_by(&db, "ada").await, [ten]);
+}
+
+#[tokio::test]
+async fn a_max_message_chars_of_zero_leaves_only_the_body_limit() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-message-chars", "0", "--max-body-bytes", "20000"]).await;
+    let ada = server.user("ada").await;
+    let long = "x".repeat(15_000); // over the default 4,000 characters
+    ada.say("general", &long).await;
+    assert_eq!(error_of(ada.post("general", &"x".repeat(25_000)).await).await.0, 413);
+    assert_eq!(stored_by(&db, "ada").await, [long]);
+}
+
+// --- The count of refusals -------------------------------------------------------------------
+
+#[tokio::test]
+async fn refused_by_limits_counts_each_refusal_and_nothing_else() {
+    let db = TestDb::new();
+    let server = Server::start(
+        &db,
+        &[
+            "--message-rate",
+            "1",
+            "--message-burst",
+            "1",
+            "--signin-rate",
+            "2",
+            "--max-streams-per-user",
+            "1",
+            "--max-streams",
+            "2",
+            "--max-body-bytes",
+            "100",
+        ],
+    )
+    .await;
+    let metric = "chat_refused_by_limits_total";
+    assert_eq!(server.metric(metric).await, 0.0);
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+
+    // Refused by limits: a sign-in, a message, a stream per user, a stream in all.
+    assert_eq!(
+        server
+            .anonymous()
+            .sign_in("carol", "correct horse battery")
+            .await
+            .status(),
+        429
+    );
+    let answers = join_all([ada.post("general", "one"), ada.post("general", "two")]).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [201, 429]);
+    let _adas = ada.open_stream("general", "", None).await;
+    assert_eq!(try_stream(&ada).await.status(), 429);
+    let _bobs = bob.open_stream("general", "", None).await;
+    assert_eq!(try_stream(&bob).await.status(), 503);
+    assert_eq!(server.metric(metric).await, 4.0);
+
+    // Other refusals are not the limits'.
+    assert_eq!(server.anonymous().post("general", "who?").await.status(), 401);
+    assert_eq!(bob.post("general", &"x".repeat(200)).await.status(), 413);
+    let nowhere = bob
+        .request(Method::GET, "/api/rooms/nowhere/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), 404);
+    assert_eq!(server.metric(metric).await, 4.0);
+}

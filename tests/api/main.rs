@@ -1,0 +1,25 @@
+//! The integration tests: the real `chat-server` binary on an ephemeral port and a temporary
+//! database, driven over HTTP, SSE, raw sockets and a headless Chromium. One binary, so the
+//! helpers in `common/` are built once and shared.
+
+mod common;
+
+mod browser;
+mod content;
+mod crash;
+mod cursors;
+mod handoff;
+mod hostile;
+mod idempotency;
+mod limits;
+mod presence;
+mod restart;
+mod resume;
+mod routes;
+mod sessions;
+mod shutdown;
+mod slow;
+mod startup;
+mod tabs;
+mod transport;
+mod writer;

@@ -1,0 +1,187 @@
+//! The one writer under trouble: a request that fails is failed alone, a batch the database
+//! refuses fails only its own requests (with a clear `503`), and the writer carries on; messages
+//! stored together are each answered as if stored alone.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::common::{Client, Server, TestDb};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_failing_request_does_not_spoil_the_batch() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let ada = ada.clone();
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                ada.create_room("contested").await.status().as_u16()
+            } else {
+                ada.post("general", &format!("msg {n}")).await.status().as_u16()
+            }
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let rooms: Vec<u16> = statuses.iter().step_by(2).copied().collect();
+    let posts: Vec<u16> = statuses.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(rooms.iter().filter(|s| **s == 201).count(), 1, "{rooms:?}");
+    assert_eq!(rooms.iter().filter(|s| **s == 409).count(), 19, "{rooms:?}");
+    assert!(posts.iter().all(|s| *s == 201), "{posts:?}");
+    assert_eq!(ada.history("general", "?limit=200").await.len(), 20);
+}
+
+#[tokio::test]
+async fn a_locked_database_fails_the_batch_with_503_and_the_writer_carries_on() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    ada.say("general", "before the lock").await;
+
+    // Someone at the sqlite3 prompt holds the write lock past the server's busy timeout.
+    let mut conn = db.connect().await;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+    let refused = ada.post("general", "while locked").await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("try again"), "{body}");
+    // Reads go on: WAL readers do not wait for the writer.
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
+    sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+
+    let accepted = ada.say("general", "after the lock").await;
+    let history = ada.history("general", "").await;
+    let contents: Vec<&str> = history.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["before the lock", "after the lock"], "nothing half-written");
+    assert_eq!(history[1]["id"], accepted["id"]);
+}
+
+/// Messages that wait for the writer together are stored together, and each is answered as if
+/// it had been stored alone: new ones, repeats of earlier ones, repeats within the batch, reused
+/// `client_id`s, and a status change in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_stored_together_are_each_answered_as_if_alone() {
+    const EARLIER: &str = "0e7c2d1a-6b3f-4a58-9c14-2f8e5d7b3a61";
+    const FRESH: &str = "5a1f9e3c-8d27-4b6e-a093-7c4d2e1f8b50";
+    const CONTESTED: &str = "c39b7a52-1e84-4f0d-b6a7-93d5e2c1f804";
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let (status, earlier) = post(&ada, "earlier", Some(EARLIER)).await;
+    assert_eq!(status, 201);
+
+    // The writer waits for the lock with the first request; the rest queue up behind it and
+    // make the next batch.
+    let mut lock = db.connect().await;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+    let first = tokio::spawn({
+        let ada = ada.clone();
+        async move { post(&ada, "first", None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut burst: Vec<(&str, tokio::task::JoinHandle<(u16, Value)>)> = Vec::new();
+    let mut send = |label, client: &Client, content: &'static str, client_id| {
+        let client = client.clone();
+        burst.push((
+            label,
+            tokio::spawn(async move { post(&client, content, client_id).await }),
+        ));
+    };
+    for _ in 0..5 {
+        send("plain", &ada, "plain", None);
+    }
+    send("repeat", &ada, "earlier", Some(EARLIER));
+    send("reused", &ada, "changed", Some(EARLIER));
+    send("bob's own", &bob, "earlier", Some(EARLIER));
+    for _ in 0..3 {
+        send("fresh", &ada, "fresh", Some(FRESH));
+    }
+    send("contested", &bob, "one", Some(CONTESTED));
+    send("contested", &bob, "other", Some(CONTESTED));
+    for _ in 0..5 {
+        send("plain", &bob, "plain", None);
+    }
+    let away = tokio::spawn({
+        let ada = ada.clone();
+        async move { ada.set_status("away").await.status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let batches_before = server.metric("chat_write_batch_size_count").await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    assert_eq!(first.await.unwrap().0, 201);
+    assert_eq!(away.await.unwrap(), 200);
+    let mut answers: HashMap<&str, Vec<(u16, Value)>> = HashMap::new();
+    for (label, answer) in burst {
+        answers.entry(label).or_default().push(answer.await.unwrap());
+    }
+    // All of them landed in one or two batches, so runs of messages were stored together.
+    let batches = server.metric("chat_write_batch_size_count").await - batches_before;
+    assert!(batches <= 3.0, "{batches} batches");
+
+    let plain = &answers["plain"];
+    assert!(plain.iter().all(|(status, _)| *status == 201), "{plain:?}");
+    let mut ids: Vec<i64> = plain.iter().map(|(_, event)| event["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "each plain message is its own");
+    assert_eq!(answers["repeat"], [(200, earlier.clone())]);
+    assert_eq!(answers["reused"][0].0, 409, "{:?}", answers["reused"]);
+    let (status, bobs) = &answers["bob's own"][0];
+    assert_eq!((*status, bobs["username"].as_str()), (201, Some("bob")));
+    assert_ne!(bobs["id"], earlier["id"]);
+    let fresh = &answers["fresh"];
+    assert_eq!(
+        fresh.iter().filter(|(status, _)| *status == 201).count(),
+        1,
+        "{fresh:?}"
+    );
+    assert!(
+        fresh
+            .iter()
+            .all(|(status, event)| *status != 409 && *event == fresh[0].1),
+        "{fresh:?}"
+    );
+    let mut contested: Vec<u16> = answers["contested"].iter().map(|(status, _)| *status).collect();
+    contested.sort_unstable();
+    assert_eq!(contested, [201, 409]);
+
+    // Every answer says what is stored, under the id it names.
+    let mut conn = db.connect().await;
+    let stored: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT e.id, u.username, e.body FROM events AS e JOIN users AS u ON u.id = e.user_id \
+         WHERE e.kind = 'message' ORDER BY e.id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let answered: Vec<&Value> = answers
+        .values()
+        .flatten()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, event)| event)
+        .collect();
+    assert_eq!(stored.len(), 2 + answered.len(), "{stored:?}");
+    for event in answered {
+        let id = event["id"].as_i64().unwrap();
+        let row = stored.iter().find(|(stored_id, ..)| *stored_id == id).unwrap();
+        assert_eq!(
+            (row.1.as_str(), row.2.as_str()),
+            (event["username"].as_str().unwrap(), event["content"].as_str().unwrap())
+        );
+    }
+}
+
+/// Posts `content` to `general`, with `client_id` if given.
+async fn post(client: &Client, content: &str, client_id: Option<&str>) -> (u16, Value) {
+    client
+        .post_json("general", json!({"content": content, "client_id": client_id}))
+        .await
+}
