@@ -7,7 +7,10 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::common::browser::{Driver, finish, finish_with_network_errors, shown, sign_in, submit_sign_in, wait_for};
+use crate::common::browser::{
+    Driver, eval, finish, finish_with_network_errors, shown, sign_in, submit_sign_in, type_and_send, wait_for,
+    wait_until_connected,
+};
 use crate::common::proxy::{EventsRequest, Proxy};
 use crate::common::{Client, Server, TestDb};
 
@@ -415,5 +418,150 @@ async fn a_message_sent_again_from_the_page_shows_once() {
     )
     .await;
     assert_eq!(shown(&browser).await, ["only once", "and the next"]);
+    finish(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_flight_shows_as_sending_and_what_is_typed_meanwhile_stays() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let proxy = Proxy::start(&server.base).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &proxy.url("/"), "ada").await;
+    proxy.hold_posts();
+    type_and_send(&browser, "first").await;
+    wait_for(
+        &browser,
+        "the message shows as sending",
+        "document.querySelector('#messages .pending .sending')?.textContent === 'sending…' && \
+         document.querySelector('#messages .pending .text').textContent === 'first'",
+    )
+    .await;
+    let content = browser.find(Locator::Id("content")).await.unwrap();
+    content.send_keys("second, not yet sent").await.unwrap();
+    proxy.release_posts();
+    wait_for(
+        &browser,
+        "the message is sent",
+        "!document.querySelector('#messages .pending')",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, ["first"]);
+    let kept: String = eval(&browser, "return document.getElementById('content').value;").await;
+    assert_eq!(kept, "second, not yet sent", "what was typed meanwhile is not cleared");
+    finish(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_cannot_reach_the_server_is_kept_and_the_notice_goes_when_it_is_back() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    server.kill().await;
+    type_and_send(&browser, "said while it was down").await;
+    wait_for(
+        &browser,
+        "the page says it cannot reach the server",
+        "!document.getElementById('notice').hidden && \
+         document.getElementById('notice').textContent.includes('Cannot reach the server')",
+    )
+    .await;
+    let kept: String = eval(&browser, "return document.getElementById('content').value;").await;
+    assert_eq!(kept, "said while it was down", "the text is back in the box");
+    let server = Server::start(&db, &["--bind", &format!("127.0.0.1:{port}")]).await;
+    wait_until_connected(&browser).await;
+    wait_for(
+        &browser,
+        "the stale notice is gone",
+        "document.getElementById('notice').hidden",
+    )
+    .await;
+    type_and_send(&browser, "").await;
+    wait_for(
+        &browser,
+        "the message is sent",
+        "document.querySelectorAll('#messages .message:not(.pending)').length === 1",
+    )
+    .await;
+    assert_eq!(shown(&browser).await, ["said while it was down"]);
+    let stored = server.user("bob").await.history("general", "").await;
+    assert_eq!(stored.len(), 1, "stored once");
+    finish_with_network_errors(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appearing_offline_sticks_and_away_comes_back_away() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let bob = server.user("bob").await;
+    assert_eq!(bob.create_room("rust").await.status(), 201);
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    let shows = |status: &str| {
+        format!(
+            "document.getElementById('status').value === '{status}' && \
+             document.getElementById('member-ada')?.dataset.status === '{status}'"
+        )
+    };
+    browser
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .select_by_value("offline")
+        .await
+        .unwrap();
+    wait_for(&browser, "ada appears offline", &shows("offline")).await;
+    let mut watcher = bob.open_stream("general", "", None).await;
+    // To another room and back: a page, and its stream, anew each time.
+    for room in ["rust", "general"] {
+        browser
+            .find(Locator::Css(&format!("#room-{room} a")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(
+            &browser,
+            "the room opens",
+            &format!("location.pathname === '/rooms/{room}'"),
+        )
+        .await;
+        wait_until_connected(&browser).await;
+        wait_for(&browser, "ada still appears offline", &shows("offline")).await;
+    }
+    // Past the grace of the streams the room switches closed: nothing about ada was stored.
+    let seen = watcher.collect_for(Duration::from_millis(1500)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|event| event.event == "status" && event.data.contains(r#""username":"ada""#)),
+        "nothing turned ada online: {seen:?}"
+    );
+
+    browser
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .select_by_value("away")
+        .await
+        .unwrap();
+    wait_for(&browser, "ada is away", &shows("away")).await;
+    // Gone: every stream of hers closed, so after the grace she is offline.
+    browser.goto("about:blank").await.unwrap();
+    loop {
+        let (_, status) = watcher.expect_json().await;
+        if status["username"] == "ada" && status["status"] == "offline" {
+            break;
+        }
+    }
+    browser.goto(&server.url("/rooms/general")).await.unwrap();
+    wait_until_connected(&browser).await;
+    wait_for(&browser, "ada comes back away", &shows("away")).await;
     finish(browser).await;
 }

@@ -1,7 +1,9 @@
 //! The hand-off between replay and live delivery. Streams open, with all kinds of cursors,
-//! while several posters write concurrently; every stream must receive every later event
-//! exactly once, in strictly increasing id order, none missing, as the database records them.
-//! With a tiny hub buffer the streams overflow it and must recover from the database.
+//! while several posters write concurrently in several rooms; every stream must receive every
+//! later event it may see exactly once, in strictly increasing id order, none missing, as the
+//! database records them. So for a room's stream and for the user's stream (every room, and
+//! rooms made meanwhile). With a tiny hub buffer the streams overflow it and must recover from
+//! the database.
 
 use std::time::Duration;
 
@@ -18,8 +20,15 @@ enum Start {
     LastEventId(i64),
 }
 
+/// Which stream the readers follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    General,
+    User,
+}
+
 /// Runs the race and returns how many lag recoveries the server counted.
-async fn race(extra_args: &[&str]) -> u64 {
+async fn race(follow: Follow, extra_args: &[&str]) -> u64 {
     let db = TestDb::new();
     let server = Server::start(&db, extra_args).await;
     let watcher = server.user("watcher").await;
@@ -32,8 +41,12 @@ async fn race(extra_args: &[&str]) -> u64 {
         posters.push(tokio::spawn(async move {
             let mut last = 0;
             for n in 0..POSTS_EACH {
-                // Some noise in another room, which these streams must not see.
+                // Some in another room, which a room's stream must not see and the user's must.
                 let room = if n % 7 == 3 { "elsewhere" } else { "general" };
+                // And rooms made meanwhile, which every user's stream hears of.
+                if n == POSTS_EACH / 2 {
+                    assert_eq!(client.create_room(&format!("made-by-{p}")).await.status(), 201);
+                }
                 let event = client.say(room, &format!("{p}:{n}")).await;
                 last = last.max(event["id"].as_i64().unwrap());
             }
@@ -56,7 +69,7 @@ async fn race(extra_args: &[&str]) -> u64 {
         let reader = watcher.clone();
         // Every third stream reads slowly, so that it falls behind.
         let slow = i % 3 == 0;
-        readers.push((start, tokio::spawn(read_until_end(reader, start, slow))));
+        readers.push((start, tokio::spawn(read_until_end(reader, follow, start, slow))));
     }
 
     // A burst that lands in one commit: its frames are published back to back, faster than
@@ -79,23 +92,40 @@ async fn race(extra_args: &[&str]) -> u64 {
     let end = watcher.say("general", "end").await["id"].as_i64().unwrap();
     assert!(end > last_posted);
 
-    // What the database says each stream should have seen: the room's messages and all
-    // status changes.
+    // What the database says each stream should have seen: for the room's stream, the room's
+    // events and what everyone sees; for the user's, all but what is another user's alone.
     let mut conn = db.connect().await;
+    let watcher_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'watcher'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     let general_id: i64 = sqlx::query_scalar("SELECT id FROM rooms WHERE name = 'general'")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    let log: Vec<i64> =
-        sqlx::query("SELECT id FROM events WHERE (room_id = ? OR room_id IS NULL) AND id <= ? ORDER BY id")
-            .bind(general_id)
-            .bind(end)
-            .fetch_all(&mut conn)
+    let sql = match follow {
+        Follow::General => {
+            "SELECT id FROM events WHERE ((room_id = ?1 AND scope = 'room') OR scope = 'everyone') AND id <= ?3 ORDER BY id"
+        }
+        Follow::User => "SELECT id FROM events WHERE (scope <> 'user' OR user_id = ?2) AND id <= ?3 ORDER BY id",
+    };
+    let log: Vec<i64> = sqlx::query(sql)
+        .bind(general_id)
+        .bind(watcher_id)
+        .bind(end)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if follow == Follow::User {
+        let rooms: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'room'")
+            .fetch_one(&mut conn)
             .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .unwrap();
+        assert_eq!(rooms, POSTERS as i64 + 1, "the rooms made are events");
+    }
 
     for (start, reader) in readers {
         let got = reader.await.unwrap();
@@ -117,11 +147,15 @@ async fn race(extra_args: &[&str]) -> u64 {
 }
 
 /// Reads one stream until the message `end`; returns the ids it saw.
-async fn read_until_end(client: Client, start: Start, slow: bool) -> Vec<i64> {
-    let mut stream = match start {
-        Start::Now => client.open_stream("general", "", None).await,
-        Start::After(id) => client.open_stream("general", &format!("?after={id}"), None).await,
-        Start::LastEventId(id) => client.open_stream("general", "", Some(&id.to_string())).await,
+async fn read_until_end(client: Client, follow: Follow, start: Start, slow: bool) -> Vec<i64> {
+    let (query, last_event_id) = match start {
+        Start::Now => (String::new(), None),
+        Start::After(id) => (format!("?after={id}"), None),
+        Start::LastEventId(id) => (String::new(), Some(id.to_string())),
+    };
+    let mut stream = match follow {
+        Follow::General => client.open_stream("general", &query, last_event_id.as_deref()).await,
+        Follow::User => client.open_user_stream(&query, last_event_id.as_deref()).await,
     };
     let mut seen = Vec::new();
     loop {
@@ -138,13 +172,27 @@ async fn read_until_end(client: Client, start: Start, slow: bool) -> Vec<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_stream_gets_every_later_event_exactly_once_in_order() {
-    race(&[]).await;
+async fn every_room_stream_gets_every_later_event_exactly_once_in_order() {
+    race(Follow::General, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn streams_that_overflow_a_tiny_hub_recover_from_the_database() {
-    let recoveries = race(&["--hub-capacity", "1"]).await;
+async fn room_streams_that_overflow_a_tiny_hub_recover_from_the_database() {
+    let recoveries = race(Follow::General, &["--hub-capacity", "1"]).await;
+    assert!(
+        recoveries > 0,
+        "the tiny hub never overflowed, so recovery was not exercised"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_user_stream_gets_every_later_event_of_every_room_exactly_once_in_order() {
+    race(Follow::User, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_streams_that_overflow_a_tiny_hub_recover_from_the_database() {
+    let recoveries = race(Follow::User, &["--hub-capacity", "1"]).await;
     assert!(
         recoveries > 0,
         "the tiny hub never overflowed, so recovery was not exercised"

@@ -12,6 +12,7 @@ mod handoff;
 mod hostile;
 mod idempotency;
 mod limits;
+mod migration;
 mod presence;
 mod restart;
 mod resume;

@@ -224,20 +224,7 @@ impl Acceptor for GuardedAcceptor {
             };
             match accepted {
                 Ok((stream, addr)) => {
-                    let handoff = self.handoffs.open(addr);
-                    let io = Guarded {
-                        inner: Some(stream),
-                        timeouts: self.timeouts,
-                        metrics: Arc::clone(&self.metrics),
-                        last_write: Instant::now(),
-                        written: false,
-                        read_timer: None,
-                        write_timer: None,
-                        write_waiting: false,
-                        peer: addr,
-                        handoffs: Arc::clone(&self.handoffs),
-                        handoff,
-                    };
+                    let io = Guarded::new(stream, addr, self.timeouts, &self.metrics, &self.handoffs);
                     return Ok((io, self.local_addr.clone(), RemoteAddr(addr.into()), Scheme::HTTP));
                 }
                 // Out of file descriptors, or a connection reset before it was accepted: the
@@ -292,6 +279,28 @@ impl Drop for Guarded {
 }
 
 impl Guarded {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        timeouts: Timeouts,
+        metrics: &Arc<Metrics>,
+        handoffs: &Arc<Handoffs>,
+    ) -> Self {
+        Self {
+            inner: Some(stream),
+            timeouts,
+            metrics: Arc::clone(metrics),
+            last_write: Instant::now(),
+            written: false,
+            read_timer: None,
+            write_timer: None,
+            write_waiting: false,
+            peer,
+            handoffs: Arc::clone(handoffs),
+            handoff: handoffs.open(peer),
+        }
+    }
+
     /// Hands the socket off if that was asked for.
     fn hand_off_if_asked(&mut self, cx: &Context<'_>) {
         if self.handoff.wanted.load(Ordering::Acquire) {
@@ -462,5 +471,69 @@ impl AsyncWrite for Guarded {
         let this = &mut *self;
         let result = poll_socket!(this, cx, Ok(()), |socket| Pin::new(socket).poll_shutdown(cx));
         this.guard_write(cx, result, |()| false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const REQUEST: Duration = Duration::from_secs(30);
+    const WRITE: Duration = Duration::from_secs(15);
+    const KEEPALIVE: Duration = Duration::from_secs(20);
+
+    /// A guarded server side and the raw client side of one loopback connection.
+    async fn connection() -> (Guarded, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let timeouts = Timeouts::new(Some(REQUEST), Some(WRITE), KEEPALIVE);
+        let guarded = Guarded::new(server, peer, timeouts, &Arc::new(Metrics::new()), &Arc::default());
+        (guarded, client)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_no_request_is_cut_off_at_the_request_timeout() {
+        let (mut server, _client) = connection().await;
+        let started = Instant::now();
+        let mut buf = [0; 16];
+        let error = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), REQUEST);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_may_idle_twice_the_keepalive_after_the_last_write() {
+        let (mut server, mut client) = connection().await;
+        client.write_all(b"GET").await.unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 3);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        server.write_all(b"answer").await.unwrap();
+        let written = Instant::now();
+        let error = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        // The idle allowance: at least the request timeout, and two keep-alives.
+        assert_eq!(written.elapsed(), REQUEST.max(2 * KEEPALIVE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_does_not_read_fails_after_the_write_timeout() {
+        let (mut server, _client) = connection().await;
+        let chunk = vec![0u8; 64 * 1024];
+        // Fill both sockets' buffers until a write waits: from then on, the timeout runs.
+        let stalled = loop {
+            let attempt = Instant::now();
+            match tokio::time::timeout(Duration::from_millis(1), server.write(&chunk)).await {
+                Ok(written) => assert!(written.unwrap() > 0),
+                Err(_) => break attempt,
+            }
+        };
+        let error = server.write_all(&chunk).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let waited = stalled.elapsed();
+        assert_eq!(waited, WRITE);
     }
 }

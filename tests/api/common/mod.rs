@@ -40,6 +40,7 @@ impl TestDb {
         use sqlx::ConnectOptions;
         sqlx::sqlite::SqliteConnectOptions::new()
             .filename(self.path())
+            .create_if_missing(true)
             .connect()
             .await
             .expect("open the database file")
@@ -269,7 +270,17 @@ impl Client {
     /// Opens `/api/rooms/{room}/events{query}`, with `Last-Event-ID` if given, and waits for
     /// the response head (the server has subscribed by then).
     pub async fn open_stream(&self, room: &str, query: &str, last_event_id: Option<&str>) -> Stream200 {
-        let mut request = self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/events{query}"));
+        self.open_events(&format!("/api/rooms/{room}/events{query}"), last_event_id)
+            .await
+    }
+
+    /// Opens the user's stream, `/api/events{query}`, as `open_stream` does a room's.
+    pub async fn open_user_stream(&self, query: &str, last_event_id: Option<&str>) -> Stream200 {
+        self.open_events(&format!("/api/events{query}"), last_event_id).await
+    }
+
+    async fn open_events(&self, path: &str, last_event_id: Option<&str>) -> Stream200 {
+        let mut request = self.request(reqwest::Method::GET, path);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -277,7 +288,7 @@ impl Client {
             .await
             .expect("stream opens in time")
             .expect("GET events");
-        assert_eq!(response.status(), 200, "opening the stream of {room}");
+        assert_eq!(response.status(), 200, "opening {path}");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Stream200 {
             events: Box::pin(response.bytes_stream().eventsource()),
@@ -346,6 +357,17 @@ impl Stream200 {
             }
             if id >= last {
                 return seen;
+            }
+        }
+    }
+
+    /// Every event but `ping`s until none has come for `quiet`.
+    pub async fn collect_for(&mut self, quiet: Duration) -> Vec<SseEvent> {
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(quiet, self.next()).await {
+                Ok(Some(event)) => seen.push(event),
+                Ok(None) | Err(_) => return seen,
             }
         }
     }

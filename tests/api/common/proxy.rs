@@ -25,6 +25,8 @@ struct Switches {
     rewind_events: AtomicBool,
     cut: Mutex<CancellationToken>,
     stall: Mutex<CancellationToken>,
+    /// While set, posted messages wait at the proxy until it is cancelled.
+    hold: Mutex<Option<CancellationToken>>,
     log: Mutex<Vec<EventsRequest>>,
 }
 
@@ -74,6 +76,18 @@ impl Proxy {
         let mut stall = self.switches.stall.lock().unwrap();
         stall.cancel();
         *stall = CancellationToken::new();
+    }
+
+    /// Holds every message posted from now on at the proxy, until `release_posts`: a send
+    /// that is slow to be answered.
+    pub fn hold_posts(&self) {
+        *self.switches.hold.lock().unwrap() = Some(CancellationToken::new());
+    }
+
+    pub fn release_posts(&self) {
+        if let Some(hold) = self.switches.hold.lock().unwrap().take() {
+            hold.cancel();
+        }
     }
 
     /// The next `n` event-stream requests are answered `503 Service Unavailable`.
@@ -137,6 +151,13 @@ async fn forward(client: &reqwest::Client, upstream: &str, switches: &Switches, 
         switches.log.lock().unwrap().push(record);
     }
 
+    let hold = switches.hold.lock().unwrap().clone();
+    if let Some(hold) = hold
+        && req.method() == poem::http::Method::POST
+        && req.uri().path().ends_with("/messages")
+    {
+        hold.cancelled().await;
+    }
     let cut = switches.cut.lock().unwrap().clone();
     let stall = switches.stall.lock().unwrap().clone();
     let method = req.method().clone();

@@ -1,0 +1,166 @@
+//! An existing database keeps working: a file written by the previous release (its schema,
+//! made by its own migrations, and its data) is upgraded in place at start-up, and keeps
+//! every event, id and session.
+
+use std::path::Path;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::common::{Client, Server, TestDb};
+
+/// The migrations the previous release shipped.
+const PREVIOUS_RELEASE: [&str; 3] = ["0001_event_log.sql", "0002_status_by_user.sql", "0003_client_id.sql"];
+
+/// Session tokens as the previous release handed them out (43 characters of URL-safe base64).
+const ADA_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0wMDAwMDA";
+const BOB_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0xMTExMTE";
+
+/// Writes a database as the previous release left it: its schema, two users with a session
+/// each, two rooms, messages (one with a client id), statuses, and a deleted newest event, so
+/// the AUTOINCREMENT high-water mark is above the highest id left.
+async fn previous_release_database(db: &TestDb) -> i64 {
+    let migrations = tempfile::tempdir().unwrap();
+    for name in PREVIOUS_RELEASE {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(name);
+        std::fs::copy(from, migrations.path().join(name)).unwrap();
+    }
+    let mut conn = db.connect().await;
+    sqlx::migrate::Migrator::new(migrations.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let script = format!(
+        "INSERT INTO users (id, username, password_hash) VALUES (1, 'ada', 'not a hash'), (2, 'bob', 'not a hash');
+         INSERT INTO sessions (token_hash, user_id) VALUES (X'{}', 1), (X'{}', 2);
+         INSERT INTO rooms (id, name, created_by) VALUES (2, 'rust', 1);
+         INSERT INTO events (id, kind, room_id, user_id, body, client_id, created_at) VALUES
+             (1, 'status', NULL, 1, 'online', NULL, '2026-11-20T08:00:00.000Z'),
+             (2, 'message', 1, 1, 'hello from before', NULL, '2026-11-20T08:00:01.000Z'),
+             (3, 'message', 2, 2, 'in rust', '3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d', '2026-11-20T08:00:02.000Z'),
+             (4, 'status', NULL, 2, 'away', NULL, '2026-11-20T08:00:03.000Z'),
+             (5, 'message', 1, 2, 'line one\r\nline two', NULL, '2026-11-20T08:00:04.000Z'),
+             (6, 'message', 1, 1, 'deleted by hand', NULL, '2026-11-20T08:00:05.000Z');
+         DELETE FROM events WHERE id = 6;",
+        hex(&Sha256::digest(ADA_TOKEN.as_bytes())),
+        hex(&Sha256::digest(BOB_TOKEN.as_bytes())),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seq, 6);
+    seq
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_release_is_upgraded_in_place_with_nothing_lost() {
+    let db = TestDb::new();
+    let head = previous_release_database(&db).await;
+    let server = Server::start(&db, &[]).await;
+
+    // The old sessions still sign ada and bob in.
+    let ada = signed_in(&server, "ada", ADA_TOKEN);
+    let bob = signed_in(&server, "bob", BOB_TOKEN);
+    assert_eq!(
+        ada.request(reqwest::Method::GET, "/api/rooms")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Every event, with its id, text and time, replays from the start on both streams.
+    let mut room = ada.open_stream("general", "?after=0", None).await;
+    let got: Vec<(String, String)> = room
+        .until_id(5, false)
+        .await
+        .iter()
+        .map(|e| (e.id.clone(), e.event.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [("1", "status"), ("2", "message"), ("4", "status"), ("5", "message")].map(|(i, e)| (i.into(), e.into()))
+    );
+    let mut mine = ada.open_user_stream("?after=0", None).await;
+    let mut everything: Vec<Value> = Vec::new();
+    for _ in 0..5 {
+        everything.push(mine.expect_json().await.1);
+    }
+    let ids: Vec<i64> = everything.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert_eq!(everything[1]["content"], "hello from before");
+    assert_eq!(everything[1]["created_at"], "2026-11-20T08:00:01.000Z");
+    assert_eq!(everything[2]["room"], "rust");
+    assert_eq!(everything[3]["status"], "away");
+    assert_eq!(everything[4]["content"], "line one\r\nline two");
+
+    // History reads them as before.
+    let history: Vec<i64> = ada
+        .history("general", "")
+        .await
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(history, [2, 5]);
+
+    // A client id sent before still finds its message.
+    let (status, again) = bob
+        .post_json(
+            "rust",
+            serde_json::json!({"content": "in rust", "client_id": "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d"}),
+        )
+        .await;
+    assert_eq!((status, again["id"].as_i64()), (200, Some(3)));
+
+    // No id is handed out twice: the next one is above the deleted newest.
+    let next = ada.say("general", "after the upgrade").await["id"].as_i64().unwrap();
+    assert!(next > head, "{next} after a high-water mark of {head}");
+
+    // The views read as they did, and bob's chosen away is kept.
+    let mut conn = db.connect().await;
+    let messages: Vec<(i64, String, String)> = sqlx::query("SELECT id, room, content FROM messages ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(messages.len(), 4);
+    assert_eq!(messages[0], (2, "general".into(), "hello from before".into()));
+    let statuses: i64 = sqlx::query_scalar("SELECT count(*) FROM status_changes WHERE id IN (1, 4)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(statuses, 2);
+    let bob_chose: String = sqlx::query_scalar("SELECT status_choice FROM users WHERE username = 'bob'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(bob_chose, "away");
+    let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sound, "ok");
+}
+
+/// A client carrying a session the old release stored.
+fn signed_in(server: &Server, username: &str, token: &str) -> Client {
+    let mut client = server.anonymous();
+    client.token = Some(token.to_owned());
+    client.username = username.to_owned();
+    client
+}
