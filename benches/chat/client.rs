@@ -152,11 +152,23 @@ pub async fn sign_in(endpoint: &Endpoint, username: &str) -> anyhow::Result<Stri
     Ok(String::from_utf8(token.to_vec())?)
 }
 
-/// Signs in `count` users named `bench-0`, `bench-1`, ... and returns their tokens.
-pub async fn sign_in_users(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<Arc<str>>> {
+/// Signs in `count` users named `bench-0`, `bench-1`, ... and returns their tokens, a few at
+/// a time (the server hashes a password per core at once).
+pub async fn sign_in_users(endpoint: &Arc<Endpoint>, count: usize) -> anyhow::Result<Vec<Arc<str>>> {
     let mut tokens = Vec::with_capacity(count);
-    for n in 0..count.max(1) {
-        tokens.push(sign_in(endpoint, &format!("bench-{n}")).await?.into());
+    let names: Vec<usize> = (0..count.max(1)).collect();
+    for batch in names.chunks(8) {
+        let signing: Vec<_> = batch
+            .iter()
+            .map(|n| {
+                let endpoint = Arc::clone(endpoint);
+                let name = format!("bench-{n}");
+                tokio::spawn(async move { sign_in(&endpoint, &name).await })
+            })
+            .collect();
+        for signed in signing {
+            tokens.push(signed.await??.into());
+        }
     }
     Ok(tokens)
 }
@@ -191,8 +203,16 @@ impl Poster {
 
     /// Posts `content`; returns the new event's id once the server acknowledged it (`201`).
     pub async fn post(&mut self, content: &str) -> anyhow::Result<i64> {
+        let path = std::mem::take(&mut self.path);
+        let posted = self.post_to(&path, content).await;
+        self.path = path;
+        posted
+    }
+
+    /// Posts `content` to the messages of another room, `/api/rooms/{room}/messages`.
+    pub async fn post_to(&mut self, path: &str, content: &str) -> anyhow::Result<i64> {
         let json = serde_json::json!({ "content": content }).to_string();
-        let request = json_request(&self.endpoint, Method::POST, &self.path, Some(&self.token), Some(json))?;
+        let request = json_request(&self.endpoint, Method::POST, path, Some(&self.token), Some(json))?;
         let (status, body) = self.conn.send(request).await?;
         if status != StatusCode::CREATED {
             bail!("post: {status} {}", String::from_utf8_lossy(&body));

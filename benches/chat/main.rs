@@ -27,6 +27,10 @@
 //! - `cold-start`: launch to a healthy `/healthz` on a database of 1,000,000 events (<= 300 ms).
 //! - `mixed`: 2,000 streams over 20 rooms, a poster in every room, 1% of the streams reconnecting
 //!   each second with `Last-Event-ID`: latency, and nothing lost, repeated or reordered.
+//! - `spread`: 2,000 users (`--streams`), each on their own `/api/events`, and 50 messages a
+//!   second (`--rate`) posted into 200 rooms (`--rooms`) at random: every stream carries every
+//!   room, so each event is sent to every user's feed. Latency (p99 <= 100 ms), and nothing lost,
+//!   repeated or reordered.
 //!
 //! Every started server gets `--message-rate 0 --signin-rate 0 --max-streams 0
 //! --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -49,6 +53,7 @@ mod replay;
 mod report;
 mod seed;
 mod server;
+mod spread;
 mod sse;
 mod stats;
 mod streams;
@@ -70,6 +75,7 @@ enum Scenario {
     Idle,
     ColdStart,
     Mixed,
+    Spread,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,16 +94,16 @@ struct Args {
     /// Smaller sizes throughout: a quick check that everything works.
     #[arg(long)]
     quick: bool,
-    /// fanout, idle, mixed: open event streams.
+    /// fanout, idle, mixed: open event streams; spread: users, each with one stream.
     #[arg(long)]
     streams: Option<usize>,
-    /// fanout: messages per second (0: as fast as possible); mixed: per room.
+    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all.
     #[arg(long)]
     rate: Option<f64>,
     /// fanout: messages to publish.
     #[arg(long)]
     messages: Option<u64>,
-    /// fanout: concurrent publishers.
+    /// fanout, spread: concurrent publishers.
     #[arg(long)]
     publishers: Option<usize>,
     /// ingest: concurrent posters.
@@ -115,7 +121,7 @@ struct Args {
     /// cold-start: launches to time.
     #[arg(long)]
     runs: Option<usize>,
-    /// mixed: rooms.
+    /// mixed, spread: rooms.
     #[arg(long)]
     rooms: Option<usize>,
     /// mixed: percentage of streams reconnecting each second.
@@ -211,6 +217,7 @@ enum Plan {
     Idle(idle::Params),
     ColdStart(cold_start::Params),
     Mixed(mixed::Params),
+    Spread(spread::Params),
 }
 
 impl Plan {
@@ -222,6 +229,7 @@ impl Plan {
             Self::Idle(_) => "idle",
             Self::ColdStart(_) => "cold-start",
             Self::Mixed(_) => "mixed",
+            Self::Spread(_) => "spread",
         }
     }
 
@@ -233,6 +241,7 @@ impl Plan {
             Self::Idle(params) => idle::run(launcher, params).await,
             Self::ColdStart(params) => cold_start::run(launcher, params).await,
             Self::Mixed(params) => mixed::run(launcher, params).await,
+            Self::Spread(params) => spread::run(launcher, params).await,
         }
     }
 }
@@ -289,6 +298,15 @@ fn plans(args: &Args) -> Vec<Plan> {
             seconds: args.seconds.unwrap_or(if quick { 10.0 } else { 30.0 }),
             reconnect_percent: args.reconnect_percent.unwrap_or(1.0),
             users: args.users,
+        }));
+    }
+    if wanted(Scenario::Spread) {
+        plans.push(Plan::Spread(spread::Params {
+            users: args.streams.unwrap_or(if quick { 200 } else { 2_000 }),
+            rooms: args.rooms.unwrap_or(if quick { 40 } else { 200 }),
+            rate: args.rate.unwrap_or(if quick { 20.0 } else { 50.0 }),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+            publishers: args.publishers.unwrap_or(8),
         }));
     }
     plans

@@ -292,7 +292,8 @@ impl RssSampler {
     }
 }
 
-/// A small, fast pseudo-random sequence (xorshift64*), for picking streams to reconnect.
+/// A small, fast pseudo-random sequence (xorshift64*), for picking streams to reconnect and
+/// rooms to post to.
 pub struct Rng(u64);
 
 impl Rng {
