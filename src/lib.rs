@@ -36,7 +36,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (app, background) = App::start(&config, metrics).await?;
-    tracing::info!(db = %config.db.display(), head = %app.log.hub.head(), "serving");
+    tracing::info!(db = %config.db.display(), head = %app.head(), "serving");
     let served = http::serve(app.clone(), &config, listener, ready, shutdown).await;
     background.stop(&app).await;
     tracing::info!("stopped");

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::Error;
 
 use crate::config::{self, Config};
+use crate::domain::EventId;
 use crate::eventlog::{self, Durability, EventLog};
 use crate::metrics::Metrics;
 use limits::Limits;
@@ -107,6 +108,17 @@ impl App {
                 stop,
             },
         ))
+    }
+
+    /// The newest event published. Whatever is read after this, a stream from here brings the
+    /// rest.
+    pub fn head(&self) -> EventId {
+        self.log.hub.head()
+    }
+
+    /// Answers when the database answers.
+    pub async fn healthy(&self) -> Result<(), Error> {
+        Ok(self.log.store.ping().await?)
     }
 
     /// Ends every open stream once it has sent what was published before. Nothing is sent

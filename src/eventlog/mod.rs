@@ -3,6 +3,7 @@
 //! every line of SQL). Centrifuge's broker is the model for the seam: publish (the writer),
 //! history (the store), subscribe with a stream position (the subscription).
 
+mod change;
 pub mod hub;
 pub mod sqlite;
 pub mod subscription;
@@ -15,10 +16,11 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use change::{NewRoom, Post, Posted, SignUp, StatusChange, WriteError};
 pub use hub::{Hub, Live};
 pub use sqlite::{Durability, Store};
 pub use subscription::{Item, Subscribed};
-pub use writer::{NewRoom, Post, Posted, SignUp, StatusChange, WriteError, Writer};
+pub use writer::Writer;
 
 use crate::domain::View;
 use crate::metrics::Metrics;

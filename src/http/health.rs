@@ -9,7 +9,7 @@ use super::error::json_error;
 
 #[handler]
 pub async fn healthz(Data(state): Data<&State>) -> Response {
-    match state.app.log.store.ping().await {
+    match state.app.healthy().await {
         Ok(()) => "ok\n".into_response(),
         Err(error) => {
             tracing::error!(%error, "health check failed");

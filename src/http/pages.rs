@@ -162,7 +162,7 @@ pub async fn room_page(
     };
     // Read the head first: everything after it comes through the stream, so whatever the
     // reads below miss is sent, and whatever they already have is replaced by its id.
-    let after = app.log.hub.head();
+    let after = app.head();
     let (older_before, messages) = message_page(state, &user, &room.name, None).await?;
     let members = app::status::members(app)
         .await?

@@ -9,7 +9,7 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::reads::Room;
 use crate::domain::{EventId, RoomId, Scope, Status, UserId};
-use crate::eventlog::writer::{Post, WriteError};
+use crate::eventlog::{Post, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
 pub async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), WriteError> {
