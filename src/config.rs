@@ -22,8 +22,9 @@ pub struct Config {
     #[arg(long, env = "CHAT_SYNC", value_enum, default_value_t = Sync::Full)]
     pub sync: Sync,
 
-    /// Events buffered per room for live delivery. A stream that falls further behind catches up
-    /// from the database, so this bounds memory, not correctness.
+    /// The most events a live feed (one per room and per user with open streams) buffers; a
+    /// feed starts small and grows when a stream falls behind it. A stream that falls further
+    /// behind catches up from the database, so this bounds memory, not correctness.
     #[arg(long, env = "CHAT_HUB_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub hub_capacity: u32,
 

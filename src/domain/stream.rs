@@ -12,8 +12,9 @@ pub enum View {
 }
 
 impl View {
-    /// Whether an event of `scope` belongs on this stream. The replay queries say the same
-    /// thing in SQL (`eventlog::sqlite`); the two are tested against each other.
+    /// Whether an event of `scope` belongs on this stream: the rule the hub routes live events
+    /// by (its tests hold the routing against this) and the replay queries say in SQL
+    /// (`eventlog::sqlite`; the integration tests hold streams against the database).
     pub fn sees(self, scope: Scope) -> bool {
         match (self, scope) {
             (Self::Room(room), Scope::Room(of)) => room == of,

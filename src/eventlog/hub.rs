@@ -1,6 +1,8 @@
 //! The live tail of the log: bounded broadcast channels ("feeds") addressed by what a stream
 //! follows, a room's or a user's, created when a stream listens and dropped when the last one
-//! leaves.
+//! leaves. A feed is sized by use: it starts small (`FIRST_CAPACITY` slots, about 40 bytes
+//! each) and is replaced by one four times its size each time a stream falls behind it, up to
+//! the configured capacity, so thousands of quiet users' feeds cost little.
 //!
 //! Only the writer publishes, after commit and in id order, and it sends each event to every
 //! feed whose streams may see it (`View::sees`), so every feed is in id order and a stream
@@ -37,8 +39,12 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
+/// Slots of a new feed.
+const FIRST_CAPACITY: usize = 32;
+
 struct Inner {
     feeds: Mutex<Feeds>,
+    /// Slots a feed grows to at most.
     capacity: usize,
     /// The newest id published: where a stream that asks for "from now" starts.
     head: AtomicI64,
@@ -48,16 +54,36 @@ struct Inner {
     revocations: AtomicU64,
 }
 
+/// One feed's sender, and its size.
+struct Feed {
+    sender: broadcast::Sender<Live>,
+    capacity: usize,
+}
+
+impl Feed {
+    fn new(capacity: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity).0,
+            capacity,
+        }
+    }
+
+    /// Sends `live`; `false` once nobody listens.
+    fn send(&self, live: Live) -> bool {
+        self.sender.send(live).is_ok()
+    }
+}
+
 #[derive(Default)]
 struct Feeds {
-    rooms: HashMap<RoomId, broadcast::Sender<Live>>,
-    users: HashMap<UserId, broadcast::Sender<Live>>,
+    rooms: HashMap<RoomId, Feed>,
+    users: HashMap<UserId, Feed>,
 }
 
 impl Feeds {
     fn send_room(&mut self, room: RoomId, live: Live) {
         if let Some(feed) = self.rooms.get(&room)
-            && feed.send(live).is_err()
+            && !feed.send(live)
         {
             // Nobody listens any more; the next subscriber makes a new feed.
             self.rooms.remove(&room);
@@ -66,24 +92,24 @@ impl Feeds {
 
     fn send_user(&mut self, user: UserId, live: Live) {
         if let Some(feed) = self.users.get(&user)
-            && feed.send(live).is_err()
+            && !feed.send(live)
         {
             self.users.remove(&user);
         }
     }
 
     fn send_every_room(&mut self, live: &Live) {
-        self.rooms.retain(|_, feed| feed.send(live.clone()).is_ok());
+        self.rooms.retain(|_, feed| feed.send(live.clone()));
     }
 
     fn send_every_user(&mut self, live: &Live) {
-        self.users.retain(|_, feed| feed.send(live.clone()).is_ok());
+        self.users.retain(|_, feed| feed.send(live.clone()));
     }
 }
 
 impl Hub {
     /// `head` is the newest id ever handed out, read from the database at start-up.
-    /// `capacity` is each feed's buffer, in events.
+    /// `capacity` is the most a feed buffers, in events.
     pub fn new(capacity: usize, head: EventId) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -97,32 +123,45 @@ impl Hub {
     }
 
     /// A receiver of every frame `view` may see published from now on, and the newest id
-    /// published before it: every later event arrives through the receiver. Subscribe *before*
-    /// reading the database, so nothing committed in between is missed.
+    /// published before it: every later event arrives through the receiver, until the feed
+    /// ends (`Closed`): at shutdown, or when the feed was replaced by a bigger one (`grow`),
+    /// when the stream subscribes again. Subscribe *before* reading the database, so nothing
+    /// committed in between is missed.
     pub fn subscribe(&self, view: View) -> (broadcast::Receiver<Live>, EventId) {
         let mut feeds = self.feeds();
         let receiver = if self.inner.closed.is_cancelled() {
             // Closed already: the stream replays what is stored and ends.
             broadcast::channel(1).1
         } else {
-            let capacity = self.inner.capacity;
+            let first = || Feed::new(FIRST_CAPACITY.min(self.inner.capacity));
             let feed = match view {
-                View::Room(room) => feeds.rooms.entry(room),
-                View::User(user) => return self.subscribe_user(&mut feeds, user),
+                View::Room(room) => feeds.rooms.entry(room).or_insert_with(first),
+                View::User(user) => feeds.users.entry(user).or_insert_with(first),
             };
-            feed.or_insert_with(|| broadcast::channel(capacity).0).subscribe()
+            feed.sender.subscribe()
         };
         // Read under the lock `publish` holds while it moves the head and sends.
         (receiver, self.head())
     }
 
-    fn subscribe_user(&self, feeds: &mut Feeds, user: UserId) -> (broadcast::Receiver<Live>, EventId) {
-        let receiver = feeds
-            .users
-            .entry(user)
-            .or_insert_with(|| broadcast::channel(self.inner.capacity).0)
-            .subscribe();
-        (receiver, self.head())
+    /// A stream of `view` fell behind its feed: the feed is replaced by one four times its
+    /// size, up to the capacity. Its streams drain the old one, see it end, and subscribe again.
+    pub fn grow(&self, view: View) {
+        let mut feeds = self.feeds();
+        let feed = match view {
+            View::Room(room) => feeds.rooms.get_mut(&room),
+            View::User(user) => feeds.users.get_mut(&user),
+        };
+        if let Some(feed) = feed
+            && feed.capacity < self.inner.capacity
+        {
+            *feed = Feed::new((feed.capacity * 4).min(self.inner.capacity));
+        }
+    }
+
+    /// Whether the hub has closed: a feed that ends then ends for good.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
     }
 
     /// Sends a committed event to every feed that may see it. Called by the writer only, in id
@@ -312,6 +351,35 @@ mod tests {
             bob.try_recv().is_err(),
             "bob's own feed does not hear of ada's sessions"
         );
+    }
+
+    #[tokio::test]
+    async fn a_feed_grows_when_a_stream_falls_behind_and_its_old_receivers_see_it_end() {
+        let hub = Hub::new(1024, EventId(0));
+        let (mut old, _) = hub.subscribe(View::Room(GENERAL));
+        for n in 1..=40 {
+            hub.publish(frame(n, Scope::Room(GENERAL)));
+        }
+        assert!(matches!(old.recv().await, Err(broadcast::error::RecvError::Lagged(8))));
+        hub.grow(View::Room(GENERAL));
+        let (mut new, head) = hub.subscribe(View::Room(GENERAL));
+        assert_eq!(head, EventId(40));
+        for n in 41..=140 {
+            hub.publish(frame(n, Scope::Room(GENERAL)));
+        }
+        // The old feed keeps what it had, then ends; the new one holds four times as much.
+        for n in 9..=40 {
+            assert_eq!(id(old.recv().await), n);
+        }
+        assert!(matches!(old.recv().await, Err(broadcast::error::RecvError::Closed)));
+        assert!(!hub.is_closed(), "an old feed ending is not the hub closing");
+        for n in 41..=140 {
+            assert_eq!(id(new.recv().await), n);
+        }
+        assert_eq!(hub.feeds().rooms[&GENERAL].capacity, 128);
+        hub.grow(View::Room(GENERAL));
+        hub.grow(View::Room(GENERAL));
+        assert_eq!(hub.feeds().rooms[&GENERAL].capacity, 1024, "never beyond the capacity");
     }
 
     #[tokio::test]

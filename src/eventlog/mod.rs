@@ -80,6 +80,7 @@ impl EventLog {
         let (live, head) = self.hub.subscribe(view);
         Subscribed {
             store: self.store.clone(),
+            hub: self.hub.clone(),
             metrics: Arc::clone(&self.metrics),
             view,
             live,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures_util::Stream;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 
-use super::hub::Live;
+use super::hub::{Hub, Live};
 use super::sqlite::Store;
 use crate::domain::{EventId, View};
 use crate::metrics::Metrics;
@@ -29,8 +29,9 @@ pub enum Item {
     Frame(Arc<Frame>),
     /// The credential with this key was revoked.
     Revoked(Arc<[u8]>),
-    /// The subscription fell behind its feed and is about to catch up from the database. News
-    /// that does not live in the database (a revocation) may have been missed.
+    /// The subscription fell behind its feed (or the feed was replaced) and is about to catch
+    /// up from the database. News that does not live in the database (a revocation) may have
+    /// been missed.
     Lagged,
 }
 
@@ -38,6 +39,7 @@ pub enum Item {
 /// subscription, so every later one will arrive.
 pub struct Subscribed {
     pub(super) store: Store,
+    pub(super) hub: Hub,
     pub(super) metrics: Arc<Metrics>,
     pub(super) view: View,
     pub(super) live: Receiver<Live>,
@@ -51,6 +53,7 @@ impl Subscribed {
     pub fn follow(self, mut cursor: EventId) -> impl Stream<Item = Item> + Send + 'static {
         let Self {
             store,
+            hub,
             metrics,
             view,
             mut live,
@@ -86,10 +89,18 @@ impl Subscribed {
                         Ok(Live::Revoked(key)) => yield Item::Revoked(key),
                         Err(RecvError::Lagged(_)) => {
                             metrics.lag_recoveries.inc();
+                            hub.grow(view);
+                            live = hub.subscribe(view).0;
                             yield Item::Lagged;
                             break;
                         }
-                        Err(RecvError::Closed) => return,
+                        Err(RecvError::Closed) if hub.is_closed() => return,
+                        // Replaced by a bigger feed: what was sent to it meanwhile is stored.
+                        Err(RecvError::Closed) => {
+                            live = hub.subscribe(view).0;
+                            yield Item::Lagged;
+                            break;
+                        }
                     }
                 }
             }

@@ -104,8 +104,8 @@ fn logout() -> Bytes {
 }
 
 /// Adds a `ping` every `every`, busy or not, so a client that hears none for two intervals
-/// knows the stream is dead, and proxies keep an idle one open. The timer is the stream's only
-/// one and moves once an interval.
+/// knows the stream is dead, and proxies keep an idle one open. Its timer moves once an
+/// interval, never per frame.
 struct Pings<S> {
     inner: Pin<Box<S>>,
     tick: Interval,
