@@ -29,16 +29,27 @@ pub async fn messages(db: &Path, room: &str, count: u64) -> anyhow::Result<(i64,
         sqlx::query_scalar("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) + 1")
             .fetch_one(&mut *tx)
             .await?;
-    sqlx::query(
+    // A log addressed by scope (since migration 0004) says who sees each row; one from before
+    // does not, and a run against an older server binary still seeds it.
+    let scoped: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'scope'")
+        .fetch_one(&mut *tx)
+        .await?;
+    let insert = if scoped {
+        "INSERT INTO events (kind, scope, room_id, user_id, body) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+         SELECT 'message', 'room', (SELECT id FROM rooms WHERE name = ?2), \
+                (SELECT id FROM users WHERE username = 'seed'), 'message ' || i FROM n"
+    } else {
         "INSERT INTO events (kind, room_id, user_id, body) \
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
          SELECT 'message', (SELECT id FROM rooms WHERE name = ?2), \
-                (SELECT id FROM users WHERE username = 'seed'), 'message ' || i FROM n",
-    )
-    .bind(count as i64)
-    .bind(room)
-    .execute(&mut *tx)
-    .await?;
+                (SELECT id FROM users WHERE username = 'seed'), 'message ' || i FROM n"
+    };
+    sqlx::query(insert)
+        .bind(count as i64)
+        .bind(room)
+        .execute(&mut *tx)
+        .await?;
     let last: i64 = sqlx::query_scalar("SELECT max(id) FROM events")
         .fetch_one(&mut *tx)
         .await?;

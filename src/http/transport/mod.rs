@@ -48,8 +48,10 @@ pub mod net;
 /// A stream's frames, keep-alives included, already encoded.
 pub type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 
-/// Frames written in one `writev` at most (a stream that is behind has many ready).
-const BATCH_FRAMES: usize = 64;
+/// Frames written in one `writev` at most (a stream that is behind has many ready; a
+/// replayed frame is about 200 bytes, so `BATCH_BYTES` usually closes the batch first). Well
+/// below `IOV_MAX` (1024).
+const BATCH_FRAMES: usize = 512;
 /// Bytes written in one `writev`, about: the batch closes once it holds this much.
 const BATCH_BYTES: usize = 64 * 1024;
 /// A write of at most this many bytes is copied into one buffer first.
