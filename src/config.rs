@@ -28,8 +28,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_HUB_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub hub_capacity: u32,
 
-    /// Seconds between `ping`s on an event stream, so clients can tell a live stream from a
-    /// dead one and proxies keep it open.
+    /// Seconds an event stream may send nothing before it sends a `ping`, so clients can tell a
+    /// live stream from a dead one and proxies keep it open.
     #[arg(long, env = "CHAT_KEEPALIVE", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub keepalive: u64,
 

@@ -3,8 +3,8 @@
 //!
 //! Both resume from `Last-Event-ID`, else `?after=`, else from now. The first frame is a
 //! `ping` carrying `retry:`; a cursor the server cannot honour is answered with `event: reset`
-//! right after it; then the events, with a `ping` every keep-alive interval, so a client can
-//! tell a live stream from a dead one; `event: logout` when the session ends.
+//! right after it; then the events, with a `ping` after every keep-alive interval of quiet, so
+//! a client can tell a live stream from a dead one; `event: logout` when the session ends.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +16,7 @@ use poem::http::header;
 use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::{Instant, Sleep};
 
 use super::State;
 use super::auth::CurrentUser;
@@ -103,22 +103,27 @@ fn logout() -> Bytes {
     sse::event(None, "logout", r#"{"reason":"the session has ended"}"#)
 }
 
-/// Adds a `ping` every `every`, busy or not, so a client that hears none for two intervals
-/// knows the stream is dead, and proxies keep an idle one open. Its timer moves once an
-/// interval, never per frame.
+/// Adds a `ping` whenever the stream has sent nothing for `every`, so a client that hears
+/// nothing at all for two intervals knows the stream is dead, and proxies keep an idle one
+/// open. A busy stream needs none: its frames say it is alive, and pinging 10,000 busy streams
+/// at once would only delay their next frame. The timer is moved only when it fires (moving it
+/// for every frame costs a trip through the timer wheel).
 struct Pings<S> {
     inner: Pin<Box<S>>,
-    tick: Interval,
+    every: Duration,
+    sleep: Pin<Box<Sleep>>,
+    /// When the inner stream last gave something.
+    last: Instant,
     ended: bool,
 }
 
 impl<S> Pings<S> {
     fn new(inner: Pin<Box<S>>, every: Duration) -> Self {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             inner,
-            tick,
+            every,
+            sleep: Box::pin(tokio::time::sleep(every)),
+            last: Instant::now(),
             ended: false,
         }
     }
@@ -133,16 +138,29 @@ impl<S: Stream<Item = Bytes>> Stream for Pings<S> {
             return Poll::Ready(None);
         }
         match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame)),
+            Poll::Ready(Some(frame)) => {
+                this.last = Instant::now();
+                return Poll::Ready(Some(frame));
+            }
             Poll::Ready(None) => {
                 this.ended = true;
                 return Poll::Ready(None);
             }
             Poll::Pending => {}
         }
-        match this.tick.poll_tick(cx) {
-            Poll::Ready(_) => Poll::Ready(Some(Bytes::from_static(sse::PING))),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = this.last + this.every;
+            if due > Instant::now() {
+                // Something was sent since the timer was set: wait out the rest.
+                this.sleep.as_mut().reset(due);
+                continue;
+            }
+            this.last = Instant::now();
+            this.sleep.as_mut().reset(this.last + this.every);
+            return Poll::Ready(Some(Bytes::from_static(sse::PING)));
         }
     }
 }
@@ -177,20 +195,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_busy_stream_still_pings_every_interval() {
+    async fn a_busy_stream_needs_no_ping_and_one_gone_quiet_pings_an_interval_after_its_last_frame() {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let mut pings = Pings::new(
             Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver)),
             EVERY,
         );
-        let mut pinged = 0;
-        // A frame every second for a minute: four pings among them, one per interval.
+        let is_ping = |b: &Bytes| b.as_ref() == sse::PING;
+        // A frame every second for a minute: no ping among them.
         for second in 0..60 {
             sender.send(Bytes::from(format!("frame {second}"))).unwrap();
+            assert_eq!(ready(&mut pings).len(), 1);
             tokio::time::advance(Duration::from_secs(1)).await;
-            pinged += ready(&mut pings).iter().filter(|b| b.as_ref() == sse::PING).count();
+            assert!(!ready(&mut pings).iter().any(is_ping), "second {second}");
         }
-        assert_eq!(pinged, 4);
+        // Then quiet: a ping one interval after the last frame, and every interval after.
+        tokio::time::advance(EVERY - Duration::from_secs(1) - Duration::from_millis(1)).await;
+        assert!(ready(&mut pings).is_empty());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(ready(&mut pings), [Bytes::from_static(sse::PING)]);
+        tokio::time::advance(EVERY).await;
+        assert_eq!(ready(&mut pings), [Bytes::from_static(sse::PING)]);
     }
 
     #[tokio::test(start_paused = true)]
