@@ -1890,66 +1890,68 @@ fn history_cases() -> Vec<Case> {
     cases
 }
 
-fn cursor_cases() -> Vec<Case> {
+/// The cursors of `events` (a room's stream or the user's): unreadable ones get a reset, good
+/// ones resume.
+fn cursor_cases(events: &str) -> Vec<Case> {
     let mut cases = vec![say("a message to resume over", "resume over me")];
     cases.extend(BAD_LAST_EVENT_IDS.iter().map(|&(name, id)| {
-        get(format!("Last-Event-ID: {name}"), EVENTS)
+        get(format!("Last-Event-ID: {name}"), events)
             .header("last-event-id", id)
             .expect(Expect::Reset)
     }));
     cases.extend(
         BAD_AFTERS.iter().map(|&(name, after)| {
-            get(format!("after: {name}"), format!("{EVENTS}?after={after}")).expect(Expect::Reset)
+            get(format!("after: {name}"), format!("{events}?after={after}")).expect(Expect::Reset)
         }),
     );
     cases.extend([
-        get("Last-Event-ID: empty", EVENTS)
+        get("Last-Event-ID: empty", events)
             .header("last-event-id", "")
             .expect(Expect::Reset),
-        get("Last-Event-ID: 100 KB of nines", EVENTS)
+        get("Last-Event-ID: 100 KB of nines", events)
             .header("last-event-id", "9".repeat(100_000))
             .expect(Expect::Reset),
-        get("Last-Event-ID: 100 KB of letters", EVENTS)
+        get("Last-Event-ID: 100 KB of letters", events)
             .header("last-event-id", "a".repeat(100_000))
             .expect(Expect::Reset),
         // A value that is not ASCII is an unreadable cursor, not a missing one: taking it for no
         // header would start from now and silently skip what the client missed.
-        get("Last-Event-ID: an Arabic-Indic digit", EVENTS)
+        get("Last-Event-ID: an Arabic-Indic digit", events)
             .header("last-event-id", "٣")
             .expect(Expect::Reset),
-        get("after: 10,000 digits", format!("{EVENTS}?after={}", "9".repeat(10_000))).expect(Expect::Reset),
-        get("Last-Event-ID: 0 replays", EVENTS)
+        get("after: 10,000 digits", format!("{events}?after={}", "9".repeat(10_000))).expect(Expect::Reset),
+        get("Last-Event-ID: 0 replays", events)
             .header("last-event-id", "0")
             .expect(Expect::Resumes),
-        get("Last-Event-ID: leading zeros", EVENTS)
+        get("Last-Event-ID: leading zeros", events)
             .header("last-event-id", "0000000000000000000000000")
             .expect(Expect::Resumes),
         get(
             "Last-Event-ID wins over a garbage after",
-            format!("{EVENTS}?after=garbage"),
+            format!("{events}?after=garbage"),
         )
         .header("last-event-id", "0")
         .expect(Expect::Resumes),
-        get("after: 0 in HTML", format!("{EVENTS}?format=html&after=0")).expect(Expect::Resumes),
-        get("format: xml", format!("{EVENTS}?format=xml")).error(400),
-        get("format: JSON in capitals", format!("{EVENTS}?format=JSON")).error(400),
-        get("format: empty", format!("{EVENTS}?format=")).error(400),
-        get("format: invalid UTF-8", format!("{EVENTS}?format=%ff")).error(400),
-        get("format: twice", format!("{EVENTS}?format=html&format=json")).error(400),
-        get("Accept: JSON", EVENTS)
+        get("after: 0 in HTML", format!("{events}?format=html&after=0")).expect(Expect::Resumes),
+        get("format: xml", format!("{events}?format=xml")).error(400),
+        get("format: JSON in capitals", format!("{events}?format=JSON")).error(400),
+        get("format: empty", format!("{events}?format=")).error(400),
+        get("format: invalid UTF-8", format!("{events}?format=%ff")).error(400),
+        get("format: twice", format!("{events}?format=html&format=json")).error(400),
+        get("Accept: JSON", events)
             .header("accept", "application/json")
             .error(406),
-        get("Accept: HTML", EVENTS).header("accept", "text/html").error(406),
-        get("Accept: the stream at q=0", EVENTS)
+        get("Accept: HTML", events).header("accept", "text/html").error(406),
+        get("Accept: the stream at q=0", events)
             .header("accept", "text/event-stream;q=0")
             .error(406),
-        get("Accept: anything at q=0", EVENTS)
+        get("Accept: anything at q=0", events)
             .header("accept", "*/*;q=0")
             .error(406),
-        get("Accept: images", EVENTS)
+        get("Accept: images", events)
             .header("accept", "image/png, image/*")
             .error(406),
-        get("Accept: text/* replays", format!("{EVENTS}?after=0"))
+        get("Accept: text/* replays", format!("{events}?after=0"))
             .header("accept", "text/*;q=0.5")
             .expect(Expect::Resumes),
         get("stream: no such room", "/api/rooms/nope/events").error(404),
@@ -1959,13 +1961,17 @@ fn cursor_cases() -> Vec<Case> {
         )
         .error(404),
     ]);
+    for case in &mut cases {
+        case.name = format!("{events}: {}", case.name);
+    }
     cases
 }
 
 #[tokio::test]
 async fn numbers_cursors_and_formats_are_checked() {
     let mut fixture = Fixture::new().await;
-    fixture.run(cursor_cases()).await;
+    fixture.run(cursor_cases(EVENTS)).await;
+    fixture.run(cursor_cases("/api/events")).await;
     fixture.run(history_cases()).await;
     fixture.finish().await;
 }
