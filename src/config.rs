@@ -58,6 +58,16 @@ pub struct Config {
     #[arg(long, env = "CHAT_SIGNIN_RATE", default_value_t = 20)]
     pub signin_rate: u32,
 
+    /// Status changes per minute each user may make (0: no limit). Choosing the status one
+    /// already shows stores nothing and is not counted.
+    #[arg(long, env = "CHAT_STATUS_RATE", default_value_t = 20)]
+    pub status_rate: u32,
+
+    /// `off` turns every per-user and per-address rate limit off at once, for load tests and
+    /// benchmarks. The connection and stream caps stay.
+    #[arg(long, env = "CHAT_RATE_LIMITS", value_enum, default_value_t = Switch::On)]
+    pub rate_limits: Switch,
+
     /// Open event streams in all (0: no limit). Beyond it, `503` with `Retry-After`.
     #[arg(long, env = "CHAT_MAX_STREAMS", default_value_t = 20_000)]
     pub max_streams: usize,

@@ -1,6 +1,7 @@
-//! Limits on what one client may ask of the server: messages per user (token bucket), sign-in
-//! attempts per username and per address, and open event streams per user and in all.
-//! Each comes from a flag whose `0` turns it off.
+//! Limits on what one client may ask of the server: messages and status changes per user (token
+//! buckets), sign-in attempts per username and per address, and open event streams per user and
+//! in all. Each comes from a flag whose `0` turns it off; `--rate-limits off` turns every rate
+//! off at once.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
-use crate::config::Config;
+use crate::config::{Config, Switch};
 use crate::domain::UserId;
 use crate::metrics::Metrics;
 
@@ -52,6 +53,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 
 pub struct Limits {
     messages: Bucket<UserId>,
+    statuses: Bucket<UserId>,
     signins_by_name: Bucket<String>,
     signins_by_address: Bucket<IpAddr>,
     streams: Arc<Mutex<StreamCounts>>,
@@ -101,11 +103,14 @@ impl Limits {
     /// Counts every request turned away in `chat_refused_by_limits`, and the open streams in
     /// `chat_open_streams`.
     pub fn new(config: &Config, metrics: &Metrics) -> Self {
-        let messages = NonZeroU32::new(config.message_rate)
+        let rated = config.rate_limits == Switch::On;
+        let rate = |per: u32| NonZeroU32::new(per).filter(|_| rated);
+        let messages = rate(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(NonZeroU32::new(config.message_burst).unwrap_or(rate)));
-        let signins = NonZeroU32::new(config.signin_rate).map(Quota::per_minute);
+        let signins = rate(config.signin_rate).map(Quota::per_minute);
         Self {
             messages: Bucket::new(messages),
+            statuses: Bucket::new(rate(config.status_rate).map(Quota::per_minute)),
             signins_by_name: Bucket::new(signins),
             signins_by_address: Bucket::new(signins),
             streams: Arc::new(Mutex::new(StreamCounts {
@@ -125,6 +130,17 @@ impl Limits {
             self.refused.inc();
             Error::TooManyRequests {
                 what: "messages",
+                retry_after: wait,
+            }
+        })
+    }
+
+    /// One status change of `user`, or `429` with how long to wait.
+    pub fn status(&self, user: UserId) -> Result<(), Error> {
+        self.statuses.check(&user).map_err(|wait| {
+            self.refused.inc();
+            Error::TooManyRequests {
+                what: "status changes",
                 retry_after: wait,
             }
         })
@@ -178,6 +194,7 @@ impl Limits {
     /// Drops the buckets of keys that are full again, so memory follows the active clients.
     pub fn forget_idle(&self) {
         self.messages.forget_idle();
+        self.statuses.forget_idle();
         self.signins_by_name.forget_idle();
         self.signins_by_address.forget_idle();
     }
@@ -236,6 +253,42 @@ mod tests {
             limits.sign_in("ada", Some(IpAddr::from([127, 0, 0, 1]))).unwrap();
             permits.push(limits.open_stream(UserId(1)).unwrap());
         }
+    }
+
+    #[test]
+    fn status_changes_have_an_allowance_per_minute() {
+        let limits = limits(&["--status-rate", "3"]);
+        for _ in 0..3 {
+            limits.status(UserId(1)).unwrap();
+        }
+        let Err(Error::TooManyRequests { retry_after, .. }) = limits.status(UserId(1)) else {
+            panic!("the fourth change in a minute is refused");
+        };
+        assert!(retry_after <= Duration::from_secs(20));
+        limits.status(UserId(2)).unwrap();
+    }
+
+    #[test]
+    fn rate_limits_off_turns_every_rate_off_but_not_the_stream_caps() {
+        let limits = limits(&[
+            "--rate-limits",
+            "off",
+            "--message-rate",
+            "1",
+            "--status-rate",
+            "1",
+            "--signin-rate",
+            "1",
+            "--max-streams-per-user",
+            "1",
+        ]);
+        for _ in 0..100 {
+            limits.message(UserId(1)).unwrap();
+            limits.status(UserId(1)).unwrap();
+            limits.sign_in("ada", Some(IpAddr::from([127, 0, 0, 1]))).unwrap();
+        }
+        let _one = limits.open_stream(UserId(1)).unwrap();
+        assert!(limits.open_stream(UserId(1)).is_err());
     }
 
     #[test]

@@ -21,11 +21,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::Error;
 use crate::domain::{Event, Status, UserId};
 use crate::eventlog::sqlite::StoredStatus;
 use crate::eventlog::{StatusChange, WriteError, Writer};
 
 type Stored = oneshot::Receiver<Result<Event, WriteError>>;
+
+/// Whether a change may be made now (the user's allowance of status changes).
+type Allowed = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 
 /// Where presence stores a status change: the writer, or a test's recorder.
 pub trait StatusStore: Send + Sync + 'static {
@@ -53,7 +57,9 @@ enum Note {
     },
     Chosen {
         change: StatusChange,
-        reply: oneshot::Sender<Stored>,
+        /// Asked only if the choice changes something: an unchanged status costs nothing.
+        allowed: Allowed,
+        reply: oneshot::Sender<Result<Option<Stored>, Error>>,
     },
     GraceOver {
         user_id: UserId,
@@ -100,14 +106,24 @@ impl Presence {
         }
     }
 
-    /// The user chose `change.status`; answers with the stored event once committed.
-    pub async fn choose(&self, change: StatusChange) -> Result<Event, WriteError> {
+    /// The user chose `change.status`: answers with the stored event once committed, or
+    /// `None` if they already show it as their choice (nothing is stored or published, and
+    /// `allowed` is not asked).
+    pub async fn choose(
+        &self,
+        change: StatusChange,
+        allowed: impl FnOnce() -> Result<(), Error> + Send + 'static,
+    ) -> Result<Option<Event>, Error> {
+        let stopped = || Error::Unavailable(WriteError::Stopped);
         let (reply, queued) = oneshot::channel();
+        let allowed = Box::new(allowed);
         self.notes
-            .send(Note::Chosen { change, reply })
-            .map_err(|_| WriteError::Stopped)?;
-        let stored = queued.await.map_err(|_| WriteError::Stopped)?;
-        stored.await.map_err(|_| WriteError::Stopped)?
+            .send(Note::Chosen { change, allowed, reply })
+            .map_err(|_| stopped())?;
+        let Some(stored) = queued.await.map_err(|_| stopped())?? else {
+            return Ok(None);
+        };
+        Ok(Some(stored.await.map_err(|_| stopped())??))
     }
 }
 
@@ -208,7 +224,11 @@ impl<S: StatusStore> Task<S> {
                     drop(self.store.queue(change).await);
                 }
             }
-            Note::Chosen { change: chosen, reply } => {
+            Note::Chosen {
+                change: chosen,
+                allowed,
+                reply,
+            } => {
                 let user_id = chosen.user_id;
                 let member = self.members.entry(user_id).or_insert_with(|| Member {
                     username: chosen.username.clone(),
@@ -217,11 +237,19 @@ impl<S: StatusStore> Task<S> {
                     chosen: Status::Online,
                     epoch: 0,
                 });
+                if member.chosen == chosen.status && member.shown == chosen.status {
+                    let _ = reply.send(Ok(None));
+                    return;
+                }
+                if let Err(refused) = allowed() {
+                    let _ = reply.send(Err(refused));
+                    return;
+                }
                 member.chosen = chosen.status;
                 member.shown = chosen.status;
                 member.epoch += 1;
                 let (streams, epoch) = (member.streams, member.epoch);
-                let _ = reply.send(self.store.queue(chosen).await);
+                let _ = reply.send(Ok(Some(self.store.queue(chosen).await)));
                 // Chosen without a stream open (an API client): shown until the grace ends.
                 if streams == 0 {
                     self.start_grace(user_id, epoch);
@@ -309,7 +337,7 @@ mod tests {
             status,
             chosen: true,
         };
-        presence.choose(change).await.unwrap();
+        presence.choose(change, || Ok(())).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -358,6 +386,39 @@ mod tests {
         tokio::time::advance(GRACE * 2).await;
         settle().await;
         assert_eq!(recorder.take(), [], "nothing: they appear offline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn choosing_what_one_already_shows_stores_nothing_and_asks_no_allowance() {
+        let (presence, recorder, _) = start(vec![]);
+        let _stream = presence.stream_opened(ADA, "ada".into());
+        settle().await;
+        choose(&presence, Status::Away).await;
+        assert_eq!(recorder.take(), [(Status::Online, false), (Status::Away, true)]);
+        let again = StatusChange {
+            user_id: ADA,
+            username: "ada".into(),
+            status: Status::Away,
+            chosen: true,
+        };
+        let unchanged = presence.choose(again.clone(), || panic!("not asked")).await.unwrap();
+        assert!(unchanged.is_none());
+        assert_eq!(recorder.take(), []);
+        // A refused change is not made.
+        let online = StatusChange {
+            status: Status::Online,
+            ..again
+        };
+        let refused = presence
+            .choose(online, || {
+                Err(Error::TooManyRequests {
+                    what: "status changes",
+                    retry_after: Duration::from_secs(1),
+                })
+            })
+            .await;
+        assert!(matches!(refused, Err(Error::TooManyRequests { .. })));
+        assert_eq!(recorder.take(), []);
     }
 
     #[tokio::test(start_paused = true)]

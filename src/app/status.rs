@@ -1,19 +1,33 @@
 //! A user's status: what they choose to show the others.
 
+use std::sync::Arc;
+
 use super::{App, Error, sessions::Session};
 use crate::domain::{Event, Status};
 use crate::eventlog::StatusChange;
 
-/// Stores `session`'s user's chosen status; returns the event once committed.
+/// Stores `session`'s user's chosen status; returns the event once committed. Choosing the
+/// status they already show as their choice stores and publishes nothing, costs none of their
+/// allowance (`--status-rate`), and returns the event that set it.
 pub async fn set(app: &App, session: &Session, status: &str) -> Result<Event, Error> {
     let status: Status = status.parse()?;
+    let user = session.user_id;
     let change = StatusChange {
-        user_id: session.user_id,
+        user_id: user,
         username: session.username.clone(),
         status,
         chosen: true,
     };
-    Ok(app.presence.choose(change).await?)
+    let limits = Arc::clone(&app.limits);
+    match app.presence.choose(change, move || limits.status(user)).await? {
+        Some(event) => Ok(event),
+        None => app
+            .log
+            .store
+            .latest_status(user)
+            .await?
+            .ok_or_else(|| Error::Internal("a status shown but never stored".into())),
+    }
 }
 
 /// The status `session`'s user chose, which the status switch shows.

@@ -458,3 +458,79 @@ async fn refused_by_limits_counts_each_refusal_and_nothing_else() {
     assert_eq!(nowhere.status(), 404);
     assert_eq!(server.metric(metric).await, 4.0);
 }
+
+/// The status events `username` has stored.
+async fn statuses_of(db: &TestDb, username: &str) -> Vec<String> {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar("SELECT status FROM status_changes WHERE username = ? ORDER BY id")
+        .bind(username)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn choosing_the_status_one_shows_stores_and_publishes_nothing() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--status-rate", "2"]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let mut watching = bob.open_stream("general", "", None).await;
+    let first: Value = ada.set_status("away").await.json().await.unwrap();
+    // Unchanged, again and again: the same event each time, and none of the allowance spent.
+    for _ in 0..5 {
+        let response = ada.set_status("away").await;
+        assert_eq!(response.status(), 200);
+        let again: Value = response.json().await.unwrap();
+        assert_eq!(again, first);
+    }
+    assert_eq!(statuses_of(&db, "ada").await, ["away"]);
+    let seen = watching.collect_for(Duration::from_millis(500)).await;
+    let of_ada: Vec<&str> = seen
+        .iter()
+        .filter(|e| e.event == "status" && e.data.contains(r#""username":"ada""#))
+        .map(|e| e.data.as_str())
+        .collect();
+    assert_eq!(of_ada.len(), 1, "published once: {of_ada:?}");
+    assert_eq!(ada.set_status("online").await.status(), 200, "the allowance is still there");
+}
+
+#[tokio::test]
+async fn a_status_flood_is_refused_and_everyone_else_chats_on() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--status-rate", "10"]).await;
+    let mallory = server.user("mallory").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    assert_eq!(bob.create_room("other").await.status(), 201);
+    let mut carols = carol.open_stream("other", "", None).await;
+
+    let flood = (0..200).map(|n| {
+        let mallory = mallory.clone();
+        async move { mallory.set_status(if n % 2 == 0 { "away" } else { "online" }).await }
+    });
+    let flooding = tokio::spawn(join_all(flood));
+    // Meanwhile a message in another room reaches its stream at once.
+    let sent = std::time::Instant::now();
+    let said = bob.say("other", "still here").await;
+    let (event, _) = carols.next_message().await;
+    assert_eq!(event.id, said["id"].to_string());
+    assert!(sent.elapsed() < Duration::from_secs(1), "delivered in {:?}", sent.elapsed());
+
+    // A 200 is a change within the allowance, or a choice of what she already showed.
+    let mut refused = 0;
+    for response in flooding.await.unwrap() {
+        match response.status().as_u16() {
+            200 => {}
+            429 => {
+                assert_eq!(refusal(response).await.0, 429);
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused >= 90, "only {refused} of 200 refused");
+    let stored = statuses_of(&db, "mallory").await;
+    // Her first stream's online, and at most the allowance of her own choices.
+    assert!(stored.len() <= 11, "{} status changes stored: {stored:?}", stored.len());
+}

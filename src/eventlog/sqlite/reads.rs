@@ -298,6 +298,13 @@ impl Store {
             .collect())
     }
 
+    /// `user`'s newest status change.
+    pub async fn latest_status(&self, user: UserId) -> Result<Option<Event>, sqlx::Error> {
+        const SQL: &str = select_events!("WHERE e.user_id = ? AND e.kind = 'status' ORDER BY e.id DESC LIMIT 1");
+        let row: Option<EventRow> = sqlx::query_as(SQL).bind(user).fetch_optional(&self.pool).await?;
+        row.map(Event::try_from).transpose()
+    }
+
     /// The status `user` chose (`online` unless they chose another).
     pub async fn status_choice(&self, user: UserId) -> Result<Status, sqlx::Error> {
         let chosen: Option<String> = sqlx::query_scalar("SELECT status_choice FROM users WHERE id = ?")

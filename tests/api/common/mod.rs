@@ -71,6 +71,7 @@ impl Server {
             // Tests sign in and post far faster than people; the limits have their own tests.
             .env("CHAT_MESSAGE_RATE", "0")
             .env("CHAT_SIGNIN_RATE", "0")
+            .env("CHAT_STATUS_RATE", "0")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
