@@ -63,6 +63,15 @@ pub struct Config {
     #[arg(long, env = "CHAT_STATUS_RATE", default_value_t = 20)]
     pub status_rate: u32,
 
+    /// Rooms each user may make per hour (0: no limit).
+    #[arg(long, env = "CHAT_ROOM_RATE", default_value_t = 10)]
+    pub room_rate: u32,
+
+    /// Event streams each user may open per minute, all their devices together (0: no
+    /// limit). A browser holds one for all its tabs; this bounds reconnect storms and replays.
+    #[arg(long, env = "CHAT_STREAM_RATE", default_value_t = 60)]
+    pub stream_rate: u32,
+
     /// `off` turns every per-user and per-address rate limit off at once, for load tests and
     /// benchmarks. The connection and stream caps stay.
     #[arg(long, env = "CHAT_RATE_LIMITS", value_enum, default_value_t = Switch::On)]

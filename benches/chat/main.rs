@@ -32,8 +32,8 @@
 //!   room, so each event is sent to every user's feed. Latency (p99 <= 100 ms), and nothing lost,
 //!   repeated or reordered.
 //!
-//! Every started server gets `--message-rate 0 --signin-rate 0 --max-streams 0
-//! --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
+//! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
+//! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
 //! SIGTERM. The server binary is `--server-bin`, else `chat-server` beside this bench's own
 //! executable (`target/release/`), else under `$CARGO_TARGET_DIR`; this bench builds nothing.
 //!

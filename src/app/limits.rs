@@ -54,6 +54,8 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 pub struct Limits {
     messages: Bucket<UserId>,
     statuses: Bucket<UserId>,
+    rooms: Bucket<UserId>,
+    stream_opens: Bucket<UserId>,
     signins_by_name: Bucket<String>,
     signins_by_address: Bucket<IpAddr>,
     streams: Arc<Mutex<StreamCounts>>,
@@ -111,6 +113,8 @@ impl Limits {
         Self {
             messages: Bucket::new(messages),
             statuses: Bucket::new(rate(config.status_rate).map(Quota::per_minute)),
+            rooms: Bucket::new(rate(config.room_rate).map(Quota::per_hour)),
+            stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
             signins_by_name: Bucket::new(signins),
             signins_by_address: Bucket::new(signins),
             streams: Arc::new(Mutex::new(StreamCounts {
@@ -126,21 +130,24 @@ impl Limits {
 
     /// One message from `user`, or `429` with how long to wait.
     pub fn message(&self, user: UserId) -> Result<(), Error> {
-        self.messages.check(&user).map_err(|wait| {
-            self.refused.inc();
-            Error::TooManyRequests {
-                what: "messages",
-                retry_after: wait,
-            }
-        })
+        self.take(&self.messages, user, "messages")
     }
 
     /// One status change of `user`, or `429` with how long to wait.
     pub fn status(&self, user: UserId) -> Result<(), Error> {
-        self.statuses.check(&user).map_err(|wait| {
+        self.take(&self.statuses, user, "status changes")
+    }
+
+    /// One new room of `user`.
+    pub fn room(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.rooms, user, "new rooms")
+    }
+
+    fn take(&self, bucket: &Bucket<UserId>, user: UserId, what: &'static str) -> Result<(), Error> {
+        bucket.check(&user).map_err(|wait| {
             self.refused.inc();
             Error::TooManyRequests {
-                what: "status changes",
+                what,
                 retry_after: wait,
             }
         })
@@ -167,6 +174,7 @@ impl Limits {
     /// A place for one more event stream of `user`: `429` past the per-user limit, `503` past
     /// the total.
     pub fn open_stream(&self, user: UserId) -> Result<StreamPermit, Error> {
+        self.take(&self.stream_opens, user, "event streams opened")?;
         let mut counts = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         if self.max_streams > 0 && counts.total >= self.max_streams {
             self.refused.inc();
@@ -195,6 +203,8 @@ impl Limits {
     pub fn forget_idle(&self) {
         self.messages.forget_idle();
         self.statuses.forget_idle();
+        self.rooms.forget_idle();
+        self.stream_opens.forget_idle();
         self.signins_by_name.forget_idle();
         self.signins_by_address.forget_idle();
     }
@@ -246,6 +256,12 @@ mod tests {
             "0",
             "--max-streams-per-user",
             "0",
+            "--stream-rate",
+            "0",
+            "--status-rate",
+            "0",
+            "--room-rate",
+            "0",
         ]);
         let mut permits = Vec::new();
         for _ in 0..1000 {
@@ -269,6 +285,28 @@ mod tests {
     }
 
     #[test]
+    fn rooms_and_stream_opens_have_allowances_per_user() {
+        let limits = limits(&["--room-rate", "2", "--stream-rate", "3", "--max-streams-per-user", "0"]);
+        limits.room(UserId(1)).unwrap();
+        limits.room(UserId(1)).unwrap();
+        let Err(Error::TooManyRequests { what, retry_after }) = limits.room(UserId(1)) else {
+            panic!("a third room within the hour is refused");
+        };
+        assert_eq!(what, "new rooms");
+        assert!(retry_after > Duration::from_secs(60) && retry_after <= Duration::from_secs(1800));
+        limits.room(UserId(2)).unwrap();
+        let opened: Vec<_> = (0..3).map(|_| limits.open_stream(UserId(1)).unwrap()).collect();
+        drop(opened);
+        assert!(matches!(
+            limits.open_stream(UserId(1)),
+            Err(Error::TooManyRequests {
+                what: "event streams opened",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn rate_limits_off_turns_every_rate_off_but_not_the_stream_caps() {
         let limits = limits(&[
             "--rate-limits",
@@ -285,7 +323,9 @@ mod tests {
         for _ in 0..100 {
             limits.message(UserId(1)).unwrap();
             limits.status(UserId(1)).unwrap();
+            limits.room(UserId(1)).unwrap();
             limits.sign_in("ada", Some(IpAddr::from([127, 0, 0, 1]))).unwrap();
+            drop(limits.open_stream(UserId(1)).unwrap());
         }
         let _one = limits.open_stream(UserId(1)).unwrap();
         assert!(limits.open_stream(UserId(1)).is_err());

@@ -23,6 +23,7 @@ pub async fn list(app: &App, _session: &Session) -> Result<Vec<Room>, Error> {
 /// `Conflict` if the name is taken.
 pub async fn create(app: &App, session: &Session, name: &str) -> Result<Event, Error> {
     let name = RoomName::parse(name)?;
+    app.limits.room(session.user_id)?;
     let room = NewRoom {
         name: name.as_str().to_owned(),
         created_by: session.user_id,

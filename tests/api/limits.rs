@@ -492,7 +492,11 @@ async fn choosing_the_status_one_shows_stores_and_publishes_nothing() {
         .map(|e| e.data.as_str())
         .collect();
     assert_eq!(of_ada.len(), 1, "published once: {of_ada:?}");
-    assert_eq!(ada.set_status("online").await.status(), 200, "the allowance is still there");
+    assert_eq!(
+        ada.set_status("online").await.status(),
+        200,
+        "the allowance is still there"
+    );
 }
 
 #[tokio::test]
@@ -515,7 +519,11 @@ async fn a_status_flood_is_refused_and_everyone_else_chats_on() {
     let said = bob.say("other", "still here").await;
     let (event, _) = carols.next_message().await;
     assert_eq!(event.id, said["id"].to_string());
-    assert!(sent.elapsed() < Duration::from_secs(1), "delivered in {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "delivered in {:?}",
+        sent.elapsed()
+    );
 
     // A 200 is a change within the allowance, or a choice of what she already showed.
     let mut refused = 0;
@@ -533,4 +541,32 @@ async fn a_status_flood_is_refused_and_everyone_else_chats_on() {
     let stored = statuses_of(&db, "mallory").await;
     // Her first stream's online, and at most the allowance of her own choices.
     assert!(stored.len() <= 11, "{} status changes stored: {stored:?}", stored.len());
+}
+
+#[tokio::test]
+async fn rooms_and_stream_opens_are_limited_per_user() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--room-rate", "2", "--stream-rate", "3"]).await;
+    let mallory = server.user("mallory").await;
+    let bob = server.user("bob").await;
+    assert_eq!(mallory.create_room("one").await.status(), 201);
+    assert_eq!(mallory.create_room("two").await.status(), 201);
+    let (status, retry_after, error) = refusal(mallory.create_room("three").await).await;
+    assert_eq!(status, 429);
+    assert!(retry_after > 60, "rooms come back by the hour: {retry_after}");
+    assert!(error.contains("new rooms"), "{error}");
+    assert_eq!(bob.create_room("three").await.status(), 201, "someone else is not affected");
+
+    for _ in 0..3 {
+        drop(mallory.open_user_stream("", None).await);
+    }
+    let response = mallory
+        .request(Method::GET, "/api/events")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, error) = refusal(response).await;
+    assert_eq!(status, 429);
+    assert!(error.contains("event streams opened"), "{error}");
+    bob.open_user_stream("", None).await;
 }

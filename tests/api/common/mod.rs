@@ -72,6 +72,8 @@ impl Server {
             .env("CHAT_MESSAGE_RATE", "0")
             .env("CHAT_SIGNIN_RATE", "0")
             .env("CHAT_STATUS_RATE", "0")
+            .env("CHAT_ROOM_RATE", "0")
+            .env("CHAT_STREAM_RATE", "0")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
