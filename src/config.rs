@@ -54,9 +54,24 @@ pub struct Config {
     #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub message_burst: u32,
 
-    /// Sign-in attempts per minute for each username and for each client address (0: no limit).
+    /// Sign-in attempts per minute from each client address, whatever the names (0: no limit).
     #[arg(long, env = "CHAT_SIGNIN_RATE", default_value_t = 20)]
     pub signin_rate: u32,
+
+    /// Wrong passwords for one name from one client address before each further attempt
+    /// waits, a second and doubling up to a quarter of an hour (0: never). Counted per address,
+    /// so nobody elsewhere can make the owner wait.
+    #[arg(long, env = "CHAT_SIGNIN_FAILURES", default_value_t = 5)]
+    pub signin_failures: u32,
+
+    /// Accounts made per hour from each client address (0: no limit).
+    #[arg(long, env = "CHAT_SIGNUP_RATE", default_value_t = 10)]
+    pub signup_rate: u32,
+
+    /// Password hashes that may wait for a thread at once; beyond it, sign-in answers `503`
+    /// (0: no bound). Each takes tens of milliseconds and 19 MiB.
+    #[arg(long, env = "CHAT_MAX_QUEUED_HASHES", default_value_t = 32)]
+    pub max_queued_hashes: usize,
 
     /// Status changes per minute each user may make (0: no limit). Choosing the status one
     /// already shows stores nothing and is not counted.

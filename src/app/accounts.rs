@@ -23,7 +23,8 @@ pub struct SignedIn {
 }
 
 /// Signs in as `username`, making the account if the name is free. Each attempt counts against
-/// the allowance of the name and of the client's `address`.
+/// the allowance of the client's `address`; a wrong password, against the name from that
+/// address; a new account, against the address's sign-ups.
 pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, password: String) -> Result<SignedIn, Error> {
     let username = Username::parse(username)?;
     app.limits.sign_in(username.as_str(), address)?;
@@ -31,6 +32,7 @@ pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, passwor
     let (token, token_hash) = sessions::new_token()?;
 
     if app.log.store.account(username.as_str()).await?.is_none() {
+        app.limits.sign_up(address)?;
         let password_hash = hash_password(app, &password).await?;
         let sign_up = SignUp {
             username: username.as_str().to_owned(),
@@ -59,8 +61,10 @@ pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, passwor
         .await?
         .ok_or_else(|| Error::Internal("account vanished during sign-in".into()))?;
     if !verify_password(app, &password, &account.password_hash).await? {
+        app.limits.sign_in_failed(username.as_str(), address);
         return Err(Error::WrongPassword);
     }
+    app.limits.sign_in_succeeded(username.as_str(), address);
     app.log.writer.start_session(account.id, token_hash).await?;
     Ok(SignedIn {
         created: false,

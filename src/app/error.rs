@@ -25,6 +25,9 @@ pub enum Error {
     /// A client used up an allowance (`--message-rate`, `--signin-rate`, streams per user).
     #[error("too many {what}; try again in {} s", retry_after_secs(*retry_after))]
     TooManyRequests { what: &'static str, retry_after: Duration },
+    /// Too much of this is under way on the server now (password hashes waiting).
+    #[error("the server is busy with {what}; try again in {} s", retry_after_secs(*retry_after))]
+    Busy { what: &'static str, retry_after: Duration },
     /// The server has as many open streams as `--max-streams` allows.
     #[error("the server is at its limit of open event streams; try again in {} s", retry_after_secs(*retry_after))]
     ServerFull { retry_after: Duration },
@@ -54,9 +57,9 @@ impl Error {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Unavailable(_) => Some(1),
-            Self::TooManyRequests { retry_after, .. } | Self::ServerFull { retry_after } => {
-                Some(retry_after_secs(*retry_after))
-            }
+            Self::TooManyRequests { retry_after, .. }
+            | Self::ServerFull { retry_after }
+            | Self::Busy { retry_after, .. } => Some(retry_after_secs(*retry_after)),
             _ => None,
         }
     }

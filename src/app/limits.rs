@@ -1,7 +1,12 @@
-//! Limits on what one client may ask of the server: messages and status changes per user (token
-//! buckets), sign-in attempts per username and per address, and open event streams per user and
-//! in all. Each comes from a flag whose `0` turns it off; `--rate-limits off` turns every rate
-//! off at once.
+//! Limits on what one client may ask of the server: messages, status changes, rooms and stream
+//! opens per user (token buckets); sign-in attempts and sign-ups per client address; failed
+//! sign-ins per (name, address), with back-off; open event streams per user and in all. Each
+//! comes from a flag whose `0` turns it off; `--rate-limits off` turns every rate off at once.
+//!
+//! Failures are counted per name *and address*, never per name alone: a stranger guessing
+//! someone's password from elsewhere cannot make the right password from the owner's own
+//! address wait. Addresses are grouped as a client holds them: an IPv4 address, or an IPv6 /64
+//! (one host's usual allocation).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -56,8 +61,9 @@ pub struct Limits {
     statuses: Bucket<UserId>,
     rooms: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
-    signins_by_name: Bucket<String>,
     signins_by_address: Bucket<IpAddr>,
+    signups_by_address: Bucket<IpAddr>,
+    failures: Failures,
     streams: Arc<Mutex<StreamCounts>>,
     max_streams: usize,
     max_streams_per_user: usize,
@@ -110,13 +116,15 @@ impl Limits {
         let messages = rate(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(NonZeroU32::new(config.message_burst).unwrap_or(rate)));
         let signins = rate(config.signin_rate).map(Quota::per_minute);
+        let signups = rate(config.signup_rate).map(Quota::per_hour);
         Self {
             messages: Bucket::new(messages),
             statuses: Bucket::new(rate(config.status_rate).map(Quota::per_minute)),
             rooms: Bucket::new(rate(config.room_rate).map(Quota::per_hour)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
-            signins_by_name: Bucket::new(signins),
             signins_by_address: Bucket::new(signins),
+            signups_by_address: Bucket::new(signups),
+            failures: Failures::new(if rated { config.signin_failures } else { 0 }),
             streams: Arc::new(Mutex::new(StreamCounts {
                 total: 0,
                 per_user: HashMap::new(),
@@ -153,7 +161,8 @@ impl Limits {
         })
     }
 
-    /// One sign-in attempt for `username` from `address`: each has its own allowance.
+    /// One sign-in attempt for `username` from `address`: within the address's allowance of
+    /// attempts, and not while that name has failed too often from that address lately.
     pub fn sign_in(&self, username: &str, address: Option<IpAddr>) -> Result<(), Error> {
         let refuse = |wait| {
             self.refused.inc();
@@ -162,13 +171,41 @@ impl Limits {
                 retry_after: wait,
             }
         };
+        let Some(address) = address.map(group) else {
+            return Ok(());
+        };
+        self.signins_by_address.check(&address).map_err(refuse)?;
+        self.failures
+            .wait(username, address)
+            .map_or(Ok(()), |wait| Err(refuse(wait)))
+    }
+
+    /// A wrong password for `username` from `address`.
+    pub fn sign_in_failed(&self, username: &str, address: Option<IpAddr>) {
         if let Some(address) = address {
-            self.signins_by_address.check(&address).map_err(refuse)?;
+            self.failures.failed(username, group(address));
         }
-        // Names are unique without regard to case, so their allowance is too.
-        self.signins_by_name
-            .check(&username.to_ascii_lowercase())
-            .map_err(refuse)
+    }
+
+    /// The right password: the pair's failures are forgotten.
+    pub fn sign_in_succeeded(&self, username: &str, address: Option<IpAddr>) {
+        if let Some(address) = address {
+            self.failures.forget(username, group(address));
+        }
+    }
+
+    /// One new account from `address`.
+    pub fn sign_up(&self, address: Option<IpAddr>) -> Result<(), Error> {
+        let Some(address) = address.map(group) else {
+            return Ok(());
+        };
+        self.signups_by_address.check(&address).map_err(|wait| {
+            self.refused.inc();
+            Error::TooManyRequests {
+                what: "new accounts from this address",
+                retry_after: wait,
+            }
+        })
     }
 
     /// A place for one more event stream of `user`: `429` past the per-user limit, `503` past
@@ -202,11 +239,94 @@ impl Limits {
     /// Drops the buckets of keys that are full again, so memory follows the active clients.
     pub fn forget_idle(&self) {
         self.messages.forget_idle();
+        self.signups_by_address.forget_idle();
+        self.failures.forget_idle();
         self.statuses.forget_idle();
         self.rooms.forget_idle();
         self.stream_opens.forget_idle();
-        self.signins_by_name.forget_idle();
         self.signins_by_address.forget_idle();
+    }
+}
+
+/// The address a client is counted by: an IPv4 address, or the /64 of an IPv6 one.
+fn group(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    }
+}
+
+/// How long a (name, address) pair waits after its failures: none for the first `free`, then
+/// a second, doubling with each failure, up to a quarter of an hour.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// A pair unheard of for this long starts over.
+const FAILURES_FORGOTTEN_AFTER: Duration = Duration::from_secs(3600);
+
+/// Failed sign-ins per (lowercased name, address).
+struct Failures {
+    free: u32,
+    pairs: Mutex<HashMap<(String, IpAddr), Failed>>,
+}
+
+#[derive(Clone, Copy)]
+struct Failed {
+    count: u32,
+    last: tokio::time::Instant,
+}
+
+impl Failures {
+    fn new(free: u32) -> Self {
+        Self {
+            free,
+            pairs: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, IpAddr), Failed>> {
+        // Inserts, updates and removes of whole entries: a panic cannot leave one half-made.
+        self.pairs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key(username: &str, address: IpAddr) -> (String, IpAddr) {
+        // Names are unique without regard to case, so their failures are too.
+        (username.to_ascii_lowercase(), address)
+    }
+
+    /// How long the pair must still wait, if it must.
+    fn wait(&self, username: &str, address: IpAddr) -> Option<Duration> {
+        if self.free == 0 {
+            return None;
+        }
+        let failed = *self.lock().get(&Self::key(username, address))?;
+        let over = failed.count.checked_sub(self.free)?;
+        let backoff = Duration::from_secs(1u64 << over.min(20)).min(MAX_BACKOFF);
+        let until = failed.last + backoff;
+        let now = tokio::time::Instant::now();
+        (until > now).then(|| until - now)
+    }
+
+    fn failed(&self, username: &str, address: IpAddr) {
+        if self.free == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let mut pairs = self.lock();
+        let failed = pairs
+            .entry(Self::key(username, address))
+            .or_insert(Failed { count: 0, last: now });
+        failed.count = failed.count.saturating_add(1);
+        failed.last = now;
+    }
+
+    fn forget(&self, username: &str, address: IpAddr) {
+        self.lock().remove(&Self::key(username, address));
+    }
+
+    fn forget_idle(&self) {
+        let now = tokio::time::Instant::now();
+        self.lock()
+            .retain(|_, failed| now.saturating_duration_since(failed.last) < FAILURES_FORGOTTEN_AFTER);
     }
 }
 
@@ -332,14 +452,53 @@ mod tests {
     }
 
     #[test]
-    fn sign_ins_count_per_name_regardless_of_case_and_per_address() {
+    fn sign_ins_count_per_address_and_ipv6_by_its_64() {
         let limits = limits(&["--signin-rate", "2"]);
         let here = Some(IpAddr::from([10, 0, 0, 1]));
-        limits.sign_in("Ada", here).unwrap();
-        limits.sign_in("ada", None).unwrap();
-        assert!(limits.sign_in("ADA", None).is_err(), "per username");
+        limits.sign_in("ada", here).unwrap();
         limits.sign_in("bob", here).unwrap();
         assert!(limits.sign_in("carol", here).is_err(), "per address");
+        limits.sign_in("carol", Some(IpAddr::from([10, 0, 0, 2]))).unwrap();
+        let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        limits.sign_in("ada", v6(1)).unwrap();
+        limits.sign_in("ada", v6(2)).unwrap();
+        assert!(limits.sign_in("ada", v6(3)).is_err(), "one /64 is one client");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_per_name_and_address_and_a_success_forgets_them() {
+        let limits = limits(&["--signin-failures", "3", "--signin-rate", "0"]);
+        let stranger = Some(IpAddr::from([192, 0, 2, 1]));
+        let owner = Some(IpAddr::from([198, 51, 100, 7]));
+        for _ in 0..3 {
+            limits.sign_in("Ada", stranger).unwrap();
+            limits.sign_in_failed("Ada", stranger);
+        }
+        let Err(Error::TooManyRequests { retry_after, .. }) = limits.sign_in("ada", stranger) else {
+            panic!("the fourth try waits");
+        };
+        assert_eq!(retry_after, Duration::from_secs(1));
+        limits.sign_in("ada", owner).unwrap();
+        limits.sign_in("bob", stranger).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        limits.sign_in("ada", stranger).unwrap();
+        limits.sign_in_failed("ada", stranger);
+        let Err(Error::TooManyRequests { retry_after, .. }) = limits.sign_in("ada", stranger) else {
+            panic!("the wait doubles");
+        };
+        assert_eq!(retry_after, Duration::from_secs(2));
+        limits.sign_in_succeeded("ada", stranger);
+        limits.sign_in("ada", stranger).unwrap();
+    }
+
+    #[test]
+    fn sign_ups_count_per_address() {
+        let limits = limits(&["--signup-rate", "2"]);
+        let here = Some(IpAddr::from([10, 0, 0, 1]));
+        limits.sign_up(here).unwrap();
+        limits.sign_up(here).unwrap();
+        assert!(limits.sign_up(here).is_err());
+        limits.sign_up(Some(IpAddr::from([10, 0, 0, 2]))).unwrap();
     }
 
     #[test]

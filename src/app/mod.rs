@@ -14,6 +14,7 @@ pub mod status;
 pub mod streams;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -48,8 +49,9 @@ pub struct App {
     pub settings: Arc<Settings>,
     limits: Arc<Limits>,
     sessions: Arc<SessionCache>,
-    /// argon2 takes 19 MiB and tens of milliseconds a hash: at most one per core at a time.
-    hashing: Arc<Semaphore>,
+    /// argon2 takes 19 MiB and tens of milliseconds a hash: at most one per core at a time,
+    /// and a bounded number waiting.
+    hashing: Arc<Hashing>,
 }
 
 /// The app's background work, stopped at the end of `App::start`'s life.
@@ -97,9 +99,11 @@ impl App {
             }),
             limits,
             sessions: Arc::default(),
-            hashing: Arc::new(Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            hashing: Arc::new(Hashing {
+                threads: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+                queued: AtomicUsize::new(0),
+                max_queued: config.max_queued_hashes,
+            }),
         };
         Ok((
             app,
@@ -127,16 +131,44 @@ impl App {
         self.log.hub.close();
     }
 
-    /// Runs `work` on a blocking thread, at most one per core at a time.
+    /// Runs `work` on a blocking thread, at most one per core at a time; refused (`Busy`) when
+    /// as many are already waiting as `--max-queued-hashes` allows.
     async fn off_thread<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-        let _permit = self
-            .hashing
+        let hashing = &self.hashing;
+        let queued = hashing.queued.fetch_add(1, Ordering::AcqRel);
+        let _queued = Queued(&hashing.queued);
+        if hashing.max_queued > 0 && queued >= hashing.max_queued {
+            self.metrics.refused_by_limits.inc();
+            return Err(Error::Busy {
+                what: "sign-ins",
+                retry_after: Duration::from_secs(2),
+            });
+        }
+        let _permit = hashing
+            .threads
             .acquire()
             .await
             .map_err(|_| Error::Internal("hashing pool closed".into()))?;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))
+    }
+}
+
+/// The password hashes running and waiting.
+struct Hashing {
+    threads: Semaphore,
+    /// Running or waiting now.
+    queued: AtomicUsize,
+    max_queued: usize,
+}
+
+/// Counts a hash as queued until dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

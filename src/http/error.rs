@@ -49,7 +49,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable(_) | Error::ServerFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable(_) | Error::ServerFull { .. } | Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Db(_) | Error::Render(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -85,7 +85,7 @@ impl ResponseError for ApiError {
                 tracing::warn!(%error, "request refused: the database cannot take it");
                 "the server cannot store this right now; try again shortly".to_owned()
             }
-            Self::App(Error::ServerFull { .. }) => self.to_string(),
+            Self::App(Error::ServerFull { .. } | Error::Busy { .. }) => self.to_string(),
             _ if status.is_server_error() => {
                 tracing::error!(error = %self, "request failed");
                 "something went wrong".to_owned()

@@ -1,5 +1,5 @@
-//! The limits, against the real binary: messages per user, sign-in attempts per name and per
-//! address, event streams per user and in all, body size and message length, and the count of
+//! The limits, against the real binary: messages per user, sign-in attempts per address and
+//! failures per name and address, sign-ups per address, the queue of password hashes, event streams per user and in all, body size and message length, and the count of
 //! refusals. The harness turns the message and sign-in limits off through the environment; a
 //! test turns one on with its flag, which overrides the environment.
 //!
@@ -186,29 +186,82 @@ async fn the_page_message_form_is_refused_over_the_message_rate() {
 // --- Sign-in attempts ------------------------------------------------------------------------
 
 #[tokio::test]
-async fn sign_in_attempts_count_per_username_whatever_its_case_or_the_password() {
+async fn a_strangers_wrong_passwords_never_keep_the_owner_out() {
     let db = TestDb::new();
-    let server = Server::start(&db, &["--signin-rate", "3"]).await;
-    // Each attempt from an address of its own, so that only the name's allowance runs out.
-    let first = from_address(&server, 2).sign_in("Ada", "correct horse battery").await;
-    assert_eq!(first.status(), 201);
-    let wrong = from_address(&server, 3).sign_in("ada", "wrong password!").await;
-    assert_eq!(wrong.status(), 401);
-    let right = from_address(&server, 4).sign_in("ADA", "correct horse battery").await;
-    assert_eq!(right.status(), 200);
+    let server = Server::start(&db, &["--signin-rate", "100", "--signin-failures", "3"]).await;
+    let owner = from_address(&server, 2);
+    assert_eq!(owner.sign_in("Ada", "correct horse battery").await.status(), 201);
 
-    let fourth = from_address(&server, 5).sign_in("aDa", "correct horse battery").await;
-    let (status, retry_after, error) = refusal(fourth).await;
+    // Someone elsewhere guesses, in every case of the name: after three, they wait.
+    let stranger = from_address(&server, 3);
+    for name in ["ada", "ADA", "aDa"] {
+        assert_eq!(stranger.sign_in(name, "wrong password!").await.status(), 401);
+    }
+    let (status, retry_after, error) = refusal(stranger.sign_in("ada", "wrong password!").await).await;
     assert_eq!(status, 429, "{error}");
     assert!(error.contains("too many sign-in attempts"), "{error}");
-    assert!(
-        retry_after <= 20,
-        "three a minute: one comes back every 20 s, not {retry_after}"
-    );
+    assert_eq!(retry_after, 1, "the first wait is a second");
+    // Even the right password waits from there: the guesser cannot tell.
+    assert_eq!(stranger.sign_in("ada", "correct horse battery").await.status(), 429);
 
-    // Another name, from a fresh address, is not affected.
-    let bob = from_address(&server, 6).sign_in("bob", "correct horse battery").await;
-    assert_eq!(bob.status(), 201);
+    // Meanwhile the owner, from their own address or a new one, is not kept out.
+    for address in [2, 4] {
+        let response = from_address(&server, address).sign_in("ada", "correct horse battery").await;
+        assert_eq!(response.status(), 200, "from 127.0.0.{address}");
+    }
+
+    // The stranger keeps guessing through the waits: each failure doubles the next wait.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(stranger.sign_in("ada", "wrong password!").await.status(), 401);
+    let (_, retry_after, _) = refusal(stranger.sign_in("ada", "wrong password!").await).await;
+    assert_eq!(retry_after, 2);
+    assert_eq!(owner.sign_in("ada", "correct horse battery").await.status(), 200);
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signup-rate", "2"]).await;
+    let here = from_address(&server, 2);
+    assert_eq!(here.sign_in("one", "correct horse battery").await.status(), 201);
+    assert_eq!(here.sign_in("two", "correct horse battery").await.status(), 201);
+    let (status, retry_after, error) = refusal(here.sign_in("three", "correct horse battery").await).await;
+    assert_eq!(status, 429);
+    assert!(error.contains("new accounts"), "{error}");
+    assert!(retry_after > 60, "by the hour: {retry_after}");
+    // Signing in to an account that exists is not a sign-up.
+    assert_eq!(here.sign_in("one", "correct horse battery").await.status(), 200);
+    assert_eq!(
+        from_address(&server, 3).sign_in("three", "correct horse battery").await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_sign_ups_is_turned_away_before_it_queues_for_hashing() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-queued-hashes", "2"]).await;
+    server.user("owner").await;
+    let flood = (0..40).map(|n| {
+        let client = from_address(&server, 10 + (n % 200) as u8);
+        async move { client.sign_in(&format!("flood{n}"), "correct horse battery").await }
+    });
+    let mut busy = 0;
+    for response in join_all(flood).await {
+        match response.status().as_u16() {
+            201 => {}
+            503 => {
+                let (_, _, error) = refusal(response).await;
+                assert!(error.contains("busy"), "{error}");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(busy > 0, "nothing was turned away");
+    // What is left of the queue serves the owner at once.
+    let response = server.anonymous().sign_in("owner", "correct horse battery").await;
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
@@ -555,16 +608,16 @@ async fn rooms_and_stream_opens_are_limited_per_user() {
     assert_eq!(status, 429);
     assert!(retry_after > 60, "rooms come back by the hour: {retry_after}");
     assert!(error.contains("new rooms"), "{error}");
-    assert_eq!(bob.create_room("three").await.status(), 201, "someone else is not affected");
+    assert_eq!(
+        bob.create_room("three").await.status(),
+        201,
+        "someone else is not affected"
+    );
 
     for _ in 0..3 {
         drop(mallory.open_user_stream("", None).await);
     }
-    let response = mallory
-        .request(Method::GET, "/api/events")
-        .send()
-        .await
-        .unwrap();
+    let response = mallory.request(Method::GET, "/api/events").send().await.unwrap();
     let (status, _, error) = refusal(response).await;
     assert_eq!(status, 429);
     assert!(error.contains("event streams opened"), "{error}");

@@ -71,6 +71,8 @@ impl Server {
             // Tests sign in and post far faster than people; the limits have their own tests.
             .env("CHAT_MESSAGE_RATE", "0")
             .env("CHAT_SIGNIN_RATE", "0")
+            .env("CHAT_SIGNIN_FAILURES", "0")
+            .env("CHAT_SIGNUP_RATE", "0")
             .env("CHAT_STATUS_RATE", "0")
             .env("CHAT_ROOM_RATE", "0")
             .env("CHAT_STREAM_RATE", "0")
