@@ -110,6 +110,18 @@ pub struct Config {
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 15)]
     pub write_timeout: u64,
 
+    /// The origins the server is reached at, such as `https://chat.example.com` behind a proxy
+    /// (several: separate them with commas). Besides these, only `http://` with an IP address
+    /// or `localhost` on the port it listens on: requests for any other host are refused (DNS
+    /// rebinding), and a browser's writes must come from one of them.
+    #[arg(long, env = "CHAT_PUBLIC_ORIGIN", value_delimiter = ',')]
+    pub public_origin: Vec<String>,
+
+    /// A token that lets its bearer read `/metrics` from anywhere; without it, only local
+    /// addresses may.
+    #[arg(long, env = "CHAT_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+
     /// Serve each event stream on a connection of its own once its response is decided (`on`),
     /// which frees the HTTP server's buffers for it; `off` streams through the HTTP server.
     #[arg(long, env = "CHAT_STREAM_HANDOFF", value_enum, default_value_t = Switch::On)]

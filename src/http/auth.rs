@@ -3,8 +3,8 @@
 
 use std::ops::Deref;
 
-use poem::http::{Method, header};
-use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
+use poem::http::header;
+use poem::{FromRequest, Request, RequestBody};
 
 use super::State;
 use super::error::ApiError;
@@ -25,23 +25,29 @@ pub fn cleared_cookie() -> String {
     format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
-/// The token a request carries: `Authorization: Bearer …` first, else the session cookie.
-/// Two `Authorization` headers, or one that is not text, carry none: credentials that
-/// disagree are refused, never picked from.
+/// The token a request carries: `Authorization: Bearer …` (the scheme in any case) first,
+/// else the session cookie. Two `Authorization` headers, one that is not text, or two session
+/// cookies (one of them planted by a neighbouring site: cookie tossing) carry none:
+/// credentials that disagree are refused, never picked from.
 pub fn request_token(req: &Request) -> Option<&str> {
     let mut authorization = req.headers().get_all(header::AUTHORIZATION).iter();
     if let Some(value) = authorization.next() {
         if authorization.next().is_some() {
             return None;
         }
-        return value.to_str().ok()?.strip_prefix("Bearer ").map(str::trim);
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
-    req.headers()
+    let mut cookies = req
+        .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='));
+    let token = cookies.next()?;
+    cookies.next().is_none().then_some(token)
 }
 
 /// The signed-in user. Extracting it answers `401` when the request has no valid session.
@@ -64,46 +70,5 @@ impl<'a> FromRequest<'a> for CurrentUser {
         let token = request_token(req).ok_or(ApiError::App(Error::Unauthorized))?;
         let session = app::sessions::check(&state.app, token).await.map_err(ApiError::App)?;
         Ok(Self(session))
-    }
-}
-
-/// Refuses state-changing requests that a browser sent from another site: the `Origin`
-/// header, when present, must name this host. Requests without `Origin` (curl, scripts) and
-/// bearer-token requests (a browser never adds those on its own) pass.
-pub async fn same_origin_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let bearer = req
-        .header(header::AUTHORIZATION)
-        .is_some_and(|v| v.starts_with("Bearer "));
-    if !safe
-        && !bearer
-        && let Some(origin) = req.header(header::ORIGIN)
-        && !origin_matches_host(origin, req.header(header::HOST).unwrap_or_default())
-    {
-        return Err(ApiError::CrossSite.into());
-    }
-    Ok(next.call(req).await?.into_response())
-}
-
-/// `Origin: http://host:port` against `Host: host:port`. `null` and garbage never match.
-fn origin_matches_host(origin: &str, host: &str) -> bool {
-    let Some((_, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    !host.is_empty() && authority.eq_ignore_ascii_case(host)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins() {
-        assert!(origin_matches_host("http://127.0.0.1:8080", "127.0.0.1:8080"));
-        assert!(origin_matches_host("https://Chat.Example", "chat.example"));
-        assert!(!origin_matches_host("http://evil.example", "127.0.0.1:8080"));
-        assert!(!origin_matches_host("http://127.0.0.1:8081", "127.0.0.1:8080"));
-        assert!(!origin_matches_host("null", "127.0.0.1:8080"));
-        assert!(!origin_matches_host("http://x", ""));
     }
 }

@@ -2,10 +2,10 @@
 
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{IntoResponse, Response, handler};
+use poem::{IntoResponse, Request, Response, handler};
 
-use super::State;
 use super::error::json_error;
+use super::{State, auth};
 
 #[handler]
 pub async fn healthz(Data(state): Data<&State>) -> Response {
@@ -18,8 +18,23 @@ pub async fn healthz(Data(state): Data<&State>) -> Response {
     }
 }
 
+/// The metrics, for a local address or, with `--metrics-token`, for a bearer of that token:
+/// they say how busy the server is and who is connected.
 #[handler]
-pub async fn metrics(Data(state): Data<&State>) -> Response {
+pub async fn metrics(req: &Request, Data(state): Data<&State>) -> Response {
+    let allowed = match &state.metrics_token {
+        Some(token) => auth::request_token(req) == Some(token.as_str()),
+        None => req
+            .remote_addr()
+            .as_socket_addr()
+            .is_some_and(|addr| addr.ip().is_loopback()),
+    };
+    if !allowed {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "metrics are served to local addresses, or to the bearer of --metrics-token",
+        );
+    }
     state
         .app
         .metrics

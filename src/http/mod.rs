@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 mod health;
 mod messages;
+mod origin;
 mod pages;
 mod rooms;
 mod sessions;
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use poem::http::{HeaderValue, header};
 use poem::middleware::Tracing;
@@ -31,7 +33,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::Config;
-use auth::same_origin_guard;
 use error::{ApiError, into_json_response};
 use transport::Streams;
 use transport::net::{GuardedAcceptor, Handoffs, Timeouts};
@@ -48,6 +49,8 @@ pub struct State {
     body_limit: usize,
     /// Interval between `ping`s on an event stream.
     keepalive: Duration,
+    /// `--metrics-token`: who may read `/metrics` besides local addresses.
+    metrics_token: Option<String>,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then ends every stream and waits
@@ -68,6 +71,7 @@ pub async fn serve(
             n => n,
         },
         keepalive: config.keepalive(),
+        metrics_token: config.metrics_token.clone().filter(|token| !token.is_empty()),
     };
     let handoffs = Arc::new(Handoffs::default());
     let streams = Arc::new(Streams {
@@ -76,7 +80,16 @@ pub async fn serve(
         write_timeout: config.write_timeout(),
         metrics: Arc::clone(&metrics),
     });
-    let routes = build_app(state, Arc::clone(&streams));
+    let mut public = Vec::new();
+    for raw in &config.public_origin {
+        public.push(
+            origin::Origin::parse(raw).with_context(|| {
+                format!("--public-origin {raw:?} is not an origin such as https://chat.example.com")
+            })?,
+        );
+    }
+    let origins = Arc::new(origin::Origins::new(public, listener.local_addr()?.port()));
+    let routes = build_app(state, origins, Arc::clone(&streams));
     let signal = {
         let app = app.clone();
         async move {
@@ -103,7 +116,7 @@ pub async fn serve(
 }
 
 /// The routes, inside `streams`, which serves the event streams its handlers answer with.
-pub fn build_app(state: State, streams: Arc<Streams>) -> impl Endpoint {
+pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Streams>) -> impl Endpoint {
     Route::new()
         .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
         .at("/api/rooms", get(rooms::list_rooms).post(rooms::create_room))
@@ -125,7 +138,7 @@ pub fn build_app(state: State, streams: Arc<Streams>) -> impl Endpoint {
         .at("/rooms/:room/older", get(pages::older))
         .at("/static/*path", get(assets::static_file))
         .data(state)
-        .around(same_origin_guard)
+        .around(move |next, req| origin::guard(next, req, Arc::clone(&origins)))
         .catch_all_error(into_json_response)
         .around(security_headers)
         .with(Tracing)
@@ -133,10 +146,16 @@ pub fn build_app(state: State, streams: Arc<Streams>) -> impl Endpoint {
 }
 
 /// Headers every response carries. The page runs only our own scripts and styles (htmx is
-/// configured by a meta tag, so no inline script is needed), and may not be framed.
+/// configured by a meta tag, so no inline script is needed), and may not be framed. An answer
+/// to a request with credentials is not stored by any cache unless it says otherwise (a
+/// versioned static file does).
 async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let private = auth::request_token(&req).is_some();
     let mut response = next.call(req).await?.into_response();
     let headers = response.headers_mut();
+    if private && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     for (name, value) in [
         (
             "content-security-policy",

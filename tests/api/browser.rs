@@ -11,7 +11,7 @@ use crate::common::browser::{
     Driver, eval, finish, finish_with_network_errors, shown, sign_in, submit_sign_in, type_and_send, wait_for,
     wait_until_connected,
 };
-use crate::common::proxy::{EventsRequest, Proxy};
+use crate::common::proxy::{EventsRequest, Proxy, ProxyAddress};
 use crate::common::{Client, Server, TestDb};
 
 /// An API client for `username`, whose account the browser made.
@@ -141,8 +141,9 @@ async fn events_requests(proxy: &Proxy, n: usize) -> Vec<EventsRequest> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_event_source_after_a_503_resumes_from_the_newest_message_on_the_page() {
     let db = TestDb::new();
-    let server = Server::start(&db, &[]).await;
-    let proxy = Proxy::start(&server.base).await;
+    let address = ProxyAddress::bind().await;
+    let server = Server::start(&db, &["--public-origin", &address.base]).await;
+    let proxy = address.forward_to(&server.base).await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
     sign_in(&browser, &proxy.url("/"), "ada").await;
@@ -424,8 +425,9 @@ async fn a_message_sent_again_from_the_page_shows_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_in_flight_shows_as_sending_and_what_is_typed_meanwhile_stays() {
     let db = TestDb::new();
-    let server = Server::start(&db, &[]).await;
-    let proxy = Proxy::start(&server.base).await;
+    let address = ProxyAddress::bind().await;
+    let server = Server::start(&db, &["--public-origin", &address.base]).await;
+    let proxy = address.forward_to(&server.base).await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
     sign_in(&browser, &proxy.url("/"), "ada").await;

@@ -206,7 +206,9 @@ async fn a_strangers_wrong_passwords_never_keep_the_owner_out() {
 
     // Meanwhile the owner, from their own address or a new one, is not kept out.
     for address in [2, 4] {
-        let response = from_address(&server, address).sign_in("ada", "correct horse battery").await;
+        let response = from_address(&server, address)
+            .sign_in("ada", "correct horse battery")
+            .await;
         assert_eq!(response.status(), 200, "from 127.0.0.{address}");
     }
 
@@ -232,7 +234,10 @@ async fn sign_ups_are_limited_per_address() {
     // Signing in to an account that exists is not a sign-up.
     assert_eq!(here.sign_in("one", "correct horse battery").await.status(), 200);
     assert_eq!(
-        from_address(&server, 3).sign_in("three", "correct horse battery").await.status(),
+        from_address(&server, 3)
+            .sign_in("three", "correct horse battery")
+            .await
+            .status(),
         201
     );
 }

@@ -19,6 +19,7 @@ mod resume;
 mod routes;
 mod sessions;
 mod shutdown;
+mod sites;
 mod slow;
 mod startup;
 mod tabs;

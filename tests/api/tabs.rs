@@ -13,9 +13,10 @@ use fantoccini::wd::WindowHandle;
 use serde_json::Value;
 
 use crate::common::browser::{
-    Driver, eval, finish, finish_with_network_errors, shown, sign_in, type_and_send, wait_for, wait_until_connected,
+    Driver, eval, finish, finish_with_network_errors, free_port, shown, sign_in, type_and_send, wait_for,
+    wait_until_connected,
 };
-use crate::common::proxy::Proxy;
+use crate::common::proxy::ProxyAddress;
 use crate::common::{Client, Server, TestDb, WAIT};
 
 const ROOMS: [&str; 4] = ["general", "alpha", "beta", "gamma"];
@@ -291,8 +292,10 @@ async fn twenty_tabs_of_one_browser_are_all_live_on_one_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_plain_http_across_a_network_a_shared_worker_holds_the_one_stream() {
     let db = TestDb::new();
-    let server = Server::start(&db, &[]).await;
-    let base = format!("http://chat.test:{}", server.addr().port());
+    // A server on the network, by name: its operator says so with --public-origin.
+    let port = free_port();
+    let base = format!("http://chat.test:{port}");
+    let server = Server::start(&db, &["--bind", &format!("127.0.0.1:{port}"), "--public-origin", &base]).await;
     let bob = server.user("bob").await;
     let driver = Driver::start().await;
     let browser = driver.on_network("ada", "chat.test").await;
@@ -333,8 +336,9 @@ async fn on_plain_http_across_a_network_a_shared_worker_holds_the_one_stream() {
 async fn a_stream_gone_silent_is_reopened_and_nothing_is_missed() {
     let db = TestDb::new();
     let keepalive = Duration::from_secs(1);
-    let server = Server::start(&db, &["--keepalive", "1"]).await;
-    let proxy = Proxy::start(&server.base).await;
+    let address = ProxyAddress::bind().await;
+    let server = Server::start(&db, &["--public-origin", &address.base, "--keepalive", "1"]).await;
+    let proxy = address.forward_to(&server.base).await;
     let bob = server.user("bob").await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;

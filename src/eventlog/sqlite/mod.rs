@@ -49,11 +49,20 @@ fn connect_options(path: &Path, sync: Durability) -> SqliteConnectOptions {
         .foreign_keys(true)
         // Commits must never wait for a checkpoint: the checkpoint task does that work.
         .pragma("wal_autocheckpoint", "0")
+        // After a burst, the WAL goes back to this size at the next checkpoint instead of
+        // keeping its high-water mark on disk.
+        .pragma("journal_size_limit", "67108864")
 }
 
 /// Opens (or creates) the database, brings its schema up to date, and checks it is sound
 /// enough to serve.
 pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened> {
+    create_private(path).map_err(|error| {
+        anyhow::Error::new(error).context(format!(
+            "{} cannot be opened: check that its directory exists and is writable",
+            path.display()
+        ))
+    })?;
     let options = connect_options(path, durability);
     let mut writer = options
         .clone()
@@ -86,6 +95,20 @@ pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened>
         writer,
         checkpointer,
     })
+}
+
+/// Creates the database file, if it does not exist yet, readable and writable by its owner
+/// only; SQLite gives its `-wal` and `-shm` files the same permissions.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// A start-up failure as someone at the console can act on it: what went wrong with which file,

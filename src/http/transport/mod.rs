@@ -94,6 +94,16 @@ pub struct Streams {
 impl Streams {
     pub async fn serve<E: Endpoint>(self: Arc<Self>, next: Arc<E>, req: Request) -> poem::Result<Response> {
         // Chunked framing needs HTTP/1.1; a `HEAD` response has no body to stream.
+        // A request pipelined behind a stream's, on a connection already taken for the stream:
+        // its answer could go nowhere, so it must not run.
+        if let (Some(handoffs), Some(peer)) = (&self.handoffs, req.remote_addr().as_socket_addr())
+            && handoffs.handed_off(*peer)
+        {
+            return Ok(super::error::json_error(
+                poem::http::StatusCode::BAD_REQUEST,
+                "nothing can follow an event stream's request on its connection",
+            ));
+        }
         let peer = (req.method() == Method::GET && req.version() == Version::HTTP_11)
             .then(|| req.remote_addr().as_socket_addr().copied())
             .flatten();

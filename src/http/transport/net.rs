@@ -131,6 +131,14 @@ impl Handoffs {
         Some(receiver)
     }
 
+    /// Whether the connection from `peer` has been taken for a stream: a request the HTTP
+    /// server read after the stream's, from the same connection, cannot be answered.
+    pub fn handed_off(&self, peer: SocketAddr) -> bool {
+        self.lock()
+            .get(&peer)
+            .is_some_and(|handoff| handoff.wanted.load(Ordering::Acquire))
+    }
+
     /// Gives a socket back to the HTTP server once the stream served on it has ended with its
     /// last chunk: the client may send its next request on it, as HTTP/1.1 allows. (Closing
     /// it instead would fail a client that reuses it at once.)

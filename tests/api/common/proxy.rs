@@ -36,11 +36,29 @@ pub struct Proxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Proxy {
-    /// Listens on an ephemeral port and forwards everything to `upstream` (`http://host:port`).
-    pub async fn start(upstream: &str) -> Self {
+/// A proxy's address, bound before its upstream exists: a server behind it is started with
+/// `--public-origin` set to `base`, as an operator's would be.
+pub struct ProxyAddress {
+    pub base: String,
+    listener: tokio::net::TcpListener,
+}
+
+impl ProxyAddress {
+    pub async fn bind() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        Self { base, listener }
+    }
+
+    /// Forwards everything to `upstream` (`http://host:port`), passing the browser's `Host` on.
+    pub async fn forward_to(self, upstream: &str) -> Proxy {
+        Proxy::start_on(self, upstream).await
+    }
+}
+
+impl Proxy {
+    async fn start_on(address: ProxyAddress, upstream: &str) -> Self {
+        let ProxyAddress { base, listener } = address;
         let switches = Arc::new(Switches::default());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
