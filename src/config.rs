@@ -92,9 +92,22 @@ pub struct Config {
     #[arg(long, env = "CHAT_RATE_LIMITS", value_enum, default_value_t = Switch::On)]
     pub rate_limits: Switch,
 
-    /// Open event streams in all (0: no limit). Beyond it, `503` with `Retry-After`.
-    #[arg(long, env = "CHAT_MAX_STREAMS", default_value_t = 20_000)]
-    pub max_streams: usize,
+    /// Client connections open at once, in all (0: no limit). Beyond it, a new connection is
+    /// answered `503` with `Retry-After` and closed. Default: the open-file limit (raised to
+    /// its hard limit at start-up) less 128 kept for the database and the server.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Client connections open at once from one address, an IPv6 /64 counting as one (0: no
+    /// limit). Beyond it, `429` and closed. Default: 1024, or `--max-connections` if lower.
+    /// Behind a reverse proxy every client has the proxy's address: raise it or set `0`.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+
+    /// Open event streams in all (0: no limit). Beyond it, `503` with `Retry-After`. Default:
+    /// nine tenths of `--max-connections`, so the refusal can always be sent.
+    #[arg(long, env = "CHAT_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
 
     /// Open event streams per user, over all their tabs (0: no limit). Beyond it, `429`.
     #[arg(long, env = "CHAT_MAX_STREAMS_PER_USER", default_value_t = 64)]
@@ -104,6 +117,11 @@ pub struct Config {
     /// stays open (0: no limit).
     #[arg(long, env = "CHAT_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,
+
+    /// Seconds a new connection may stay silent, sending nothing, before it is closed (0: no
+    /// limit but `--request-timeout`): idle sockets held open cost a file each.
+    #[arg(long, env = "CHAT_SILENT_TIMEOUT", default_value_t = 10)]
+    pub silent_timeout: u64,
 
     /// Seconds a connection may make no progress writing before it is closed: a client that
     /// stopped reading, or vanished (0: no limit).
@@ -164,6 +182,10 @@ impl Config {
     /// `None` for a timeout the flag turned off with `0`.
     pub fn request_timeout(&self) -> Option<Duration> {
         (self.request_timeout > 0).then(|| Duration::from_secs(self.request_timeout))
+    }
+
+    pub fn silent_timeout(&self) -> Option<Duration> {
+        (self.silent_timeout > 0).then(|| Duration::from_secs(self.silent_timeout))
     }
 
     pub fn write_timeout(&self) -> Option<Duration> {

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub write_batch_size: Histogram,
     pub connections_timed_out: Counter,
     pub refused_by_limits: Counter,
+    pub open_connections: Gauge,
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -31,6 +33,8 @@ impl Metrics {
         let write_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let connections_timed_out = Counter::default();
         let refused_by_limits = Counter::default();
+        let open_connections = Gauge::default();
+        let connections_refused = Counter::default();
         let mut registry = Registry::with_prefix("chat");
         registry.register("open_streams", "Event streams open now", open_streams.clone());
         registry.register("events_written", "Events committed to the log", events_written.clone());
@@ -69,6 +73,16 @@ impl Metrics {
             "Requests refused by a rate or stream limit (429, or 503 for --max-streams)",
             refused_by_limits.clone(),
         );
+        registry.register(
+            "open_connections",
+            "Client connections open now, streams included",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections turned away at accept by --max-connections or --max-connections-per-address",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             open_streams,
@@ -80,6 +94,8 @@ impl Metrics {
             write_batch_size,
             connections_timed_out,
             refused_by_limits,
+            open_connections,
+            connections_refused,
         }
     }
 

@@ -130,7 +130,7 @@ impl Limits {
                 per_user: HashMap::new(),
                 gauge: metrics.open_streams.clone(),
             })),
-            max_streams: config.max_streams,
+            max_streams: config.max_streams.unwrap_or(0),
             max_streams_per_user: config.max_streams_per_user,
             refused: metrics.refused_by_limits.clone(),
         }
@@ -171,7 +171,7 @@ impl Limits {
                 retry_after: wait,
             }
         };
-        let Some(address) = address.map(group) else {
+        let Some(address) = address.map(client_group) else {
             return Ok(());
         };
         self.signins_by_address.check(&address).map_err(refuse)?;
@@ -183,20 +183,20 @@ impl Limits {
     /// A wrong password for `username` from `address`.
     pub fn sign_in_failed(&self, username: &str, address: Option<IpAddr>) {
         if let Some(address) = address {
-            self.failures.failed(username, group(address));
+            self.failures.failed(username, client_group(address));
         }
     }
 
     /// The right password: the pair's failures are forgotten.
     pub fn sign_in_succeeded(&self, username: &str, address: Option<IpAddr>) {
         if let Some(address) = address {
-            self.failures.forget(username, group(address));
+            self.failures.forget(username, client_group(address));
         }
     }
 
     /// One new account from `address`.
     pub fn sign_up(&self, address: Option<IpAddr>) -> Result<(), Error> {
-        let Some(address) = address.map(group) else {
+        let Some(address) = address.map(client_group) else {
             return Ok(());
         };
         self.signups_by_address.check(&address).map_err(|wait| {
@@ -249,7 +249,7 @@ impl Limits {
 }
 
 /// The address a client is counted by: an IPv4 address, or the /64 of an IPv6 one.
-fn group(address: IpAddr) -> IpAddr {
+pub fn client_group(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),

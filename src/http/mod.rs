@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::config::Config;
 use error::{ApiError, into_json_response};
 use transport::Streams;
+use transport::admission::{Admission, Caps};
 use transport::net::{GuardedAcceptor, Handoffs, Timeouts};
 
 /// How long shutdown waits for open requests once the streams are told to end.
@@ -97,8 +98,10 @@ pub async fn serve(
             app.close_streams();
         }
     };
-    let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive());
-    let acceptor = GuardedAcceptor::new(listener, timeouts, metrics, handoffs)?;
+    let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive())
+        .with_silent(config.silent_timeout());
+    let admission = Admission::new(Caps::of(config), &metrics);
+    let acceptor = GuardedAcceptor::new(listener, timeouts, metrics, handoffs, admission)?;
     ready();
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes, signal, Some(SHUTDOWN_BACKSTOP))

@@ -7,7 +7,6 @@
 //! second a token takes to come back, so which of them are refused is a matter of count, not
 //! of timing.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::common::{Client, Server, TestDb, WAIT};
@@ -56,17 +55,6 @@ async fn stored_by(db: &TestDb, username: &str) -> Vec<String> {
 
 /// An anonymous client whose connections come from `127.0.0.{last}`: loopback is all of
 /// 127/8, so one test can be several client addresses.
-fn from_address(server: &Server, last: u8) -> Client {
-    let http = reqwest::Client::builder()
-        .local_address(IpAddr::from([127, 0, 0, last]))
-        .build()
-        .unwrap();
-    Client {
-        http,
-        ..server.anonymous()
-    }
-}
-
 /// `GET /api/rooms/general/events`, whatever the answer. A `200` is an open stream, held until
 /// the response is dropped.
 async fn try_stream(client: &Client) -> reqwest::Response {
@@ -189,11 +177,11 @@ async fn the_page_message_form_is_refused_over_the_message_rate() {
 async fn a_strangers_wrong_passwords_never_keep_the_owner_out() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signin-rate", "100", "--signin-failures", "3"]).await;
-    let owner = from_address(&server, 2);
+    let owner = server.anonymous_from(2);
     assert_eq!(owner.sign_in("Ada", "correct horse battery").await.status(), 201);
 
     // Someone elsewhere guesses, in every case of the name: after three, they wait.
-    let stranger = from_address(&server, 3);
+    let stranger = server.anonymous_from(3);
     for name in ["ada", "ADA", "aDa"] {
         assert_eq!(stranger.sign_in(name, "wrong password!").await.status(), 401);
     }
@@ -206,7 +194,8 @@ async fn a_strangers_wrong_passwords_never_keep_the_owner_out() {
 
     // Meanwhile the owner, from their own address or a new one, is not kept out.
     for address in [2, 4] {
-        let response = from_address(&server, address)
+        let response = server
+            .anonymous_from(address)
             .sign_in("ada", "correct horse battery")
             .await;
         assert_eq!(response.status(), 200, "from 127.0.0.{address}");
@@ -224,7 +213,7 @@ async fn a_strangers_wrong_passwords_never_keep_the_owner_out() {
 async fn sign_ups_are_limited_per_address() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signup-rate", "2"]).await;
-    let here = from_address(&server, 2);
+    let here = server.anonymous_from(2);
     assert_eq!(here.sign_in("one", "correct horse battery").await.status(), 201);
     assert_eq!(here.sign_in("two", "correct horse battery").await.status(), 201);
     let (status, retry_after, error) = refusal(here.sign_in("three", "correct horse battery").await).await;
@@ -234,7 +223,8 @@ async fn sign_ups_are_limited_per_address() {
     // Signing in to an account that exists is not a sign-up.
     assert_eq!(here.sign_in("one", "correct horse battery").await.status(), 200);
     assert_eq!(
-        from_address(&server, 3)
+        server
+            .anonymous_from(3)
             .sign_in("three", "correct horse battery")
             .await
             .status(),
@@ -248,7 +238,7 @@ async fn a_flood_of_sign_ups_is_turned_away_before_it_queues_for_hashing() {
     let server = Server::start(&db, &["--max-queued-hashes", "2"]).await;
     server.user("owner").await;
     let flood = (0..40).map(|n| {
-        let client = from_address(&server, 10 + (n % 200) as u8);
+        let client = server.anonymous_from(10 + (n % 200) as u8);
         async move { client.sign_in(&format!("flood{n}"), "correct horse battery").await }
     });
     let mut busy = 0;
@@ -300,7 +290,7 @@ async fn sign_in_attempts_count_per_address_across_usernames() {
     assert!(form.text().await.unwrap().contains("too many sign-in attempts"));
 
     // Another address still has its own allowance, for the name refused here too.
-    let elsewhere = from_address(&server, 2).sign_in("dave", "correct horse battery").await;
+    let elsewhere = server.anonymous_from(2).sign_in("dave", "correct horse battery").await;
     assert_eq!(elsewhere.status(), 201);
 }
 

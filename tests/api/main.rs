@@ -5,6 +5,7 @@
 mod common;
 
 mod browser;
+mod connections;
 mod content;
 mod crash;
 mod cursors;

@@ -41,8 +41,9 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
-use net::Handoffs;
+use net::{Connection, Handoffs};
 
+pub mod admission;
 pub mod net;
 
 /// A stream's frames, keep-alives included, already encoded.
@@ -116,8 +117,8 @@ impl Streams {
             let this = Arc::clone(&self);
             self.tasks.spawn(async move {
                 // No socket: the connection closed before the response could be sent.
-                if let Ok(socket) = socket.await {
-                    this.run(socket, head, frames).await;
+                if let Ok(connection) = socket.await {
+                    this.run(connection, head, frames).await;
                 }
             });
             // Sent to nowhere: the HTTP server sees its connection end after it.
@@ -130,22 +131,23 @@ impl Streams {
 
     /// Writes `head`, then every frame, until the stream ends or the client closes or stops
     /// reading.
-    async fn run(&self, socket: TcpStream, head: Bytes, mut frames: Frames) {
+    async fn run(&self, connection: Connection, head: Bytes, mut frames: Frames) {
+        let socket = &connection.socket;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut head = Some(head);
         loop {
-            let wake = std::future::poll_fn(|cx| poll_wake(cx, &socket, &mut frames, &mut batch)).await;
+            let wake = std::future::poll_fn(|cx| poll_wake(cx, socket, &mut frames, &mut batch)).await;
             let last = matches!(wake, Wake::End);
             let result = match wake {
-                Wake::Frames | Wake::End => self.write(&socket, head.take(), &batch, last).await,
-                Wake::ClientSpoke => read_and_discard(&socket),
+                Wake::Frames | Wake::End => self.write(socket, head.take(), &batch, last).await,
+                Wake::ClientSpoke => read_and_discard(socket),
             };
             match result {
                 Ok(()) if last => {
                     // The last chunk is sent: the connection is an ordinary kept-alive one
                     // again, for the client's next request.
                     if let Some(handoffs) = &self.handoffs {
-                        handoffs.give_back(socket);
+                        handoffs.give_back(connection);
                     }
                     return;
                 }

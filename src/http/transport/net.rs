@@ -17,6 +17,12 @@
 //!   its response is decided (`Handoffs`): an event stream is then served on the bare socket,
 //!   without the HTTP server's buffers and layers (see `transport`).
 //!
+//! - **Silence**: a new connection that sends nothing for `silent` is closed sooner than the
+//!   request timeout: each costs a file descriptor, and a browser opens a connection only to
+//!   use it.
+//! - **Admission**: a connection past `--max-connections` or `--max-connections-per-address`
+//!   is answered and closed at accept (`admission`).
+//!
 //! The listening socket is here too, with an accept queue deep enough for a reconnect storm.
 
 use std::collections::HashMap;
@@ -37,6 +43,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
+use super::admission::{Admission, Slot};
 use crate::metrics::Metrics;
 
 /// A write after at least this much quiet first checks whether the client has closed (a
@@ -77,6 +84,8 @@ pub struct Timeouts {
     /// request timeout, and long enough for an idle stream's keep-alives.
     pub idle: Option<Duration>,
     pub write: Option<Duration>,
+    /// From connecting to the first byte of a request.
+    pub silent: Option<Duration>,
 }
 
 impl Timeouts {
@@ -85,8 +94,20 @@ impl Timeouts {
             request,
             idle: request.map(|request| request.max(2 * keepalive)),
             write,
+            silent: None,
         }
     }
+
+    /// With new connections closed after `silent` without a byte.
+    pub fn with_silent(self, silent: Option<Duration>) -> Self {
+        Self { silent, ..self }
+    }
+}
+
+/// An accepted socket with its place among the open connections, held until it closes.
+pub struct Connection {
+    pub socket: TcpStream,
+    slot: Slot,
 }
 
 /// The open connections whose socket a handler can take over, by the client's address (which
@@ -94,9 +115,9 @@ impl Timeouts {
 /// socket whose stream has ended: it is accepted again, as a kept-alive connection.
 pub struct Handoffs {
     open: Mutex<HashMap<SocketAddr, Arc<Handoff>>>,
-    returned: mpsc::UnboundedSender<TcpStream>,
+    returned: mpsc::UnboundedSender<Connection>,
     /// Taken by the acceptor.
-    returns: Mutex<Option<mpsc::UnboundedReceiver<TcpStream>>>,
+    returns: Mutex<Option<mpsc::UnboundedReceiver<Connection>>>,
 }
 
 impl Default for Handoffs {
@@ -115,7 +136,7 @@ impl Default for Handoffs {
 struct Handoff {
     /// Set once `to` holds a receiver: checked on every read and write, so without a lock.
     wanted: AtomicBool,
-    to: Mutex<Option<oneshot::Sender<TcpStream>>>,
+    to: Mutex<Option<oneshot::Sender<Connection>>>,
 }
 
 impl Handoffs {
@@ -123,7 +144,7 @@ impl Handoffs {
     /// reads or writes, which it does to send the response the handler returns: that response
     /// goes nowhere, and the server sees the connection end. `None` for a connection that is
     /// not ours (or already closed).
-    pub fn take(&self, peer: SocketAddr) -> Option<oneshot::Receiver<TcpStream>> {
+    pub fn take(&self, peer: SocketAddr) -> Option<oneshot::Receiver<Connection>> {
         let handoff = Arc::clone(self.lock().get(&peer)?);
         let (sender, receiver) = oneshot::channel();
         *handoff.to.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
@@ -142,9 +163,9 @@ impl Handoffs {
     /// Gives a socket back to the HTTP server once the stream served on it has ended with its
     /// last chunk: the client may send its next request on it, as HTTP/1.1 allows. (Closing
     /// it instead would fail a client that reuses it at once.)
-    pub fn give_back(&self, socket: TcpStream) {
+    pub fn give_back(&self, connection: Connection) {
         // Once the server stops accepting, the socket is simply closed.
-        let _ = self.returned.send(socket);
+        let _ = self.returned.send(connection);
     }
 
     fn open(&self, peer: SocketAddr) -> Arc<Handoff> {
@@ -182,7 +203,8 @@ pub struct GuardedAcceptor {
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
     handoffs: Arc<Handoffs>,
-    returns: mpsc::UnboundedReceiver<TcpStream>,
+    admission: Arc<Admission>,
+    returns: mpsc::UnboundedReceiver<Connection>,
 }
 
 impl GuardedAcceptor {
@@ -191,6 +213,7 @@ impl GuardedAcceptor {
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
         handoffs: Arc<Handoffs>,
+        admission: Arc<Admission>,
     ) -> io::Result<Self> {
         let local_addr = LocalAddr(listener.local_addr()?.into());
         let returns = handoffs
@@ -205,6 +228,7 @@ impl GuardedAcceptor {
             timeouts,
             metrics,
             handoffs,
+            admission,
             returns,
         })
     }
@@ -219,20 +243,34 @@ impl Acceptor for GuardedAcceptor {
 
     async fn accept(&mut self) -> io::Result<(Guarded, LocalAddr, RemoteAddr, Scheme)> {
         loop {
+            // A returned connection has spoken before: it is an idle kept-alive one.
             let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted.map(|(stream, addr)| {
-                    configure(&stream, self.timeouts);
-                    (stream, addr)
-                }),
-                Some(stream) = self.returns.recv() => match stream.peer_addr() {
-                    Ok(addr) => Ok((stream, addr)),
+                accepted = self.listener.accept() => accepted.map(|(socket, addr)| (socket, None, addr)),
+                Some(connection) = self.returns.recv() => match connection.socket.peer_addr() {
+                    Ok(addr) => Ok((connection.socket, Some(connection.slot), addr)),
                     // Closed meanwhile: nothing to serve.
                     Err(_) => continue,
                 },
             };
             match accepted {
-                Ok((stream, addr)) => {
-                    let io = Guarded::new(stream, addr, self.timeouts, &self.metrics, &self.handoffs);
+                Ok((socket, slot, addr)) => {
+                    let spoke = slot.is_some();
+                    let slot = match slot {
+                        Some(slot) => slot,
+                        None => match self.admission.admit(addr.ip()) {
+                            Ok(slot) => slot,
+                            Err(refusal) => {
+                                tracing::debug!(%addr, ?refusal, "connection refused");
+                                refusal.answer(socket);
+                                continue;
+                            }
+                        },
+                    };
+                    if !spoke {
+                        configure(&socket, self.timeouts);
+                    }
+                    let connection = Connection { socket, slot };
+                    let io = Guarded::new(connection, addr, self.timeouts, &self.metrics, &self.handoffs, spoke);
                     return Ok((io, self.local_addr.clone(), RemoteAddr(addr.into()), Scheme::HTTP));
                 }
                 // Out of file descriptors, or a connection reset before it was accepted: the
@@ -264,7 +302,9 @@ fn configure(stream: &TcpStream, timeouts: Timeouts) {
 pub struct Guarded {
     /// `None` once handed off: the HTTP server then reads the end of the stream, and its
     /// writes go nowhere.
-    inner: Option<TcpStream>,
+    inner: Option<Connection>,
+    /// Whether the client has sent anything yet (until then the silent allowance applies).
+    heard: bool,
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
     /// When the connection was made, or the server last wrote: the read allowance starts here.
@@ -288,14 +328,16 @@ impl Drop for Guarded {
 
 impl Guarded {
     fn new(
-        stream: TcpStream,
+        connection: Connection,
         peer: SocketAddr,
         timeouts: Timeouts,
         metrics: &Arc<Metrics>,
         handoffs: &Arc<Handoffs>,
+        heard: bool,
     ) -> Self {
         Self {
-            inner: Some(stream),
+            inner: Some(connection),
+            heard,
             timeouts,
             metrics: Arc::clone(metrics),
             last_write: Instant::now(),
@@ -327,8 +369,13 @@ impl Guarded {
     fn poll_read_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let allowance = if self.written {
             self.timeouts.idle
-        } else {
+        } else if self.heard {
             self.timeouts.request
+        } else {
+            match (self.timeouts.silent, self.timeouts.request) {
+                (Some(silent), Some(request)) => Some(silent.min(request)),
+                (silent, request) => silent.or(request),
+            }
         };
         let Some(allowance) = allowance else {
             return Poll::Pending;
@@ -354,7 +401,7 @@ impl Guarded {
     /// so without this a closed connection shows only when a write fails, one or two
     /// keep-alives later. Checked only after a quiet spell, so busy streams pay nothing.
     fn peer_gone(&self) -> Option<io::Error> {
-        let socket = self.inner.as_ref()?;
+        let socket = &self.inner.as_ref()?.socket;
         if self.last_write.elapsed() < CLOSE_CHECK_AFTER {
             return None;
         }
@@ -421,7 +468,7 @@ impl Guarded {
 macro_rules! poll_socket {
     ($this:ident, $cx:ident, $gone:expr, |$socket:ident| $poll:expr) => {{
         $this.hand_off_if_asked($cx);
-        let Some($socket) = $this.inner.as_mut() else {
+        let Some($socket) = $this.inner.as_mut().map(|connection| &mut connection.socket) else {
             return Poll::Ready($gone);
         };
         $poll
@@ -432,8 +479,12 @@ impl AsyncRead for Guarded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         // Handed off: the end of the stream.
+        let before = buf.filled().len();
         match poll_socket!(this, cx, Ok(()), |socket| Pin::new(socket).poll_read(cx, buf)) {
-            Poll::Ready(result) => Poll::Ready(result.map_err(|error| this.failed(error))),
+            Poll::Ready(result) => {
+                this.heard |= buf.filled().len() > before;
+                Poll::Ready(result.map_err(|error| this.failed(error)))
+            }
             Poll::Pending => this.poll_read_deadline(cx).map(Err),
         }
     }
@@ -487,26 +538,48 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::http::transport::admission::Caps;
 
     const REQUEST: Duration = Duration::from_secs(30);
     const WRITE: Duration = Duration::from_secs(15);
     const KEEPALIVE: Duration = Duration::from_secs(20);
+    const SILENT: Duration = Duration::from_secs(10);
 
     /// A guarded server side and the raw client side of one loopback connection.
     async fn connection() -> (Guarded, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, peer) = listener.accept().await.unwrap();
-        let timeouts = Timeouts::new(Some(REQUEST), Some(WRITE), KEEPALIVE);
-        let guarded = Guarded::new(server, peer, timeouts, &Arc::new(Metrics::new()), &Arc::default());
+        let (socket, peer) = listener.accept().await.unwrap();
+        let timeouts = Timeouts::new(Some(REQUEST), Some(WRITE), KEEPALIVE).with_silent(Some(SILENT));
+        let metrics = Arc::new(Metrics::new());
+        let unlimited = Caps {
+            connections: 0,
+            per_address: 0,
+            streams: 0,
+        };
+        let slot = Admission::new(unlimited, &metrics).admit(peer.ip()).unwrap();
+        let connection = Connection { socket, slot };
+        let guarded = Guarded::new(connection, peer, timeouts, &metrics, &Arc::default(), false);
         (guarded, client)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_client_that_sends_no_request_is_cut_off_at_the_request_timeout() {
+    async fn a_client_that_sends_nothing_is_cut_off_at_the_silent_timeout() {
         let (mut server, _client) = connection().await;
         let started = Instant::now();
         let mut buf = [0; 16];
+        let error = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), SILENT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_part_of_a_request_is_cut_off_at_the_request_timeout() {
+        let (mut server, mut client) = connection().await;
+        let started = Instant::now();
+        client.write_all(b"GE").await.unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 2);
         let error = server.read(&mut buf).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), REQUEST);

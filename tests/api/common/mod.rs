@@ -60,8 +60,35 @@ impl Server {
     }
 
     pub async fn start_at(db: &Path, args: &[&str]) -> Self {
+        Self::start_with(db, args, None).await
+    }
+
+    /// Starts the server with its open-file limit, soft and hard, set to `files`.
+    pub async fn start_with_file_limit(db: &TestDb, args: &[&str], files: u64) -> Self {
+        Self::start_with(&db.path(), args, Some(files)).await
+    }
+
+    async fn start_with(db: &Path, args: &[&str], files: Option<u64>) -> Self {
         let log = std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        if let Some(files) = files {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: between fork and exec the child only calls setrlimit, which is
+            // async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .arg("--db")
             .arg(db)
             .args(args)
@@ -150,6 +177,18 @@ impl Server {
         while self.metric(name).await != value {
             assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client without a session whose connections come from `127.0.0.{last}`.
+    pub fn anonymous_from(&self, last: u8) -> Client {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .expect("client");
+        Client {
+            http,
+            ..self.anonymous()
         }
     }
 
