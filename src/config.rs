@@ -87,6 +87,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_STREAM_RATE", default_value_t = 60)]
     pub stream_rate: u32,
 
+    /// The most events a stream replays from the cursor it opens with (0: no limit). A
+    /// cursor further behind gets `event: reset`, and the page reloads its history instead:
+    /// a replay costs the server its whole length, and a user may open `--stream-rate` a
+    /// minute. A stream that falls behind while open always catches up in full.
+    #[arg(long, env = "CHAT_MAX_REPLAY", default_value_t = 10_000)]
+    pub max_replay: u32,
+
     /// `off` turns every per-user and per-address rate limit off at once, for load tests and
     /// benchmarks. The connection and stream caps stay.
     #[arg(long, env = "CHAT_RATE_LIMITS", value_enum, default_value_t = Switch::On)]

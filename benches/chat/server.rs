@@ -21,6 +21,7 @@ const BENCH_FLAGS: &[(&str, &str)] = &[
     ("--message-rate", "0"),
     ("--signin-rate", "0"),
     ("--max-streams", "0"),
+    ("--max-replay", "0"),
     ("--max-connections", "0"),
     ("--max-connections-per-address", "0"),
     ("--max-streams-per-user", "0"),

@@ -67,6 +67,7 @@ pub struct Limits {
     streams: Arc<Mutex<StreamCounts>>,
     max_streams: usize,
     max_streams_per_user: usize,
+    max_replay: Option<u32>,
     refused: Counter,
 }
 
@@ -132,6 +133,7 @@ impl Limits {
             })),
             max_streams: config.max_streams.unwrap_or(0),
             max_streams_per_user: config.max_streams_per_user,
+            max_replay: (config.max_replay > 0).then_some(config.max_replay),
             refused: metrics.refused_by_limits.clone(),
         }
     }
@@ -234,6 +236,12 @@ impl Limits {
             user,
             streams: Arc::clone(&self.streams),
         })
+    }
+
+    /// The most events a stream replays from the cursor it opens with (`--max-replay`); a
+    /// cursor further behind is answered with `reset`.
+    pub fn max_replay(&self) -> Option<u32> {
+        self.max_replay
     }
 
     /// Drops the buckets of keys that are full again, so memory follows the active clients.

@@ -78,6 +78,9 @@ pub async fn open(app: &App, session: Session, follow: Follow<'_>, cursor: Curso
             Some(oldest) if id.get().saturating_add(1) < oldest.get() => {
                 reset("the cursor is older than the oldest event kept")
             }
+            _ if replay_too_long(app, view, id, head).await? => {
+                reset("the cursor is further behind than the server replays; reload the history")
+            }
             _ => (id, None),
         },
     };
@@ -131,6 +134,19 @@ pub async fn open(app: &App, session: Session, follow: Follow<'_>, cursor: Curso
         reset,
         items: Box::pin(items),
     })
+}
+
+/// Whether a stream of `view` opened at `cursor` would replay more than `--max-replay` events.
+/// Ids are handed out across every scope, so a cursor fewer ids behind than that is within it
+/// without asking the database.
+async fn replay_too_long(app: &App, view: View, cursor: EventId, head: EventId) -> Result<bool, Error> {
+    let Some(most) = app.limits.max_replay() else {
+        return Ok(false);
+    };
+    if head.get().saturating_sub(cursor.get()) <= i64::from(most) {
+        return Ok(false);
+    }
+    Ok(app.log.store.count_after(view, cursor, most + 1).await? > most)
 }
 
 /// How long the session still has (at least a second), or `None` if it has ended. When the

@@ -113,3 +113,44 @@ async fn a_cursor_older_than_what_is_kept_gets_a_reset() {
     let (event, _) = fine.next_message().await;
     assert_eq!(event.id, "4");
 }
+
+/// `--max-replay`: a stream opened further behind than it is told to reset and reload, on the
+/// user's stream and a room's; one within it replays in full, counted by what its view shows
+/// rather than by ids; and a stream that falls behind while open always catches up in full.
+#[tokio::test]
+async fn a_cursor_further_behind_than_max_replay_gets_a_reset() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-replay", "5", "--hub-capacity", "1"]).await;
+    let ada = server.user("ada").await;
+    ada.create_room("other").await;
+    let start = ada.say("general", "start").await["id"].as_i64().unwrap();
+    let mut general = Vec::new();
+    for n in 0..3 {
+        general.push(ada.say("general", &format!("g{n}")).await["id"].as_i64().unwrap());
+    }
+    let mut head = 0;
+    for n in 0..10 {
+        head = ada.say("other", &format!("o{n}")).await["id"].as_i64().unwrap();
+    }
+
+    // Thirteen events behind on the user's stream: reset, with the newest id, then live.
+    let mut everything = ada.open_user_stream("", Some(&start.to_string())).await;
+    let (reset, data) = everything.expect_json().await;
+    assert_eq!(reset.event, "reset");
+    assert_eq!(reset.id, head.to_string());
+    assert!(data["reason"].as_str().unwrap().contains("further behind"), "{data}");
+    let live = ada.say("other", "live").await["id"].as_i64().unwrap();
+    assert_eq!(ids(&everything.until_id(live, true).await), [live]);
+
+    // The room's stream from the same cursor sees three events: replayed in full.
+    let mut room = ada.open_stream("general", "", Some(&start.to_string())).await;
+    assert_eq!(ids(&room.until_id(general[2], true).await), general);
+
+    // A stream open all along falls behind a one-slot feed by twenty, and misses none.
+    let mut posted = Vec::new();
+    for n in 0..20 {
+        posted.push(ada.say("general", &format!("burst {n}")).await["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids(&room.until_id(*posted.last().unwrap(), true).await), posted);
+    assert_eq!(server.metric("chat_stream_resets_total").await, 1.0);
+}

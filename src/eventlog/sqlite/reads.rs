@@ -152,6 +152,35 @@ impl Store {
         events(rows)
     }
 
+    /// How many events `view` shows after `after`, counting no further than `at_most`: the
+    /// size of a replay, found in at most `at_most` steps of the same indexes.
+    pub async fn count_after(&self, view: View, after: EventId, at_most: u32) -> Result<u32, sqlx::Error> {
+        let count: i64 = match view {
+            View::Room(room) => {
+                const SQL: &str = "SELECT count(*) FROM (\
+                     SELECT 1 FROM events WHERE room_id = ?1 AND scope = 'room' AND id > ?2 \
+                     UNION ALL SELECT 1 FROM events WHERE scope = 'everyone' AND id > ?2 LIMIT ?3)";
+                sqlx::query_scalar(SQL)
+                    .bind(room)
+                    .bind(after)
+                    .bind(at_most)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            View::User(user) => {
+                const SQL: &str = "SELECT count(*) FROM (\
+                     SELECT 1 FROM events WHERE id > ?1 AND (scope <> 'user' OR user_id = ?2) LIMIT ?3)";
+                sqlx::query_scalar(SQL)
+                    .bind(after)
+                    .bind(user)
+                    .bind(at_most)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
     /// A page of a room's messages, oldest first: the newest `limit` before `before` (or
     /// the newest of all), or, given `after`, the oldest `limit` after it.
     pub async fn history(
