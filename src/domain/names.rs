@@ -82,12 +82,24 @@ impl fmt::Debug for Password {
 }
 
 /// A message's text: 1 to `max_chars` (by default 4,000) characters once surrounding white space
-/// is ignored, but stored exactly as sent, white space and all.
+/// is ignored, but stored exactly as sent, white space and all. No padding gets past the
+/// bounds on what a message may take up on a screen: the white space around it counts towards
+/// `MAX_PADDING`, its line breaks towards `MAX_LINE_BREAKS`, and no character carries more than
+/// `MAX_MARKS` combining marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content(String);
 
+/// White space around a message's text, in characters, kept as sent.
+pub const MAX_PADDING: usize = 100;
+/// Line breaks in one message (`\r\n` is one; so is each line or paragraph separator): a
+/// pasted log of a few hundred lines fits, a wall of blank lines does not.
+pub const MAX_LINE_BREAKS: usize = 300;
+/// Combining marks on one character: enough for any script's stacked accents and for emoji
+/// variation selectors and keycaps, not for a tower of them.
+pub const MAX_MARKS: usize = 8;
+
 impl Content {
-    /// `max_chars` 0: no limit but the body size.
+    /// `max_chars` 0: no limit on the text's length but the body size; the other bounds stay.
     pub fn parse(raw: String, max_chars: usize) -> Result<Self, Invalid> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
@@ -97,12 +109,46 @@ impl Content {
         if max_chars > 0 && trimmed.chars().nth(max_chars).is_some() {
             return Err(Invalid(format!("a message is at most {max_chars} characters").into()));
         }
+        let padding = raw.len() - trimmed.len();
+        if padding > MAX_PADDING && raw.chars().count() - trimmed.chars().count() > MAX_PADDING {
+            return Err(Invalid(
+                format!("a message may have at most {MAX_PADDING} characters of white space around it").into(),
+            ));
+        }
+        let mut line_breaks = 0;
+        let mut marks = 0;
+        let mut after_cr = false;
+        for c in raw.chars() {
+            line_breaks += usize::from(matches!(c, '\n' if !after_cr) || is_other_line_break(c));
+            after_cr = c == '\r';
+            if line_breaks > MAX_LINE_BREAKS {
+                return Err(Invalid(
+                    format!("a message has at most {MAX_LINE_BREAKS} line breaks").into(),
+                ));
+            }
+            marks = if unicode_normalization::char::is_combining_mark(c) {
+                marks + 1
+            } else {
+                0
+            };
+            if marks > MAX_MARKS {
+                return Err(Invalid(
+                    format!("a character in a message carries at most {MAX_MARKS} combining marks").into(),
+                ));
+            }
+        }
         Ok(Self(raw))
     }
 
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// A line break other than `\n`: `\r` (alone or before `\n`, counted once either way), the
+/// vertical tab and form feed, NEL, and the line and paragraph separators.
+fn is_other_line_break(c: char) -> bool {
+    matches!(c, '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
 /// The id a client gives a message so that sending it again stores it once: a UUID, kept in
@@ -154,6 +200,38 @@ mod tests {
         assert_eq!(Content::parse(padded.clone(), 4000).unwrap().into_string(), padded);
         assert!(Content::parse("é".repeat(4001), 4000).is_err());
         assert!(Content::parse("é".repeat(4001), 0).is_ok());
+    }
+
+    #[test]
+    fn no_padding_gets_past_the_bounds() {
+        let padded = |n: usize| format!("{}x{}", " ".repeat(n / 2), "\n".repeat(n - n / 2));
+        assert!(Content::parse(padded(MAX_PADDING), 4000).is_ok());
+        assert!(Content::parse(padded(MAX_PADDING + 1), 4000).is_err());
+        assert!(Content::parse(format!("x{}", "\u{3000}".repeat(MAX_PADDING + 1)), 0).is_err());
+        // Line breaks inside the text, every kind, `\r\n` counted once.
+        let lines = |n: usize, eol: &str| format!("a{}b", format!("{eol}x").repeat(n));
+        for eol in ["\n", "\r\n", "\r", "\u{2028}", "\u{2029}", "\u{0B}", "\u{85}"] {
+            assert!(Content::parse(lines(MAX_LINE_BREAKS, eol), 4000).is_ok(), "{eol:?}");
+            assert!(
+                Content::parse(lines(MAX_LINE_BREAKS + 1, eol), 4000).is_err(),
+                "{eol:?}"
+            );
+            assert!(Content::parse(lines(MAX_LINE_BREAKS + 1, eol), 0).is_err(), "{eol:?}");
+        }
+        // Combining marks: a tower on one letter is refused; many letters with a few are not.
+        let tower = format!("Z{}", "\u{301}".repeat(MAX_MARKS + 1));
+        assert!(Content::parse(tower, 0).is_err());
+        let accented = format!("Z{}", "\u{301}\u{302}".repeat(MAX_MARKS / 2)).repeat(100);
+        assert!(Content::parse(accented, 4000).is_ok());
+        for fine in [
+            "e\u{301}",
+            "1\u{FE0F}\u{20E3}",
+            "👩🏽\u{200D}👩🏽\u{200D}👧🏽\u{200D}👦🏽",
+            "Tiếng Việt",
+            "हिन्दी",
+        ] {
+            assert!(Content::parse(fine.into(), 4000).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -113,11 +113,21 @@ mod filters {
     /// HTML-escapes user text and writes its line ends as character references, so that the
     /// text arrives in the page exactly as it was sent: an SSE parser would turn a raw `\r` or
     /// `\r\n` into `\n`.
+    ///
+    /// Each bidirectional embedding, override or isolate control is put in an element of its
+    /// own, which the page's style isolates and labels (`.bidi`): it stays in the text, but
+    /// cannot reorder what follows it, so no message can show its characters in another order
+    /// than they were written (`invoice\u{202E}fdp.exe`).
     #[askama::filter_fn]
     pub fn verbatim(value: &str, _env: &dyn askama::Values) -> askama::Result<Safe<String>> {
+        use std::fmt::Write as _;
         let mut out = String::with_capacity(value.len() + 16);
         for c in value.chars() {
             match c {
+                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
+                    // Writing into a `String` cannot fail.
+                    let _ = write!(out, r#"<span class="bidi" data-cp="U+{:04X}">{c}</span>"#, u32::from(c));
+                }
                 '<' => out.push_str("&lt;"),
                 '>' => out.push_str("&gt;"),
                 '&' => out.push_str("&amp;"),
@@ -192,5 +202,21 @@ mod tests {
         assert!(!html.contains(['\r', '\n']), "one data line per frame: {html:?}");
         assert!(html.starts_with(r#"<li id="msg-42" "#), "{html}");
         assert!(html.contains(r#" data-room="general""#), "{html}");
+    }
+
+    #[test]
+    fn each_direction_control_is_isolated_in_an_element_of_its_own() {
+        let html = html(&message("invoice\u{202E}fdp.exe \u{2067}x\u{2069}")).unwrap();
+        assert!(
+            html.contains(concat!(
+                r#"invoice<span class="bidi" data-cp="U+202E">"#,
+                "\u{202E}</span>fdp.exe ",
+                r#"<span class="bidi" data-cp="U+2067">"#,
+                "\u{2067}</span>x",
+                r#"<span class="bidi" data-cp="U+2069">"#,
+                "\u{2069}</span></span>"
+            )),
+            "{html}"
+        );
     }
 }

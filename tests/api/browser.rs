@@ -361,6 +361,73 @@ async fn the_room_page_fits_a_phone() {
     finish(phone).await;
 }
 
+/// The largest messages the server takes, each built to take up a screen (one unbroken word,
+/// every line break allowed, letters carrying every combining mark allowed), stay inside their
+/// share of a phone's screen; and a right-to-left override reorders nothing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_messages_fit_a_phone_and_no_message_reorders_its_text() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let mallory = server.user("mallory").await;
+    let marks = "\u{301}\u{302}\u{303}\u{304}\u{30a}\u{30b}\u{30c}\u{36f}";
+    for text in [
+        "W".repeat(4000),
+        format!("{}x", "x\n".repeat(300)),
+        format!("Z{marks}").repeat(444),
+        "invoice\u{202E}fdp.exe".to_owned(),
+    ] {
+        mallory.say("general", &text).await;
+    }
+    let driver = Driver::start().await;
+    let phone = driver.phone("ada").await;
+    sign_in(&phone, &server.url("/"), "ada").await;
+    wait_for(
+        &phone,
+        "every message shows",
+        "document.querySelectorAll('#messages .message').length === 4",
+    )
+    .await;
+    let layout = phone
+        .execute(
+            r#"
+            const list = document.getElementById('messages').getBoundingClientRect();
+            const texts = [...document.querySelectorAll('#messages .message .text')];
+            const control = document.querySelector('#messages .bidi');
+            // The letters after the override, in the order the screen shows them.
+            const after = control.nextSibling;
+            const at = (i) => {
+              const range = document.createRange();
+              range.setStart(after, i);
+              range.setEnd(after, i + 1);
+              return range.getBoundingClientRect().left;
+            };
+            return {
+              overflow: document.documentElement.scrollWidth > innerWidth,
+              composer: document.getElementById('composer').getBoundingClientRect().bottom <= innerHeight + 0.5,
+              contained: texts.every((t) => {
+                const r = t.getBoundingClientRect();
+                return r.height <= 0.6 * innerHeight + 1 && r.left >= list.left - 0.5 && r.right <= list.right + 0.5;
+              }),
+              written_order: at(0) < at(1) && at(1) < at(2),
+              labelled: getComputedStyle(control, '::before').content,
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        layout,
+        json!({"overflow": false, "composer": true, "contained": true, "written_order": true, "labelled": "\"U+202E\""})
+    );
+    // The text is still the text that was sent, control and all.
+    assert_eq!(shown(&phone).await[3], "invoice\u{202E}fdp.exe");
+    let screenshot = phone.screenshot().await.unwrap();
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/largest-messages.png", screenshot).unwrap();
+    finish(phone).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
     let db = TestDb::new();

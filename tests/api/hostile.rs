@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use crate::common::{Client, Server, Stream200, TestDb, WAIT};
+use crate::common::{Client, Server, Stream200, TestDb, WAIT, without_bidi_spans};
 use bytes::Bytes;
 use eventsource_stream::{Event as SseEvent, Eventsource};
 use futures_util::StreamExt;
@@ -864,13 +864,15 @@ fn html_message(data: &str, id: i64) -> Result<String, String> {
 fn message_text(html: &str) -> Result<String, String> {
     let inner = html
         .split_once(r#"<span class="text">"#)
-        .and_then(|(_, rest)| rest.split_once("</span>"))
+        .and_then(|(_, rest)| rest.split_once("</span></li>"))
         .map(|(inner, _)| inner)
         .ok_or_else(|| html.chars().take(200).collect::<String>())?;
+    // The one markup a text may hold: a direction control's element.
+    let inner = without_bidi_spans(inner)?;
     if inner.contains(['<', '>', '"', '\r', '\n']) {
-        return Err(inner.to_owned());
+        return Err(inner);
     }
-    Ok(unescape_html(inner))
+    Ok(unescape_html(&inner))
 }
 
 /// `(id, text)` of every message on a page, in order.
@@ -1241,9 +1243,12 @@ fn media_type_cases() -> Vec<Case> {
 }
 
 fn size_cases() -> Vec<Case> {
-    // Exactly the limit: one letter padded with white space, which the count ignores.
-    let at_limit_text = format!("x{}", " ".repeat(BODY_LIMIT - r#"{"content":"x"}"#.len()));
-    let at_limit = json!({ "content": at_limit_text }).to_string();
+    // Exactly the limit: one letter, and the JSON padded with white space between its tokens.
+    let at_limit_text = "x";
+    let at_limit = format!(
+        r#"{{"content":"x"{}}}"#,
+        " ".repeat(BODY_LIMIT - r#"{"content":"x"}"#.len())
+    );
     assert_eq!(at_limit.len(), BODY_LIMIT);
     let over = |n: usize| json!({ "content": "y".repeat(n) }).to_string();
     let huge_password = json!({ "username": "ada", "password": "p".repeat(BODY_LIMIT) }).to_string();
@@ -1467,7 +1472,27 @@ fn text_cases() -> Vec<Case> {
             &format!("{}\u{200b}", "c".repeat(4000)),
         ),
         refuse("4,001 CRs between letters", &format!("d{}d", "\r".repeat(3999))),
-        say("4,000 lines", "l\n".repeat(2000)),
+        say("300 line breaks", format!("{}l", "l\n".repeat(300))),
+        refuse("301 line breaks", &format!("{}l", "l\n".repeat(301))),
+        refuse("301 CRLFs", &format!("{}l", "l\r\n".repeat(301))),
+        refuse("301 line separators", &format!("{}l", "l\u{2028}".repeat(301))),
+        refuse("301 paragraph separators", &format!("{}l", "l\u{2029}".repeat(301))),
+        say(
+            "100 characters of padding",
+            format!("{}p{}", " ".repeat(50), "\n".repeat(50)),
+        ),
+        refuse(
+            "101 characters of padding",
+            &format!("{}p{}", " ".repeat(50), "\n".repeat(51)),
+        ),
+        refuse("10,000 padding spaces", &format!("p{}", " ".repeat(10_000))),
+        say("a letter with 8 combining marks", format!("z{}", "\u{301}".repeat(8))),
+        refuse("a letter with 9 combining marks", &format!("z{}", "\u{301}".repeat(9))),
+        refuse(
+            "a tower of 2,000 combining marks",
+            &format!("z{}", "\u{36f}".repeat(2000)),
+        ),
+        say("a keycap and a family", "1\u{fe0f}\u{20e3} 👩‍👩‍👧"),
     ]);
     cases
 }

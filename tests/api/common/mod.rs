@@ -433,3 +433,26 @@ impl Stream200 {
 pub fn ids(events: &[SseEvent]) -> Vec<i64> {
     events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
 }
+
+/// A message's HTML text with each direction control's element (`<span class="bidi" ...>`)
+/// replaced by the control it holds; `Err` if such an element is malformed.
+pub fn without_bidi_spans(html: &str) -> Result<String, String> {
+    const OPEN: &str = r#"<span class="bidi" data-cp="U+"#;
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + OPEN.len()..];
+        let (code, after) = after.split_once("\">").ok_or_else(|| html.to_owned())?;
+        let control = after.chars().next().ok_or_else(|| html.to_owned())?;
+        if format!("{:04X}", u32::from(control)) != code {
+            return Err(html.to_owned());
+        }
+        out.push(control);
+        rest = after[control.len_utf8()..]
+            .strip_prefix("</span>")
+            .ok_or_else(|| html.to_owned())?;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
