@@ -132,6 +132,11 @@
       if (existing) {
         // Keep what the page knows of it (activity).
         el.className = existing.className;
+      } else if (document.getElementById('more-rooms')) {
+        // The list shows a page of the rooms: one that sorts after it comes with "more rooms".
+        const shown = rooms.querySelectorAll('.room');
+        const last = shown[shown.length - 1];
+        if (last && name > last.dataset.room) return;
       }
       place(rooms, el, function (other) { return other.dataset.room > name; });
       markCurrentRoom();
@@ -268,10 +273,12 @@
     );
   });
 
-  // "Load older" (an htmx swap): keep the reader's place, show times and what is mine.
+  // "Load older" and "more rooms" (htmx swaps): keep the reader's place, show times, what is
+  // mine and where I am.
   document.body.addEventListener('htmx:afterSwap', function () {
     localizeTimes(messages);
     markMine(messages);
+    markCurrentRoom();
   });
   document.body.addEventListener('htmx:responseError', function (e) {
     if (e.detail.xhr.status === 401) location.assign('/');

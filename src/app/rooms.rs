@@ -14,9 +14,30 @@ pub async fn find(app: &App, name: &str) -> Result<Room, Error> {
         .ok_or_else(|| Error::NotFound(format!("room called `{}`", name.chars().take(64).collect::<String>())))
 }
 
-/// The rooms `session`'s user can read, by name.
-pub async fn list(app: &App, _session: &Session) -> Result<Vec<Room>, Error> {
-    Ok(app.log.store.rooms().await?)
+/// Rooms listed at once when the client does not say how many.
+pub const DEFAULT_ROOMS: u32 = 100;
+/// The most rooms listed at once.
+pub const MAX_ROOMS: u32 = 500;
+
+/// A page of the rooms a user can read, by name.
+pub struct RoomPage {
+    pub rooms: Vec<Room>,
+    /// The name to list on from, if there are more.
+    pub next: Option<String>,
+}
+
+/// The rooms `session`'s user can read, by name: at most `limit` after `after`.
+pub async fn list(app: &App, _session: &Session, after: Option<&str>, limit: u32) -> Result<RoomPage, Error> {
+    let limit = limit.clamp(1, MAX_ROOMS);
+    let mut rooms = app.log.store.rooms(after, limit + 1).await?;
+    let next = (rooms.len() > limit as usize).then(|| {
+        rooms.truncate(limit as usize);
+        rooms.last().map(|room| room.name.clone())
+    });
+    Ok(RoomPage {
+        rooms,
+        next: next.flatten(),
+    })
 }
 
 /// Makes the room `name`; returns its `room` event, which every open page receives.

@@ -135,7 +135,7 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/", get(pages::sign_in_page).post(pages::sign_in_form))
         .at("/signout", post(pages::sign_out_form))
         .at("/status", post(pages::set_status_form))
-        .at("/rooms", post(pages::create_room_form))
+        .at("/rooms", post(pages::create_room_form).get(pages::more_rooms))
         .at("/rooms/:room", get(pages::room_page))
         .at("/rooms/:room/messages", post(pages::post_message_form))
         .at("/rooms/:room/older", get(pages::older))

@@ -57,6 +57,13 @@ struct OlderControl<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "_more_rooms.html")]
+struct MoreRooms<'a> {
+    /// The last room shown: the next page starts after it.
+    after: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     assets: &'static AssetUrls,
@@ -173,17 +180,7 @@ pub async fn room_page(
         })
         .map(|partial| partial.render())
         .collect::<Result<_, _>>()?;
-    let rooms = app::rooms::list(app, &user)
-        .await?
-        .iter()
-        .map(|room| {
-            RoomPartial {
-                room: &room.name,
-                kind: RoomKind::Public.as_str(),
-            }
-            .render()
-        })
-        .collect::<Result<_, _>>()?;
+    let rooms = room_list(state, &user, None).await?;
     let chosen = app::status::chosen(app, &user).await?;
     let page = RoomPage {
         assets: assets::urls(),
@@ -200,6 +197,46 @@ pub async fn room_page(
     Ok(Html(page.render()?)
         .with_header(header::CACHE_CONTROL, "no-store")
         .into_response())
+}
+
+/// A page of the room list after `after`, rendered, ending with "more rooms" if there are.
+async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let page = app::rooms::list(&state.app, user, after, app::rooms::DEFAULT_ROOMS).await?;
+    let mut html = page
+        .rooms
+        .iter()
+        .map(|room| {
+            RoomPartial {
+                room: &room.name,
+                kind: RoomKind::Public.as_str(),
+            }
+            .render()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(after) = &page.next {
+        html.push(MoreRooms { after }.render()?);
+    }
+    Ok(html)
+}
+
+#[derive(Deserialize)]
+pub struct MoreRoomsQuery {
+    after: Option<String>,
+}
+
+/// `GET /rooms?after=`: the next page of the room list, for "more rooms".
+#[handler]
+pub async fn more_rooms(
+    Data(state): Data<&State>,
+    Query(query): Query<MoreRoomsQuery>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    let after = query.after.as_deref().filter(|after| !after.is_empty());
+    if after.is_some_and(|after| after.len() > 256) {
+        return Err(ApiError::BadRequest("`after` is a room name".into()));
+    }
+    let html = room_list(state, &user, after).await?.concat();
+    Ok(Html(html).into_response())
 }
 
 /// The page of messages before `before` (or the newest), rendered, and where the next older

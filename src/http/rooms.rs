@@ -1,7 +1,7 @@
-//! `GET /api/rooms` lists rooms; `POST /api/rooms` creates one.
+//! `GET /api/rooms` lists rooms, a page at a time; `POST /api/rooms` creates one.
 
 use poem::http::StatusCode;
-use poem::web::{Data, Json};
+use poem::web::{Data, Json, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::{JsonBody, State};
 use crate::app;
+use crate::app::rooms::{DEFAULT_ROOMS, MAX_ROOMS};
 use crate::domain::{EventKind, RoomKind};
 
 /// A room as the API shows it.
@@ -23,12 +24,40 @@ struct RoomView<'a> {
 #[derive(Serialize)]
 struct RoomList<'a> {
     rooms: Vec<RoomView<'a>>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
 }
 
+/// Query parameters arrive as text so that a bad one gets a clear message, not a parse error.
+#[derive(Deserialize)]
+pub struct RoomsQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// `{"rooms": [...], "next"?}`: the rooms the user can read by name, `limit` (default 100, at
+/// most 500) after the name `after`.
 #[handler]
-pub async fn list_rooms(Data(state): Data<&State>, user: CurrentUser) -> Result<Response, ApiError> {
-    let rooms = app::rooms::list(&state.app, &user).await?;
-    let rooms = rooms
+pub async fn list_rooms(
+    Data(state): Data<&State>,
+    Query(query): Query<RoomsQuery>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_ROOMS,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_ROOMS).contains(limit))
+            .ok_or_else(|| ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_ROOMS}")))?,
+    };
+    if query.after.as_ref().is_some_and(|after| after.len() > 256) {
+        return Err(ApiError::BadRequest("`after` is a room name".into()));
+    }
+    let page = app::rooms::list(&state.app, &user, query.after.as_deref(), limit).await?;
+    let rooms = page
+        .rooms
         .iter()
         .map(|room| RoomView {
             name: &room.name,
@@ -37,7 +66,8 @@ pub async fn list_rooms(Data(state): Data<&State>, user: CurrentUser) -> Result<
             created_at: &room.created_at,
         })
         .collect();
-    Ok(Json(RoomList { rooms }).into_response())
+    let next = page.next.as_deref();
+    Ok(Json(RoomList { rooms, next }).into_response())
 }
 
 #[derive(Deserialize)]

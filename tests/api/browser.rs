@@ -428,6 +428,74 @@ async fn the_largest_messages_fit_a_phone_and_no_message_reorders_its_text() {
     finish(phone).await;
 }
 
+/// Thousands of rooms do not make every page huge: the page lists a hundred and "more rooms"
+/// brings the rest a page at a time, each room once, in order; a room made meanwhile that
+/// sorts past what is shown arrives with its page, and one within it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_list_comes_a_page_at_a_time() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let maker = server.user("maker").await;
+    let mut names = vec!["general".to_owned()];
+    for n in 0..230 {
+        let name = format!("r{n:03}");
+        assert_eq!(maker.create_room(&name).await.status(), 201);
+        names.push(name);
+    }
+    let page = maker
+        .request(reqwest::Method::GET, "/rooms/general")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page.matches(r#"class="room""#).count(), 100);
+    assert!(page.len() < 40_000, "the page is {} bytes", page.len());
+
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    let listed = "[...document.querySelectorAll('#rooms .room')].map((r) => r.dataset.room)";
+    assert_eq!(
+        eval::<Vec<String>>(&browser, &format!("return {listed};")).await,
+        names[..100]
+    );
+
+    // Made while the page is open: `r050a` is within the page shown, `r200a` past it.
+    for name in ["r050a", "r200a"] {
+        maker.create_room(name).await;
+        names.push(name.to_owned());
+    }
+    names.sort();
+    wait_for(
+        &browser,
+        "the room within the page shows",
+        "document.getElementById('room-r050a')",
+    )
+    .await;
+    assert!(eval::<bool>(&browser, "return !document.getElementById('room-r200a');").await);
+
+    for shown_after in [201, 233] {
+        browser
+            .find(Locator::Css("#more-rooms button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(
+            &browser,
+            "the next page shows",
+            &format!("document.querySelectorAll('#rooms .room').length === {shown_after}"),
+        )
+        .await;
+    }
+    assert_eq!(eval::<Vec<String>>(&browser, &format!("return {listed};")).await, names);
+    assert!(eval::<bool>(&browser, "return !document.getElementById('more-rooms');").await);
+    finish(browser).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
     let db = TestDb::new();

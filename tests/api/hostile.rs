@@ -1877,6 +1877,13 @@ fn history_cases() -> Vec<Case> {
         .map(|query| get(format!("history: {query}"), format!("{MSG}?{query}")).error(400))
         .collect();
     let has_messages = |v: &Value| v["messages"].as_array().map(|_| ()).ok_or_else(|| v.to_string());
+    let has_rooms = |v: &Value| v["rooms"].as_array().map(|_| ()).ok_or_else(|| v.to_string());
+    cases.extend(
+        BAD_HISTORY_QUERIES
+            .iter()
+            .filter(|query| query.starts_with("limit=") && **query != "limit=201")
+            .map(|query| get(format!("rooms: {query}"), format!("/api/rooms?{query}")).error(400)),
+    );
     cases.extend([
         get("history: limit=200", format!("{MSG}?limit=200")).expect(Expect::Json(200, has_messages)),
         get("history: limit=1", format!("{MSG}?limit=1")).expect(Expect::Json(200, has_messages)),
@@ -1898,6 +1905,26 @@ fn history_cases() -> Vec<Case> {
         )
         .error(400),
         get("older: before=abc", "/rooms/general/older?before=abc").error(400),
+        get("rooms: limit=1", "/api/rooms?limit=1").expect(Expect::Json(200, has_rooms)),
+        get("rooms: limit=500", "/api/rooms?limit=500").expect(Expect::Json(200, has_rooms)),
+        get("rooms: after a name that is no room's", "/api/rooms?after=%00..%2F").expect(Expect::Json(200, has_rooms)),
+        get("rooms: after the empty name", "/api/rooms?after=").expect(Expect::Json(200, has_rooms)),
+        get(
+            "rooms: after 300 letters",
+            format!("/api/rooms?after={}", "a".repeat(300)),
+        )
+        .error(400),
+        get(
+            "rooms: a 60,000-digit limit",
+            format!("/api/rooms?limit={}", "9".repeat(60_000)),
+        )
+        .error(400),
+        get(
+            "more rooms: after 300 letters",
+            format!("/rooms?after={}", "a".repeat(300)),
+        )
+        .error(400),
+        get("more rooms: after markup", "/rooms?after=%3Cscript%3E").expect(Expect::Page(200, &["<script"])),
         get("older: before=-1", "/rooms/general/older?before=-1").error(400),
         get("older: before=1e999", "/rooms/general/older?before=1e999").error(400),
         get(

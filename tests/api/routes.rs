@@ -215,6 +215,89 @@ async fn rooms_are_listed_created_and_unique() {
     assert_eq!(names, ["general", "rust-2026"]);
 }
 
+/// `GET /api/rooms?after=&limit=`: every room once, by name, a page at a time, with `next`
+/// until the last page; bad paging is a clear `400`.
+#[tokio::test]
+async fn rooms_are_listed_a_page_at_a_time() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let mut expected = vec!["general".to_owned()];
+    for n in (0..11).rev() {
+        let name = format!("room-{n:02}");
+        assert_eq!(ada.create_room(&name).await.status(), 201);
+        expected.push(name);
+    }
+    expected.sort();
+
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut query = "?limit=5".to_owned();
+    loop {
+        let page: Value = ada
+            .request(Method::GET, &format!("/api/rooms{query}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        let rooms = page["rooms"].as_array().unwrap();
+        assert!(rooms.len() <= 5);
+        listed.extend(rooms.iter().map(|room| room["name"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), listed.last().map(String::as_str), "next is the last name");
+                query = format!("?limit=5&after={next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed, expected);
+    assert_eq!(pages, 3);
+
+    // The default page holds them all here; past the last name there is nothing.
+    let all: Value = ada
+        .request(Method::GET, "/api/rooms")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["rooms"].as_array().unwrap().len(), 12);
+    assert!(all.get("next").is_none());
+    let past: Value = ada
+        .request(Method::GET, "/api/rooms?after=zzz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(past, json!({"rooms": []}));
+
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=x",
+        "limit=1e3",
+        &format!("after={}", "a".repeat(300)),
+    ] {
+        let (status, error) = error_of(
+            ada.request(Method::GET, &format!("/api/rooms?{bad}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(error.contains('`'), "says which parameter: {error}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_rooms_are_404_everywhere() {
     let db = TestDb::new();

@@ -258,8 +258,12 @@ impl Store {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub async fn rooms(&self) -> Result<Vec<Room>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, created_at FROM rooms ORDER BY name")
+    /// Rooms by name after `after` (from the first without it), at most `limit`: a range scan
+    /// of the names' unique index.
+    pub async fn rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<Room>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, created_at FROM rooms WHERE name > ? ORDER BY name LIMIT ?")
+            .bind(after.unwrap_or(""))
+            .bind(limit)
             .fetch_all(&self.pool)
             .await
     }
