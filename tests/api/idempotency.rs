@@ -151,3 +151,44 @@ async fn the_page_form_sends_a_client_id_too() {
     }
     assert_eq!(stored_with(&db, ID).await.len(), 1);
 }
+
+/// Sending a message again uses up no id, one at a time or many in one batch, and a repeat
+/// that names other text is refused without using one either: the log stays without gaps.
+#[tokio::test]
+async fn a_message_sent_again_uses_up_no_id() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let (_, first) = ada
+        .post_json("general", json!({"content": "once", "client_id": ID}))
+        .await;
+    let first = first["id"].as_i64().unwrap();
+    for _ in 0..5 {
+        let (status, _) = ada
+            .post_json("general", json!({"content": "once", "client_id": ID}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = ada
+        .post_json("general", json!({"content": "other text", "client_id": ID}))
+        .await;
+    assert_eq!(status, 409);
+
+    // Forty at once, all with one new id: the writer takes many of them in one batch.
+    let racing = "6c0a0a52-3f3b-4d2f-9a57-2f1c9d5e7b10";
+    let posts = (0..40).map(|_| ada.post_json("general", json!({"content": "racing", "client_id": racing})));
+    let answers = futures_util::future::join_all(posts).await;
+    let ids: std::collections::BTreeSet<i64> = answers.iter().map(|(_, event)| event["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "one message for all forty");
+    assert_eq!(answers.iter().filter(|(status, _)| *status == 201).count(), 1);
+    assert_eq!(ids.first().copied(), Some(first + 1));
+
+    let next = ada.say("general", "next").await["id"].as_i64().unwrap();
+    assert_eq!(next, first + 2, "no id was used up by a repeat");
+    let mut conn = db.connect().await;
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seq, next);
+}

@@ -2,6 +2,8 @@
 //! the batch's transaction. A function returns the database's refusal of its request
 //! (`WriteError::Conflict`) only when its statements changed nothing.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -163,6 +165,65 @@ pub async fn insert_posts(
     conn: &mut SqliteConnection,
     posts: &[&Post],
 ) -> Result<Vec<Result<Stored, WriteError>>, WriteError> {
+    // A post whose `client_id` was sent before, earlier or earlier in this batch, is answered
+    // without an `INSERT`: SQLite's AUTOINCREMENT uses up an id for a row `ON CONFLICT DO
+    // NOTHING` skips, so a client retrying would leave gaps in the log.
+    let mut answered: Vec<Option<Result<Stored, WriteError>>> = Vec::with_capacity(posts.len());
+    let mut first_of: HashMap<(UserId, &str), usize> = HashMap::new();
+    // Each repeat's index, and the index of the post it repeats.
+    let mut again: HashMap<usize, usize> = HashMap::new();
+    let mut fresh: Vec<&Post> = Vec::with_capacity(posts.len());
+    for (at, post) in posts.iter().enumerate() {
+        let known = match post.client_id() {
+            None => None,
+            Some(client_id) => match first_of.entry((post.user_id, client_id)) {
+                Entry::Occupied(first) => {
+                    again.insert(at, *first.get());
+                    answered.push(None);
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(at);
+                    sent_before(conn, post).await?
+                }
+            },
+        };
+        if known.is_none() {
+            fresh.push(post);
+        }
+        answered.push(known);
+    }
+    let mut stored = insert_fresh_posts(conn, &fresh).await?.into_iter();
+    let mut outcomes: Vec<Result<Stored, WriteError>> = Vec::with_capacity(posts.len());
+    for (at, known) in answered.into_iter().enumerate() {
+        let outcome = match (known, again.get(&at)) {
+            (Some(outcome), _) => outcome,
+            // A repeat within the batch is what became of the post it repeats, sent again.
+            (None, Some(&first)) => match &outcomes[first] {
+                Ok(stored)
+                    if posts[at].room_id == posts[first].room_id && posts[at].content == posts[first].content =>
+                {
+                    Ok(Stored {
+                        new: false,
+                        ..stored.clone()
+                    })
+                }
+                _ => Err(WriteError::Conflict("client_id")),
+            },
+            (None, None) => stored
+                .next()
+                .ok_or_else(|| WriteError::Database("a post went unstored".into()))?,
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Stores `posts`, none of them sent before, as `insert_posts` describes.
+async fn insert_fresh_posts(
+    conn: &mut SqliteConnection,
+    posts: &[&Post],
+) -> Result<Vec<Result<Stored, WriteError>>, WriteError> {
     let mut outcomes = Vec::with_capacity(posts.len());
     let mut rest = posts;
     while !rest.is_empty() {
@@ -193,7 +254,10 @@ pub async fn insert_posts(
                     created_at,
                     new: true,
                 }),
-                None => sent_before(conn, post).await?,
+                // Sent before after all: the pre-check in `insert_posts` makes this rare.
+                None => sent_before(conn, post)
+                    .await?
+                    .ok_or_else(|| WriteError::Database("a post was neither stored nor found".into()))?,
             };
             outcomes.push(outcome);
         }
@@ -207,21 +271,30 @@ pub async fn insert_posts(
     Ok(outcomes)
 }
 
-/// The message `post`'s user stored earlier with its `client_id`, if it is the same message.
-async fn sent_before(conn: &mut SqliteConnection, post: &Post) -> Result<Result<Stored, WriteError>, WriteError> {
-    let (id, created_at, room_id, content): (EventId, String, Option<RoomId>, Option<String>) = sqlx::query_as(
-        "SELECT id, created_at, room_id, body FROM events WHERE user_id = ? AND client_id = ? AND kind = 'message'",
-    )
-    .bind(post.user_id)
-    .bind(post.client_id())
-    .fetch_one(conn)
-    .await?;
+/// What became of the message `post`'s user stored earlier with its `client_id`: that
+/// message if it is the same one, `Conflict` if it says something else; `None` if there is
+/// none.
+async fn sent_before(
+    conn: &mut SqliteConnection,
+    post: &Post,
+) -> Result<Option<Result<Stored, WriteError>>, WriteError> {
+    let Some((id, created_at, room_id, content)): Option<(EventId, String, Option<RoomId>, Option<String>)> =
+        sqlx::query_as(
+            "SELECT id, created_at, room_id, body FROM events WHERE user_id = ? AND client_id = ? AND kind = 'message'",
+        )
+        .bind(post.user_id)
+        .bind(post.client_id())
+        .fetch_optional(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
     if room_id != Some(post.room_id) || content.as_deref() != Some(post.content.as_str()) {
-        return Ok(Err(WriteError::Conflict("client_id")));
+        return Ok(Some(Err(WriteError::Conflict("client_id"))));
     }
-    Ok(Ok(Stored {
+    Ok(Some(Ok(Stored {
         id,
         created_at,
         new: false,
-    }))
+    })))
 }
