@@ -213,16 +213,54 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for JsonBody<T> {
             return Err(ApiError::UnsupportedMediaType("application/json").into());
         }
         let bytes = read_body(req, body).await?;
-        let value = serde_json::from_slice(&bytes).map_err(|error| match error.classify() {
-            serde_json::error::Category::Data => ApiError::Unprocessable(format!("the body does not fit: {error}")),
-            _ => ApiError::BadRequest(format!("the body is not valid JSON: {error}")),
-        })?;
         // serde would also read a struct from an array (`["hi"]`): only an object will do.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::Unprocessable("the body must be a JSON object".into()).into());
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let not_object = || ApiError::Unprocessable("the body must be a JSON object".into());
+        let mut json = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut json).map_err(|error| match error.inner().classify() {
+            serde_json::error::Category::Data if !object => not_object(),
+            serde_json::error::Category::Data => ApiError::Unprocessable(misfit(&error)),
+            _ => ApiError::BadRequest(format!("the body is not valid JSON: {}", error.inner())),
+        })?;
+        // Nothing but white space may follow the value.
+        json.end()
+            .map_err(|error| ApiError::BadRequest(format!("the body is not valid JSON: {error}")))?;
+        if !object {
+            return Err(not_object().into());
         }
         Ok(Self(value))
     }
+}
+
+/// What is wrong with a JSON body of the right syntax, in the API's words: the field and what
+/// it must be, never the server's own type names (serde says `expected struct NewMessage`).
+fn misfit(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let said = error.inner().to_string();
+    // serde_json ends its message with where in the text it was.
+    let said = said.rsplit_once(" at line ").map_or(said.as_str(), |(said, _)| said);
+    let quoted = |prefix: &str| said.strip_prefix(prefix)?.split('`').next();
+    if let Some(field) = quoted("missing field `") {
+        return format!("`{field}` is missing");
+    }
+    if let Some(field) = quoted("duplicate field `") {
+        return format!("`{field}` is given twice");
+    }
+    if !["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|kind| said.starts_with(kind))
+    {
+        // A message of our own, from a field's parser.
+        return format!("`{path}`: {said}");
+    }
+    let expected = match said.split_once(", expected ").map(|(_, expected)| expected) {
+        Some(expected @ ("a string" | "a boolean" | "a sequence")) => expected,
+        Some(expected) if expected.starts_with("one of ") => expected,
+        Some("u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize") => "a whole number",
+        Some("f32" | "f64") => "a number",
+        _ => "of another kind",
+    };
+    format!("`{path}` must be {expected}")
 }
 
 /// A form body (`application/x-www-form-urlencoded`), read up to the configured limit. Text that
