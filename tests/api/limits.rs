@@ -53,8 +53,6 @@ async fn stored_by(db: &TestDb, username: &str) -> Vec<String> {
         .unwrap()
 }
 
-/// An anonymous client whose connections come from `127.0.0.{last}`: loopback is all of
-/// 127/8, so one test can be several client addresses.
 /// `GET /api/rooms/general/events`, whatever the answer. A `200` is an open stream, held until
 /// the response is dropped.
 async fn try_stream(client: &Client) -> reqwest::Response {
@@ -617,4 +615,69 @@ async fn rooms_and_stream_opens_are_limited_per_user() {
     assert_eq!(status, 429);
     assert!(error.contains("event streams opened"), "{error}");
     bob.open_user_stream("", None).await;
+}
+
+/// A replay flood: 64 streams from cursor 0 at once over a log longer than `--max-replay`,
+/// then as many from within it. The first are answered with `reset` (a replay they would not
+/// get), the rest cost at most `--stream-rate` replays of at most `--max-replay` events, and
+/// meanwhile a message reaches someone else's stream at once.
+#[tokio::test]
+async fn a_replay_flood_is_bounded_and_everyone_else_chats_on() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--max-replay", "1000", "--stream-rate", "20"]).await;
+    let mallory = server.user("mallory").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    for chunk in 0..15 {
+        let posts = (0..100).map(|n| {
+            let bob = bob.clone();
+            async move { bob.post("general", &format!("history {chunk}.{n}")).await }
+        });
+        assert!(join_all(posts).await.iter().all(|r| r.status() == 201));
+    }
+    let head = bob.say("general", "the newest").await["id"].as_i64().unwrap();
+    let mut carols = carol.open_user_stream("", None).await;
+
+    let from_zero = (0..64).map(|_| {
+        let mallory = mallory.clone();
+        async move {
+            mallory
+                .request(Method::GET, "/api/events?after=0")
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let flooding = tokio::spawn(join_all(from_zero));
+    let sent = std::time::Instant::now();
+    let said = bob.say("general", "still here").await;
+    let (event, _) = carols.next_message().await;
+    assert_eq!(event.id, said["id"].to_string());
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "delivered in {:?}",
+        sent.elapsed()
+    );
+
+    let mut opened = Vec::new();
+    let mut refused = 0;
+    for response in flooding.await.unwrap() {
+        match response.status().as_u16() {
+            200 => opened.push(response),
+            429 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(opened.len(), 20, "the stream rate lets twenty open");
+    assert_eq!(refused, 44);
+    for response in opened {
+        let mut stream = crate::common::Stream200::from(response);
+        let (first, _) = stream.expect_json().await;
+        assert_eq!(first.event, "reset", "cursor 0 is 1,500 events behind");
+        assert!(first.id.parse::<i64>().unwrap() >= head);
+    }
+    // What the streams read from the database is at most what was posted while they opened,
+    // none of the 1,500 before.
+    let replayed = server.metric("chat_replayed_events_total").await;
+    assert!(replayed <= 2.0 * 64.0, "{replayed} events replayed");
 }

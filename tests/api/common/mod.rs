@@ -333,6 +333,14 @@ impl Client {
             .expect("stream opens in time")
             .expect("GET events");
         assert_eq!(response.status(), 200, "opening {path}");
+        Stream200::from(response)
+    }
+}
+
+impl From<reqwest::Response> for Stream200 {
+    /// Reads the events of a `200 text/event-stream` response.
+    fn from(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Stream200 {
             events: Box::pin(response.bytes_stream().eventsource()),
