@@ -93,7 +93,9 @@ impl Caps {
             let base = if connections == 0 { usable } else { connections };
             (base - base / 10).max(1)
         });
-        if connections == 0 || connections > usable {
+        if connections == 0 {
+            tracing::info!(file_limit, "no connection cap: past the open-file limit, accept fails");
+        } else if connections > usable {
             tracing::warn!(
                 max_connections = connections,
                 file_limit,
