@@ -155,6 +155,11 @@ pub struct Config {
     /// Seconds a session lasts unused before it expires (default: 30 days).
     #[arg(long, env = "CHAT_SESSION_IDLE", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_idle: u64,
+
+    /// Seconds a session lasts at most, however much it is used (default: 90 days); then its
+    /// user signs in again.
+    #[arg(long, env = "CHAT_SESSION_LIFETIME", default_value_t = 90 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_lifetime: u64,
 }
 
 /// SQLite's `synchronous` pragma, as the flag `--sync` spells it.
@@ -201,6 +206,10 @@ impl Config {
 
     pub fn session_idle(&self) -> Duration {
         Duration::from_secs(self.session_idle)
+    }
+
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(self.session_lifetime)
     }
 
     /// Defaults for a server on `db` listening wherever the caller bound.

@@ -1,5 +1,5 @@
-//! Accounts: signing in (which makes the account when the name is free) and the password
-//! hashes behind it. Passwords are argon2id: 19 MiB and tens of milliseconds a hash, so a few
+//! Accounts: signing in (which makes the account when the name is free; the first account
+//! of a server is its admin), changing a password, and the password hashes behind them. Passwords are argon2id: 19 MiB and tens of milliseconds a hash, so a few
 //! at a time, off the async threads, so a burst of sign-ins cannot starve everything else or
 //! exhaust memory.
 
@@ -8,9 +8,34 @@ use std::net::IpAddr;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 
+use super::sessions::Session;
 use super::{App, Error, sessions};
-use crate::domain::{Password, Username};
-use crate::eventlog::{SignUp, WriteError};
+use crate::domain::{Password, Role, Username};
+use crate::eventlog::{NewSession, SignUp, WriteError};
+
+/// The longest `User-Agent` kept with a session.
+const MAX_USER_AGENT: usize = 256;
+
+/// Where a session is started from, as the front end saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    fn session(&self, token_hash: Vec<u8>) -> NewSession {
+        NewSession {
+            token_hash,
+            address: self.address.map(|address| address.to_string()),
+            // Cut on a character boundary, control characters dropped.
+            user_agent: self
+                .user_agent
+                .as_deref()
+                .map(|agent| agent.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect()),
+        }
+    }
+}
 
 /// A new session, as sign-in hands it out.
 #[derive(Debug)]
@@ -19,13 +44,15 @@ pub struct SignedIn {
     pub created: bool,
     /// As the account spells it.
     pub username: String,
+    pub role: Role,
     pub token: String,
 }
 
 /// Signs in as `username`, making the account if the name is free. Each attempt counts against
 /// the allowance of the client's `address`; a wrong password, against the name from that
 /// address; a new account, against the address's sign-ups.
-pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, password: String) -> Result<SignedIn, Error> {
+pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: String) -> Result<SignedIn, Error> {
+    let address = origin.address;
     let username = Username::parse(username)?;
     app.limits.sign_in(username.as_str(), address)?;
     let password = Password::parse(password)?;
@@ -37,14 +64,16 @@ pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, passwor
         let sign_up = SignUp {
             username: username.as_str().to_owned(),
             password_hash,
-            token_hash: token_hash.clone(),
+            session: origin.session(token_hash.clone()),
         };
         match app.log.writer.sign_up(sign_up).await {
-            Ok(_) => {
+            Ok(user) => {
                 tracing::info!(username = username.as_str(), "account created");
+                let role = app.log.store.role(user).await?;
                 return Ok(SignedIn {
                     created: true,
                     username: username.as_str().to_owned(),
+                    role,
                     token,
                 });
             }
@@ -65,12 +94,52 @@ pub async fn sign_in(app: &App, address: Option<IpAddr>, username: &str, passwor
         return Err(Error::WrongPassword);
     }
     app.limits.sign_in_succeeded(username.as_str(), address);
-    app.log.writer.start_session(account.id, token_hash).await?;
+    if !account.active {
+        // Said only to someone who knows the password.
+        return Err(Error::Forbidden("this account has been deactivated".into()));
+    }
+    app.log
+        .writer
+        .start_session(account.id, origin.session(token_hash))
+        .await?;
     Ok(SignedIn {
         created: false,
         username: account.username,
+        role: Role::from_stored(&account.role),
         token,
     })
+}
+
+/// Changes `session`'s user's password, given the current one. Every other session of theirs
+/// ends, and its streams end with `logout`; this one goes on. A wrong current password counts
+/// as a failed sign-in from `address`.
+pub async fn change_password(
+    app: &App,
+    session: &Session,
+    address: Option<IpAddr>,
+    current: String,
+    new: String,
+) -> Result<(), Error> {
+    app.limits.sign_in(&session.username, address)?;
+    let new = Password::parse(new)?;
+    let current = Password::parse(current).map_err(|_| Error::Forbidden("the current password is wrong".into()))?;
+    let account = app
+        .log
+        .store
+        .account(&session.username)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    if !verify_password(app, &current, &account.password_hash).await? {
+        app.limits.sign_in_failed(&session.username, address);
+        return Err(Error::Forbidden("the current password is wrong".into()));
+    }
+    let password_hash = hash_password(app, &new).await?;
+    app.log
+        .writer
+        .change_password(session.user_id, password_hash, session.token_hash.clone())
+        .await?;
+    tracing::info!(username = %session.username, "password changed; other sessions ended");
+    Ok(())
 }
 
 async fn hash_password(app: &App, password: &Password) -> Result<String, Error> {

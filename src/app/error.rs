@@ -16,6 +16,10 @@ pub enum Error {
     Unauthorized,
     #[error("wrong password")]
     WrongPassword,
+    /// The caller may not do this, and knows it exists (a wrong current password, an
+    /// account that is deactivated, an action for admins).
+    #[error("{0}")]
+    Forbidden(String),
     /// What was asked for does not exist, or the caller may not see it: the two read the same.
     #[error("no {0}")]
     NotFound(String),

@@ -38,6 +38,8 @@ pub struct Settings {
     pub max_message_chars: usize,
     /// A session unused this long has expired.
     pub session_idle: Duration,
+    /// A session this old has expired, however much it was used.
+    pub session_lifetime: Duration,
 }
 
 /// What every operation shares. Cloning copies a handful of `Arc`s.
@@ -85,6 +87,7 @@ impl App {
         tokio::spawn(sessions::run_sweeper(
             log.writer.clone(),
             config.session_idle(),
+            config.session_lifetime(),
             stop.clone(),
         ));
         let limits = Arc::new(Limits::new(config, &metrics));
@@ -96,6 +99,7 @@ impl App {
             settings: Arc::new(Settings {
                 max_message_chars: config.max_message_chars,
                 session_idle: config.session_idle(),
+                session_lifetime: config.session_lifetime(),
             }),
             limits,
             sessions: Arc::default(),

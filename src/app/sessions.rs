@@ -1,11 +1,13 @@
-//! Sessions: tokens, checking one, signing out, expiry.
+//! Sessions: tokens, checking one, listing and ending them, changing a password, expiry.
 //!
 //! A token is 256 random bits, given to the client once and stored only as its SHA-256, so a
-//! copy of the database signs nobody in. A session unused for the idle time expires; a
-//! session found valid is trusted for a few seconds without asking the database again, as
-//! long as no session has ended anywhere meanwhile.
+//! copy of the database signs nobody in. A session unused for the idle time expires, and so
+//! does one older than the lifetime however much it is used; a session found valid is trusted
+//! for a few seconds without asking the database again, as long as no session has ended
+//! anywhere meanwhile. A user names their sessions by a public id, never by the token.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{App, Error};
-use crate::domain::UserId;
+use crate::domain::{Role, UserId};
 use crate::eventlog::Writer;
 
 /// A fresh token and the hash to store for it.
@@ -46,11 +48,20 @@ fn plausible(token: &str) -> bool {
 pub struct Session {
     pub user_id: UserId,
     pub username: String,
+    pub role: Role,
+    /// The session's public id, as `GET /api/me/sessions` lists it.
+    pub id: String,
     pub token_hash: Vec<u8>,
     /// `Hub::revocations` just before the session was found valid.
     pub revocations: u64,
-    /// How long the session lasts if it is not used again.
+    /// How long the session lasts if it is not used again (or until its lifetime ends).
     pub expires_in: Duration,
+}
+
+impl Session {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
 }
 
 /// How stale a session's `last_seen_at` may get before a request records its use: a write per
@@ -59,12 +70,14 @@ fn touch_every(idle: Duration) -> Duration {
     (idle / 10).min(Duration::from_secs(60))
 }
 
-/// The session `token` names, if it is valid: `Unauthorized` otherwise.
-pub async fn check(app: &App, token: &str) -> Result<Session, Error> {
+/// The session `token` names, if it is valid: `Unauthorized` otherwise. `address` is where
+/// the request came from, recorded with the session's use.
+pub async fn check(app: &App, token: &str, address: Option<IpAddr>) -> Result<Session, Error> {
     if !plausible(token) {
         return Err(Error::Unauthorized);
     }
     let idle_limit = app.settings.session_idle;
+    let lifetime = app.settings.session_lifetime;
     let token_hash = hash_token(token);
     // Read before the session is checked: see `Hub::revocations`.
     let revocations = app.log.hub.revocations();
@@ -78,13 +91,17 @@ pub async fn check(app: &App, token: &str) -> Result<Session, Error> {
             let row = app
                 .log
                 .store
-                .session(&token_hash, idle_limit)
+                .session(&token_hash, idle_limit, lifetime)
                 .await?
                 .ok_or(Error::Unauthorized)?;
             let idle = Duration::try_from_secs_f64(row.idle_secs).unwrap_or(Duration::ZERO);
+            let age = Duration::try_from_secs_f64(row.age_secs).unwrap_or(Duration::ZERO);
             KnownSession {
                 user_id: row.user_id,
                 username: row.username,
+                role: Role::from_stored(&row.role),
+                id: row.id,
+                started: now.checked_sub(age).unwrap_or(now),
                 last_used: now.checked_sub(idle).unwrap_or(now),
                 checked_at: now,
                 revocations,
@@ -92,26 +109,34 @@ pub async fn check(app: &App, token: &str) -> Result<Session, Error> {
         }
     };
     let idle = now.saturating_duration_since(session.last_used);
-    if idle > idle_limit {
+    let age = now.saturating_duration_since(session.started);
+    if idle > idle_limit || age > lifetime {
         return Err(Error::Unauthorized);
     }
     if idle >= touch_every(idle_limit) {
-        app.log.writer.touch_session(token_hash.clone());
+        app.log
+            .writer
+            .touch_session(token_hash.clone(), address.map(|address| address.to_string()));
         session.last_used = now;
         changed = true;
     }
-    let expires_in = idle_limit.saturating_sub(now.saturating_duration_since(session.last_used));
+    let expires_in = idle_limit
+        .saturating_sub(now.saturating_duration_since(session.last_used))
+        .min(lifetime.saturating_sub(age));
     let user_id = session.user_id;
-    let username = if changed {
-        let username = session.username.clone();
+    let role = session.role;
+    let (username, id) = if changed {
+        let known = (session.username.clone(), session.id.clone());
         app.sessions.put(token_hash.clone(), session);
-        username
+        known
     } else {
-        session.username
+        (session.username, session.id)
     };
     Ok(Session {
         user_id,
         username,
+        role,
+        id,
         token_hash,
         revocations,
         expires_in,
@@ -121,11 +146,17 @@ pub async fn check(app: &App, token: &str) -> Result<Session, Error> {
 /// How long a session still has, asked of the database (it may have been used elsewhere
 /// since it was last checked), or `None` if it has ended.
 pub async fn remaining(app: &App, token_hash: &[u8]) -> Result<Option<Duration>, Error> {
-    let idle_limit = app.settings.session_idle;
-    Ok(app.log.store.session(token_hash, idle_limit).await?.map(|row| {
-        let idle = Duration::try_from_secs_f64(row.idle_secs).unwrap_or(Duration::ZERO);
-        idle_limit.saturating_sub(idle)
-    }))
+    let (idle_limit, lifetime) = (app.settings.session_idle, app.settings.session_lifetime);
+    Ok(app
+        .log
+        .store
+        .session(token_hash, idle_limit, lifetime)
+        .await?
+        .map(|row| {
+            let idle = Duration::try_from_secs_f64(row.idle_secs).unwrap_or(Duration::ZERO);
+            let age = Duration::try_from_secs_f64(row.age_secs).unwrap_or(Duration::ZERO);
+            idle_limit.saturating_sub(idle).min(lifetime.saturating_sub(age))
+        }))
 }
 
 /// Ends `session`: its token stops working and its open streams end with `logout`.
@@ -135,6 +166,57 @@ pub async fn sign_out(app: &App, session: &Session) -> Result<(), Error> {
         .end_session(session.user_id, session.token_hash.clone())
         .await?;
     Ok(())
+}
+
+/// One of a user's sessions, as they see it listed.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session the listing was asked with.
+    pub current: bool,
+}
+
+/// `session`'s user's sessions, most recently used first.
+pub async fn list(app: &App, session: &Session) -> Result<Vec<Listed>, Error> {
+    let rows = app.log.store.sessions_of(session.user_id).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Listed {
+            current: row.token_hash == session.token_hash,
+            id: row.id,
+            created_at: row.created_at,
+            last_used_at: row.last_seen_at,
+            address: row.address,
+            user_agent: row.user_agent,
+        })
+        .collect())
+}
+
+/// Ends the session of `session`'s user with the public id `id` (their own, or another of
+/// theirs); its streams end with `logout`. `NotFound` for an id that is none of theirs.
+pub async fn revoke(app: &App, session: &Session, id: &str) -> Result<(), Error> {
+    // Ids are 16 hex digits: anything else names nothing, without asking the database.
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::NotFound("such session".into()));
+    }
+    if app.log.writer.end_session_by_id(session.user_id, id.to_owned()).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("such session".into()))
+    }
+}
+
+/// Ends every session of `session`'s user but `session` itself; returns how many ended.
+pub async fn revoke_others(app: &App, session: &Session) -> Result<u64, Error> {
+    Ok(app
+        .log
+        .writer
+        .end_other_sessions(session.user_id, session.token_hash.clone())
+        .await?)
 }
 
 /// How long a session found valid in the database is trusted without asking again, as long as
@@ -148,6 +230,10 @@ const SESSION_CACHE_ENTRIES: usize = 100_000;
 struct KnownSession {
     user_id: UserId,
     username: String,
+    role: Role,
+    id: String,
+    /// When it was started, as far as this server knows.
+    started: Instant,
     /// When it was last used, as far as this server knows.
     last_used: Instant,
     /// When the database last said it exists.
@@ -182,11 +268,11 @@ impl SessionCache {
 
 /// Removes expired sessions at start-up and every hour after, until `stop`. (They are refused
 /// anyway; this keeps the table to the sessions that can still sign someone in.)
-pub async fn run_sweeper(writer: Writer, idle: Duration, stop: CancellationToken) {
+pub async fn run_sweeper(writer: Writer, idle: Duration, lifetime: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
-            _ = tick.tick() => writer.expire_sessions(idle),
+            _ = tick.tick() => writer.expire_sessions(idle, lifetime),
             () = stop.cancelled() => return,
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{App, Error, sessions::Session};
-use crate::domain::{Event, Status};
+use crate::domain::{Event, EventKind, Status};
 use crate::eventlog::StatusChange;
 
 /// Stores `session`'s user's chosen status; returns the event once committed. Choosing the
@@ -33,6 +33,17 @@ pub async fn set(app: &App, session: &Session, status: &str) -> Result<Event, Er
 /// The status `session`'s user chose, which the status switch shows.
 pub async fn chosen(app: &App, session: &Session) -> Result<Status, Error> {
     Ok(app.log.store.status_choice(session.user_id).await?)
+}
+
+/// The status others see for `session`'s user now.
+pub async fn shown(app: &App, session: &Session) -> Result<Status, Error> {
+    Ok(match app.log.store.latest_status(session.user_id).await? {
+        Some(Event {
+            kind: EventKind::Status { status },
+            ..
+        }) => status,
+        _ => Status::Offline,
+    })
 }
 
 /// Every account and its status, online first, then by name.

@@ -1,12 +1,14 @@
 //! The chat's vocabulary, with no I/O: ids, names and texts parsed once at the edge, statuses,
 //! the event and its scope, and what a stream follows. Every other layer speaks in these types.
 
+mod account;
 mod event;
 mod ids;
 mod names;
 mod status;
 mod stream;
 
+pub use account::Role;
 pub use event::{Event, EventKind, RoomKind, Scope};
 pub use ids::{EventId, RoomId, UserId};
 pub use names::{ClientId, Content, Invalid, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, RoomName, Username};

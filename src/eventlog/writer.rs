@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::change::{NewRoom, Post, Posted, SignUp, StatusChange, WriteError};
+use super::change::{NewRoom, NewSession, Post, Posted, SignUp, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
 use crate::domain::{Event, EventKind, RoomKind, Scope, UserId};
@@ -39,10 +39,16 @@ pub type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 /// A change to make, and where its answer goes.
 enum Request {
     SignUp(SignUp, Reply<UserId>),
-    StartSession(UserId, Vec<u8>, Reply<()>),
+    StartSession(UserId, NewSession, Reply<()>),
     EndSession(UserId, Vec<u8>, Reply<bool>),
-    TouchSession(Vec<u8>),
-    ExpireSessions(Duration),
+    /// A user's session by its public id.
+    EndSessionById(UserId, String, Reply<bool>),
+    /// Every session of a user but the one with this token hash.
+    EndOtherSessions(UserId, Vec<u8>, Reply<u64>),
+    /// A new password hash; every other session of the user ends.
+    ChangePassword(UserId, String, Vec<u8>, Reply<()>),
+    TouchSession(Vec<u8>, Option<String>),
+    ExpireSessions(Duration, Duration),
     CreateRoom(NewRoom, Reply<Event>),
     Post(Post, Reply<Posted>),
     SetStatus(StatusChange, Reply<Event>),
@@ -57,11 +63,13 @@ impl Request {
         match self {
             Self::SignUp(_, reply) => send(reply, error),
             Self::StartSession(.., reply) => send(reply, error),
-            Self::EndSession(.., reply) => send(reply, error),
+            Self::EndSession(.., reply) | Self::EndSessionById(.., reply) => send(reply, error),
+            Self::EndOtherSessions(.., reply) => send(reply, error),
+            Self::ChangePassword(.., reply) => send(reply, error),
             Self::CreateRoom(_, reply) => send(reply, error),
             Self::Post(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
-            Self::TouchSession(_) | Self::ExpireSessions(_) => {}
+            Self::TouchSession(..) | Self::ExpireSessions(..) => {}
         }
     }
 }
@@ -70,8 +78,8 @@ impl Request {
 struct Applied {
     /// To publish, in order.
     events: Vec<Event>,
-    /// A session to end on every stream: its user and token hash.
-    revoke: Option<(UserId, Vec<u8>)>,
+    /// Sessions to end on every stream: their user and token hash.
+    revoke: Vec<(UserId, Vec<u8>)>,
     /// Sends the request's answer; given the batch's failure, sends that instead.
     answer: Answer,
 }
@@ -82,7 +90,7 @@ impl Applied {
     fn answer<T: Send + 'static>(reply: Option<Reply<T>>, outcome: Result<T, WriteError>) -> Self {
         Self {
             events: Vec::new(),
-            revoke: None,
+            revoke: Vec::new(),
             answer: Box::new(move |failed| {
                 if let Some(reply) = reply {
                     let _ = reply.send(match failed {
@@ -127,8 +135,25 @@ impl Writer {
         self.ask(|reply| Request::SignUp(sign_up, reply)).await
     }
 
-    pub async fn start_session(&self, user: UserId, token_hash: Vec<u8>) -> Result<(), WriteError> {
-        self.ask(|reply| Request::StartSession(user, token_hash, reply)).await
+    pub async fn start_session(&self, user: UserId, session: NewSession) -> Result<(), WriteError> {
+        self.ask(|reply| Request::StartSession(user, session, reply)).await
+    }
+
+    /// Ends `user`'s session with the public id `id`; its streams end. Whether there was one.
+    pub async fn end_session_by_id(&self, user: UserId, id: String) -> Result<bool, WriteError> {
+        self.ask(|reply| Request::EndSessionById(user, id, reply)).await
+    }
+
+    /// Ends every session of `user` but the one whose token hash is `keep`; their streams end.
+    /// How many ended.
+    pub async fn end_other_sessions(&self, user: UserId, keep: Vec<u8>) -> Result<u64, WriteError> {
+        self.ask(|reply| Request::EndOtherSessions(user, keep, reply)).await
+    }
+
+    /// Stores `user`'s new password hash and ends every other session of theirs, together.
+    pub async fn change_password(&self, user: UserId, password_hash: String, keep: Vec<u8>) -> Result<(), WriteError> {
+        self.ask(|reply| Request::ChangePassword(user, password_hash, keep, reply))
+            .await
     }
 
     /// Ends the session; its streams end. Whether there was such a session.
@@ -137,13 +162,14 @@ impl Writer {
     }
 
     /// Records a session's use, without waiting.
-    pub fn touch_session(&self, token_hash: Vec<u8>) {
-        self.detach(Request::TouchSession(token_hash));
+    pub fn touch_session(&self, token_hash: Vec<u8>, address: Option<String>) {
+        self.detach(Request::TouchSession(token_hash, address));
     }
 
-    /// Removes the sessions unused for longer than `idle`, without waiting.
-    pub fn expire_sessions(&self, idle: Duration) {
-        self.detach(Request::ExpireSessions(idle));
+    /// Removes the sessions unused for longer than `idle` or older than `lifetime`, without
+    /// waiting.
+    pub fn expire_sessions(&self, idle: Duration, lifetime: Duration) {
+        self.detach(Request::ExpireSessions(idle, lifetime));
     }
 
     /// Makes a room; returns its `room` event. `Conflict("room")` if the name is taken.
@@ -228,7 +254,7 @@ impl Task {
                         self.metrics.events_written.inc();
                         self.hub.publish(Arc::new(Frame::encoded(event)));
                     }
-                    if let Some((user, token_hash)) = &done.revoke {
+                    for (user, token_hash) in &done.revoke {
                         self.hub.revoke(*user, token_hash);
                     }
                     (done.answer)(None);
@@ -317,7 +343,7 @@ impl Task {
                 writes::exec(conn, "SAVEPOINT sign_up").await?;
                 let outcome = async {
                     let user = writes::insert_user(conn, &sign_up.username, &sign_up.password_hash).await?;
-                    writes::insert_session(conn, user, &sign_up.token_hash).await?;
+                    writes::insert_session(conn, user, &sign_up.session).await?;
                     Ok(user)
                 }
                 .await;
@@ -330,22 +356,43 @@ impl Task {
                 writes::exec(conn, end).await?;
                 Applied::answer(Some(reply), refusal_only(outcome)?)
             }
-            Request::StartSession(user, token_hash, reply) => {
-                let outcome = writes::insert_session(conn, user, &token_hash).await;
+            Request::StartSession(user, session, reply) => {
+                let outcome = writes::insert_session(conn, user, &session).await;
                 Applied::answer(Some(reply), refusal_only(outcome)?)
             }
             Request::EndSession(user, token_hash, reply) => {
                 let ended = writes::delete_session(conn, &token_hash).await?;
                 let mut done = Applied::answer(Some(reply), Ok(ended));
-                done.revoke = Some((user, token_hash));
+                done.revoke.push((user, token_hash));
                 done
             }
-            Request::TouchSession(token_hash) => {
-                writes::touch_session(conn, &token_hash).await?;
+            Request::EndSessionById(user, id, reply) => {
+                let ended = writes::delete_session_by_id(conn, user, &id).await?;
+                let mut done = Applied::answer(Some(reply), Ok(ended.is_some()));
+                done.revoke.extend(ended.map(|token_hash| (user, token_hash)));
+                done
+            }
+            Request::EndOtherSessions(user, keep, reply) => {
+                let ended = writes::delete_other_sessions(conn, user, &keep).await?;
+                let mut done = Applied::answer(Some(reply), Ok(ended.len() as u64));
+                done.revoke
+                    .extend(ended.into_iter().map(|token_hash| (user, token_hash)));
+                done
+            }
+            Request::ChangePassword(user, password_hash, keep, reply) => {
+                writes::update_password(conn, user, &password_hash).await?;
+                let ended = writes::delete_other_sessions(conn, user, &keep).await?;
+                let mut done = Applied::answer(Some(reply), Ok(()));
+                done.revoke
+                    .extend(ended.into_iter().map(|token_hash| (user, token_hash)));
+                done
+            }
+            Request::TouchSession(token_hash, address) => {
+                writes::touch_session(conn, &token_hash, address.as_deref()).await?;
                 Applied::answer::<()>(None, Ok(()))
             }
-            Request::ExpireSessions(idle) => {
-                let deleted = writes::delete_expired_sessions(conn, idle).await?;
+            Request::ExpireSessions(idle, lifetime) => {
+                let deleted = writes::delete_expired_sessions(conn, idle, lifetime).await?;
                 if deleted > 0 {
                     tracing::info!(deleted, "expired sessions removed");
                 }

@@ -47,6 +47,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Unauthorized | Error::WrongPassword => StatusCode::UNAUTHORIZED,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) | Error::ServerFull { .. } | Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,

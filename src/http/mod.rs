@@ -3,11 +3,13 @@
 //! off). A handler parses the request, calls one `app` operation, and renders its answer; it
 //! holds no rule of the chat.
 
+mod account;
 mod assets;
 mod auth;
 pub mod error;
 mod events;
 mod health;
+mod me;
 mod messages;
 mod origin;
 mod pages;
@@ -25,7 +27,8 @@ use bytes::Bytes;
 use poem::http::{HeaderValue, header};
 use poem::middleware::Tracing;
 use poem::{
-    Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, get, post, put,
+    Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, delete, get, post,
+    put,
 };
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -130,6 +133,10 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/api/rooms/:room/events", get(events::room_events))
         .at("/api/events", get(events::user_events))
         .at("/api/status", put(status::set_status))
+        .at("/api/me", get(me::me))
+        .at("/api/me/password", put(me::change_password))
+        .at("/api/me/sessions", get(me::sessions).delete(me::revoke_other_sessions))
+        .at("/api/me/sessions/:id", delete(me::revoke_session))
         .at("/healthz", get(health::healthz))
         .at("/metrics", get(health::metrics))
         .at("/", get(pages::sign_in_page).post(pages::sign_in_form))
@@ -137,6 +144,10 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/status", post(pages::set_status_form))
         .at("/rooms", post(pages::create_room_form).get(pages::more_rooms))
         .at("/rooms/:room", get(pages::room_page))
+        .at("/account", get(account::account_page))
+        .at("/account/password", post(account::change_password_form))
+        .at("/account/sessions/end-others", post(account::end_other_sessions_form))
+        .at("/account/sessions/:id/end", post(account::end_session_form))
         .at("/rooms/:room/messages", post(pages::post_message_form))
         .at("/rooms/:room/older", get(pages::older))
         .at("/static/*path", get(assets::static_file))

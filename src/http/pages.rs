@@ -5,7 +5,7 @@
 use askama::Template;
 use poem::error::ResponseError;
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Html, Path, Query, RemoteAddr};
+use poem::web::{Data, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
@@ -13,7 +13,7 @@ use super::assets::{self, AssetUrls};
 use super::auth::{self, CurrentUser};
 use super::error::ApiError;
 use super::messages::parse_id;
-use super::sessions::{client_ip, revoke};
+use super::sessions::{self, revoke};
 use super::{FormBody, State};
 use crate::app::{self, Error, messages::Page};
 use crate::domain::{EventId, RoomKind};
@@ -113,11 +113,11 @@ pub struct SignInForm {
 /// The sign-in form's `POST /`: a cookie and the chat, or the form again with the reason.
 #[handler]
 pub async fn sign_in_form(
+    req: &Request,
     Data(state): Data<&State>,
-    remote: &RemoteAddr,
     FormBody(form): FormBody<SignInForm>,
 ) -> Result<Response, ApiError> {
-    match app::accounts::sign_in(&state.app, client_ip(remote), &form.username, form.password).await {
+    match app::accounts::sign_in(&state.app, &sessions::origin(req), &form.username, form.password).await {
         Ok(signed_in) => Ok(see_other("/rooms/general")
             .with_header(header::SET_COOKIE, auth::session_cookie(&signed_in.token))
             .into_response()),

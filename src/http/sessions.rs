@@ -23,17 +23,18 @@ pub struct SignIn {
 struct Session<'a> {
     username: &'a str,
     token: &'a str,
+    role: &'static str,
 }
 
 /// `201` and a new account when the name is free, `200` when the password matches the
 /// existing account, `401` when it does not. Either way: a fresh token, and a cookie.
 #[handler]
 pub async fn sign_in(
+    req: &Request,
     Data(state): Data<&State>,
-    remote: &RemoteAddr,
     JsonBody(body): JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
-    let signed_in = app::accounts::sign_in(&state.app, client_ip(remote), &body.username, body.password).await?;
+    let signed_in = app::accounts::sign_in(&state.app, &origin(req), &body.username, body.password).await?;
     let status = if signed_in.created {
         StatusCode::CREATED
     } else {
@@ -42,6 +43,7 @@ pub async fn sign_in(
     let session = Session {
         username: &signed_in.username,
         token: &signed_in.token,
+        role: signed_in.role.as_str(),
     };
     Ok(Json(session)
         .with_status(status)
@@ -53,6 +55,18 @@ pub async fn sign_in(
 /// The client's IP address, for the per-address sign-in allowance.
 pub fn client_ip(remote: &RemoteAddr) -> Option<IpAddr> {
     remote.as_socket_addr().map(|addr| addr.ip())
+}
+
+/// Where a sign-in comes from: the client's address and its `User-Agent`.
+pub fn origin(req: &Request) -> app::accounts::Origin {
+    app::accounts::Origin {
+        address: client_ip(req.remote_addr()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .map(str::to_owned),
+    }
 }
 
 /// Revokes the session the request carries, if any, and clears the cookie: `204` either way.

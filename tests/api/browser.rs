@@ -522,6 +522,94 @@ async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
     finish(browser).await;
 }
 
+/// The account page, without script: a laptop and a phone signed in as ada; the laptop lists
+/// both, changes the password, and the phone's open page goes to sign-in; the old password no
+/// longer signs in, the new one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_password_on_the_account_page_signs_the_other_browser_out() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let laptop = driver.browser("laptop").await;
+    let phone = driver.phone("phone").await;
+    sign_in(&laptop, &server.url("/"), "ada").await;
+    sign_in(&phone, &server.url("/"), "ada").await;
+
+    laptop
+        .find(Locator::Css("a.account-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &laptop,
+        "the account page shows both sessions",
+        "document.querySelectorAll('#sessions .session').length === 2",
+    )
+    .await;
+    assert_eq!(
+        eval::<String>(&laptop, "return document.querySelector('#sessions .current').closest('.session').querySelector('.agent').textContent;").await,
+        eval::<String>(&laptop, "return navigator.userAgent;").await,
+        "this browser is the one marked current"
+    );
+    let fill = |id: &'static str, text: &'static str| {
+        let laptop = &laptop;
+        async move {
+            laptop
+                .find(Locator::Id(id))
+                .await
+                .unwrap()
+                .send_keys(text)
+                .await
+                .unwrap()
+        }
+    };
+    fill("current", "correct horse battery").await;
+    fill("new", "a brand new password").await;
+    laptop
+        .find(Locator::Css("#password-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &laptop,
+        "the page says it is done",
+        "document.querySelector('.notice') !== null",
+    )
+    .await;
+    assert_eq!(
+        eval::<usize>(
+            &laptop,
+            "return document.querySelectorAll('#sessions .session').length;"
+        )
+        .await,
+        1
+    );
+    wait_for(
+        &phone,
+        "the phone's page goes to sign-in",
+        "location.pathname === '/' && document.getElementById('password') !== null",
+    )
+    .await;
+    assert_eq!(
+        server
+            .anonymous()
+            .sign_in("ada", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        server.anonymous().sign_in("ada", "a brand new password").await.status(),
+        200
+    );
+    finish(laptop).await;
+    finish(phone).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_again_from_the_page_shows_once() {
     let db = TestDb::new();

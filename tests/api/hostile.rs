@@ -1690,6 +1690,65 @@ fn password_cases() -> Vec<Case> {
     ]
 }
 
+/// The account's own routes, refused without changing anything: ada keeps her password and
+/// her sessions for the cases after these.
+fn account_cases() -> Vec<Case> {
+    let mut cases = vec![
+        put("password: an array", "/api/me/password").json("[]").error(422),
+        put("password: new missing", "/api/me/password")
+            .json(r#"{"current":"correct horse battery"}"#)
+            .error(422),
+        put("password: numbers", "/api/me/password")
+            .json(r#"{"current":1,"new":2}"#)
+            .error(422),
+        put("password: the current one wrong", "/api/me/password")
+            .json(r#"{"current":"not it at all","new":"a new password"}"#)
+            .error(403),
+        put("password: a new one too short", "/api/me/password")
+            .json(r#"{"current":"correct horse battery","new":"short"}"#)
+            .error(422),
+        put("password: a new one of 1,025 characters", "/api/me/password")
+            .json(json!({"current": "correct horse battery", "new": "n".repeat(1025)}).to_string())
+            .error(422),
+        put("password: truncated JSON", "/api/me/password")
+            .json(r#"{"current":"#)
+            .error(400),
+        post("account form: JSON", "/account/password")
+            .json(r#"{"current":"x","new":"y"}"#)
+            .error(415),
+        get("me", "/api/me").expect(Expect::Json(200, |v| {
+            (v["username"] == "ada").then_some(()).ok_or_else(|| v.to_string())
+        })),
+    ];
+    for (name, id) in [
+        ("empty", ""),
+        ("too short", "0123"),
+        ("not hex", "zzzzzzzzzzzzzzzz"),
+        ("a NUL", "%00%00%00%00%00%00%00%00%00%00%00%00%00%00%00%00"),
+        ("a path", "..%2F..%2Fetc"),
+        ("no session's", "0123456789abcdef"),
+    ] {
+        let path = format!("/api/me/sessions/{id}");
+        cases.push(delete(format!("session id: {name}"), path).error(404));
+    }
+    cases.push(
+        delete(
+            "session id: 10,000 digits",
+            format!("/api/me/sessions/{}", "f".repeat(10_000)),
+        )
+        .error(404),
+    );
+    cases.push(
+        post(
+            "account: end a session of nobody's",
+            "/account/sessions/0123456789abcdef/end",
+        )
+        .body(None, "")
+        .expect(Expect::Page(404, &["<script>"])),
+    );
+    cases
+}
+
 fn room_cases() -> Vec<Case> {
     let mut cases: Vec<Case> = BAD_ROOMS
         .iter()
@@ -1839,6 +1898,7 @@ async fn names_paths_and_passwords_are_checked() {
     fixture.run(username_cases()).await;
     fixture.run(password_cases()).await;
     fixture.run(room_cases()).await;
+    fixture.run(account_cases()).await;
     fixture.run(path_cases()).await;
     fixture.finish().await;
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod accounts;
 mod browser;
 mod connections;
 mod content;

@@ -150,6 +150,45 @@ async fn a_database_of_the_previous_release_is_upgraded_in_place_with_nothing_lo
         .await
         .unwrap();
     assert_eq!(bob_chose, "away");
+    // Roles came with the upgrade: the first account is the admin, and every one is active.
+    let roles: Vec<(String, String, bool)> = sqlx::query_as("SELECT username, role, active FROM users ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        roles,
+        [
+            ("ada".into(), "admin".into(), true),
+            ("bob".into(), "member".into(), true)
+        ]
+    );
+    let me: Value = ada
+        .request(reqwest::Method::GET, "/api/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+    // The old sessions got public ids to be listed and ended by.
+    let listed: Value = bob
+        .request(reqwest::Method::GET, "/api/me/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16);
+    assert_eq!(listed["sessions"][0]["current"], true);
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
     let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut conn)
         .await

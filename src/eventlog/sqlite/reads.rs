@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::{FromRow, SqlitePool};
 
-use crate::domain::{Event, EventId, EventKind, RoomId, RoomKind, Status, UserId, View};
+use crate::domain::{Event, EventId, EventKind, Role, RoomId, RoomKind, Status, UserId, View};
 
 /// Read access to the log, shared by every request. Cloning copies two `Arc`s.
 #[derive(Clone)]
@@ -92,8 +92,25 @@ pub struct Room {
 pub struct SessionRow {
     pub user_id: UserId,
     pub username: String,
+    /// `admin` or `member`.
+    pub role: String,
+    /// The session's public id.
+    pub id: String,
     /// Seconds since the session was last used (as far as it was recorded).
     pub idle_secs: f64,
+    /// Seconds since the session was started.
+    pub age_secs: f64,
+}
+
+/// A session as its user sees it listed.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionListing {
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub token_hash: Vec<u8>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -101,6 +118,8 @@ pub struct Account {
     pub id: UserId,
     pub username: String,
     pub password_hash: String,
+    pub role: String,
+    pub active: bool,
 }
 
 fn events(rows: Vec<EventRow>) -> Result<Vec<Event>, sqlx::Error> {
@@ -269,23 +288,53 @@ impl Store {
     }
 
     pub async fn account(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
-        sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = ?")
+        sqlx::query_as("SELECT id, username, password_hash, role, active FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&self.pool)
             .await
     }
 
     /// The user of a session unused for at most `idle` (an older one has expired).
-    pub async fn session(&self, token_hash: &[u8], idle: Duration) -> Result<Option<SessionRow>, sqlx::Error> {
+    /// The session with this token hash, if it is still valid: used within `idle`, started
+    /// within `lifetime`, of an active account.
+    pub async fn session(
+        &self,
+        token_hash: &[u8],
+        idle: Duration,
+        lifetime: Duration,
+    ) -> Result<Option<SessionRow>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT u.id AS user_id, u.username, \
-                    (julianday('now') - julianday(s.last_seen_at)) * 86400.0 AS idle_secs \
+            "SELECT u.id AS user_id, u.username, u.role, s.id, \
+                    (julianday('now') - julianday(s.last_seen_at)) * 86400.0 AS idle_secs, \
+                    (julianday('now') - julianday(s.created_at)) * 86400.0 AS age_secs \
              FROM sessions AS s JOIN users AS u ON u.id = s.user_id \
-             WHERE s.token_hash = ? AND s.last_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+             WHERE s.token_hash = ? AND u.active = 1 \
+               AND s.last_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) \
+               AND s.created_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
         )
         .bind(token_hash)
         .bind(format!("-{} seconds", idle.as_secs()))
+        .bind(format!("-{} seconds", lifetime.as_secs()))
         .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn role(&self, user: UserId) -> Result<Role, sqlx::Error> {
+        let role: String = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Role::from_stored(&role))
+    }
+
+    /// `user`'s sessions, most recently used first.
+    pub async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionListing>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, created_at, last_seen_at, address, user_agent, token_hash FROM sessions \
+             WHERE user_id = ? ORDER BY last_seen_at DESC, created_at DESC",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
         .await
     }
 

@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::reads::Room;
 use crate::domain::{EventId, RoomId, Scope, Status, UserId};
-use crate::eventlog::{Post, WriteError};
+use crate::eventlog::{NewSession, Post, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
 pub async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), WriteError> {
@@ -35,21 +35,79 @@ pub async fn insert_user(
     username: &str,
     password_hash: &str,
 ) -> Result<UserId, WriteError> {
-    sqlx::query_scalar("INSERT INTO users (username, password_hash) VALUES (?, ?) RETURNING id")
-        .bind(username)
-        .bind(password_hash)
-        .fetch_one(conn)
-        .await
-        .map_err(conflict("username"))
+    // The first account of an empty server is its admin.
+    sqlx::query_scalar(
+        "INSERT INTO users (username, password_hash, role) \
+         VALUES (?, ?, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'member' ELSE 'admin' END) RETURNING id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .fetch_one(conn)
+    .await
+    .map_err(conflict("username"))
 }
 
-pub async fn insert_session(conn: &mut SqliteConnection, user_id: UserId, token_hash: &[u8]) -> Result<(), WriteError> {
-    sqlx::query("INSERT INTO sessions (token_hash, user_id) VALUES (?, ?)")
-        .bind(token_hash)
+/// Starts a session, with a fresh public id (64 random bits, in hex) to list it by.
+pub async fn insert_session(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    session: &NewSession,
+) -> Result<(), WriteError> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, id, address, user_agent) \
+         VALUES (?, ?, lower(hex(randomblob(8))), ?, ?)",
+    )
+    .bind(&session.token_hash)
+    .bind(user_id)
+    .bind(&session.address)
+    .bind(&session.user_agent)
+    .execute(conn)
+    .await
+    .map_err(conflict("session"))?;
+    Ok(())
+}
+
+/// Ends `user`'s session with the public id `id`; returns its token hash, if there was one.
+pub async fn delete_session_by_id(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    id: &str,
+) -> Result<Option<Vec<u8>>, WriteError> {
+    Ok(
+        sqlx::query_scalar("DELETE FROM sessions WHERE user_id = ? AND id = ? RETURNING token_hash")
+            .bind(user_id)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Ends every session of `user` but the one whose token hash is `keep`; returns their token
+/// hashes.
+pub async fn delete_other_sessions(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    keep: &[u8],
+) -> Result<Vec<Vec<u8>>, WriteError> {
+    Ok(
+        sqlx::query_scalar("DELETE FROM sessions WHERE user_id = ? AND token_hash <> ? RETURNING token_hash")
+            .bind(user_id)
+            .bind(keep)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+pub async fn update_password(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    password_hash: &str,
+) -> Result<(), WriteError> {
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(password_hash)
         .bind(user_id)
         .execute(conn)
-        .await
-        .map_err(conflict("session"))?;
+        .await?;
     Ok(())
 }
 
@@ -63,24 +121,38 @@ pub async fn delete_session(conn: &mut SqliteConnection, token_hash: &[u8]) -> R
     Ok(deleted > 0)
 }
 
-/// Records that a session was used, which pushes back its expiry.
-pub async fn touch_session(conn: &mut SqliteConnection, token_hash: &[u8]) -> Result<(), WriteError> {
-    sqlx::query("UPDATE sessions SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE token_hash = ?")
-        .bind(token_hash)
-        .execute(conn)
-        .await?;
+/// Records that a session was used, and from where, which pushes back its expiry.
+pub async fn touch_session(
+    conn: &mut SqliteConnection,
+    token_hash: &[u8],
+    address: Option<&str>,
+) -> Result<(), WriteError> {
+    sqlx::query(
+        "UPDATE sessions SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+         address = coalesce(?, address) WHERE token_hash = ?",
+    )
+    .bind(address)
+    .bind(token_hash)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-/// Removes sessions unused for longer than `idle`; returns how many.
-pub async fn delete_expired_sessions(conn: &mut SqliteConnection, idle: Duration) -> Result<u64, WriteError> {
-    Ok(
-        sqlx::query("DELETE FROM sessions WHERE last_seen_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)")
-            .bind(format!("-{} seconds", idle.as_secs()))
-            .execute(conn)
-            .await?
-            .rows_affected(),
+/// Removes sessions unused for longer than `idle` or older than `lifetime`; returns how many.
+pub async fn delete_expired_sessions(
+    conn: &mut SqliteConnection,
+    idle: Duration,
+    lifetime: Duration,
+) -> Result<u64, WriteError> {
+    Ok(sqlx::query(
+        "DELETE FROM sessions WHERE last_seen_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) \
+         OR created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
     )
+    .bind(format!("-{} seconds", idle.as_secs()))
+    .bind(format!("-{} seconds", lifetime.as_secs()))
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 pub async fn insert_room(conn: &mut SqliteConnection, name: &str, created_by: UserId) -> Result<Room, WriteError> {

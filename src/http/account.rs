@@ -1,0 +1,134 @@
+//! `/account`: the signed-in user's own page, without script: change the password, see where
+//! one is signed in, and sign out of one session or of every other one. Each form posts,
+//! then sees the page again with what happened.
+
+use askama::Template;
+use poem::error::ResponseError;
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Html, Path, Query};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+
+use super::assets::{self, AssetUrls};
+use super::auth::CurrentUser;
+use super::error::ApiError;
+use super::sessions::client_ip;
+use super::{FormBody, State};
+use crate::app;
+use crate::app::sessions::Listed;
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    assets: &'static AssetUrls,
+    username: &'a str,
+    admin: bool,
+    sessions: Vec<Listed>,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+/// What the page says after a form did its work (`?done=`).
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "password" => Some("Your password is changed, and every other session is signed out."),
+        "session" => Some("That session is signed out."),
+        "others" => Some("Every other session is signed out."),
+        _ => None,
+    }
+}
+
+async fn render(
+    state: &State,
+    user: &CurrentUser,
+    notice: Option<&'static str>,
+    error: Option<(StatusCode, String)>,
+) -> Result<Response, ApiError> {
+    let sessions = app::sessions::list(&state.app, user).await?;
+    let status = error.as_ref().map_or(StatusCode::OK, |(status, _)| *status);
+    let page = AccountPage {
+        assets: assets::urls(),
+        username: &user.username,
+        admin: user.is_admin(),
+        sessions,
+        notice,
+        error: error.map(|(_, message)| message),
+    };
+    Ok(Html(page.render()?)
+        .with_status(status)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .into_response())
+}
+
+fn back(done: &str) -> Response {
+    StatusCode::SEE_OTHER
+        .with_header(header::LOCATION, format!("/account?done={done}"))
+        .into_response()
+}
+
+#[handler]
+pub async fn account_page(
+    Data(state): Data<&State>,
+    Query(done): Query<Done>,
+    user: Option<CurrentUser>,
+) -> Result<Response, ApiError> {
+    let Some(user) = user else {
+        return Ok(StatusCode::SEE_OTHER.with_header(header::LOCATION, "/").into_response());
+    };
+    render(state, &user, notice(done.done.as_deref()), None).await
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+}
+
+#[handler]
+pub async fn change_password_form(
+    req: &Request,
+    Data(state): Data<&State>,
+    user: CurrentUser,
+    FormBody(form): FormBody<PasswordForm>,
+) -> Result<Response, ApiError> {
+    let address = client_ip(req.remote_addr());
+    match app::accounts::change_password(&state.app, &user, address, form.current, form.new).await {
+        Ok(()) => Ok(back("password")),
+        Err(error) => {
+            let error = ApiError::App(error);
+            if !error.status().is_client_error() {
+                return Err(error);
+            }
+            render(state, &user, None, Some((error.status(), error.to_string()))).await
+        }
+    }
+}
+
+#[handler]
+pub async fn end_session_form(
+    Data(state): Data<&State>,
+    Path(id): Path<String>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    match app::sessions::revoke(&state.app, &user, &id).await {
+        Ok(()) => Ok(back("session")),
+        Err(app::Error::NotFound(_)) => {
+            let gone = "That session had already ended.".to_owned();
+            render(state, &user, None, Some((StatusCode::NOT_FOUND, gone))).await
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[handler]
+pub async fn end_other_sessions_form(Data(state): Data<&State>, user: CurrentUser) -> Result<Response, ApiError> {
+    app::sessions::revoke_others(&state.app, &user).await?;
+    Ok(back("others"))
+}
