@@ -4,13 +4,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chat-server", version, about = "A persistent real-time chat server")]
 pub struct Config {
+    /// What to do instead of serving: `admin ...` for the operator.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The SQLite database file; created, with its schema, on first start.
-    #[arg(long, env = "CHAT_DB", default_value = "chat.db")]
+    #[arg(long, env = "CHAT_DB", default_value = "chat.db", global = true)]
     pub db: PathBuf,
 
     /// The address to listen on (port 0 picks a free one).
@@ -160,6 +164,34 @@ pub struct Config {
     /// user signs in again.
     #[arg(long, env = "CHAT_SESSION_LIFETIME", default_value_t = 90 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_lifetime: u64,
+}
+
+/// What `chat-server` does instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Change accounts in the database file, for an operator who has lost the admin password.
+    /// Works while the server runs; a password read from standard input, one line.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// Sets USERNAME's password to the line read from standard input, and ends every session
+    /// of theirs.
+    ResetPassword { username: String },
+    /// Makes the account USERNAME with the password read from standard input (the first
+    /// account of a server is its admin).
+    CreateUser {
+        username: String,
+        /// Make it an admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Makes USERNAME an admin, and active again if deactivated.
+    Promote { username: String },
 }
 
 /// SQLite's `synchronous` pragma, as the flag `--sync` spells it.

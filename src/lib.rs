@@ -7,6 +7,7 @@
 //! client (SSE frames, JSON, HTML); `eventlog` is the writer, the hub, subscriptions and the
 //! storage; `app` is the chat's operations; `http` is poem.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod domain;

@@ -9,6 +9,18 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let config = chat::Config::parse();
     return_big_allocations_to_the_system();
+    if let Some(chat::config::Command::Admin { action }) = config.command.clone() {
+        return match chat::admin::run(&config.db, action, std::io::stdin().lock()).await {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("chat-server admin: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     chat::telemetry::init();
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,

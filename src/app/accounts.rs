@@ -11,6 +11,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use super::sessions::Session;
 use super::{App, Error, sessions};
 use crate::domain::{Password, Role, Username};
+use crate::eventlog::sqlite::AccountListing;
 use crate::eventlog::{NewSession, SignUp, WriteError};
 
 /// The longest `User-Agent` kept with a session.
@@ -142,6 +143,66 @@ pub async fn change_password(
     Ok(())
 }
 
+/// The accounts, by name: the active ones, or (for an admin) every one.
+pub async fn list(app: &App, session: &Session, with_inactive: bool) -> Result<Vec<AccountListing>, Error> {
+    if with_inactive && !session.is_admin() {
+        return Err(Error::Forbidden("only admins see deactivated accounts".into()));
+    }
+    let mut accounts = app.log.store.accounts().await?;
+    accounts.retain(|account| with_inactive || account.active);
+    Ok(accounts)
+}
+
+/// What an admin changes about an account.
+#[derive(Debug, Clone, Default)]
+pub struct Change<'a> {
+    /// `admin` or `member`.
+    pub role: Option<&'a str>,
+    pub active: Option<bool>,
+}
+
+/// An admin promotes, demotes, deactivates or reactivates `username`. A deactivated account's
+/// sessions end at once, with their streams, and it cannot sign in; its messages stay. The
+/// last active admin cannot be demoted or deactivated (`Conflict`).
+pub async fn update(app: &App, session: &Session, username: &str, change: Change<'_>) -> Result<AccountListing, Error> {
+    if !session.is_admin() {
+        return Err(Error::Forbidden("only admins change accounts".into()));
+    }
+    let role = change
+        .role
+        .map(|role| match role {
+            "admin" => Ok(Role::Admin),
+            "member" => Ok(Role::Member),
+            _ => Err(Error::Invalid(crate::domain::Invalid(
+                "a role is `admin` or `member`".into(),
+            ))),
+        })
+        .transpose()?;
+    let account = app.log.store.account(username).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "account called `{}`",
+            username.chars().take(64).collect::<String>()
+        ))
+    })?;
+    match app.log.writer.update_account(account.id, role, change.active).await {
+        Ok(()) => {}
+        Err(WriteError::Conflict(_)) => {
+            return Err(Error::Conflict(
+                "the server needs an active admin: promote someone else first".into(),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    tracing::info!(by = %session.username, username = %account.username, ?role, active = ?change.active, "account changed");
+    app.log
+        .store
+        .accounts()
+        .await?
+        .into_iter()
+        .find(|listed| listed.username == account.username)
+        .ok_or_else(|| Error::Internal("an account vanished".into()))
+}
+
 async fn hash_password(app: &App, password: &Password) -> Result<String, Error> {
     let password = password.clone();
     app.off_thread(move || hash(&password)).await?
@@ -153,7 +214,7 @@ async fn verify_password(app: &App, password: &Password, stored: &str) -> Result
 }
 
 /// argon2id with the crate's defaults (19 MiB, 2 passes). Slow on purpose.
-fn hash(password: &Password) -> Result<String, Error> {
+pub fn hash(password: &Password) -> Result<String, Error> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

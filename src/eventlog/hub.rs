@@ -197,6 +197,12 @@ impl Hub {
         feeds.send_user(user, live);
     }
 
+    /// Counts a change to what some credential allows (a role), without ending anything: every
+    /// session found valid before it is checked in the database again.
+    pub fn credentials_changed(&self) {
+        self.inner.revocations.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// How many revocations have been sent so far. Read it before checking a credential in the
     /// database, and compare after `subscribe`: if it moved, the credential may have been
     /// revoked in between, and the news sent before the subscription.

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::change::{NewRoom, NewSession, Post, Posted, SignUp, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
-use crate::domain::{Event, EventKind, RoomKind, Scope, UserId};
+use crate::domain::{Event, EventKind, Role, RoomKind, Scope, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Frame;
 
@@ -47,6 +47,8 @@ enum Request {
     EndOtherSessions(UserId, Vec<u8>, Reply<u64>),
     /// A new password hash; every other session of the user ends.
     ChangePassword(UserId, String, Vec<u8>, Reply<()>),
+    /// A user's role and whether they are active; a deactivated user's sessions end.
+    UpdateAccount(UserId, Option<Role>, Option<bool>, Reply<()>),
     TouchSession(Vec<u8>, Option<String>),
     ExpireSessions(Duration, Duration),
     CreateRoom(NewRoom, Reply<Event>),
@@ -65,7 +67,7 @@ impl Request {
             Self::StartSession(.., reply) => send(reply, error),
             Self::EndSession(.., reply) | Self::EndSessionById(.., reply) => send(reply, error),
             Self::EndOtherSessions(.., reply) => send(reply, error),
-            Self::ChangePassword(.., reply) => send(reply, error),
+            Self::ChangePassword(.., reply) | Self::UpdateAccount(.., reply) => send(reply, error),
             Self::CreateRoom(_, reply) => send(reply, error),
             Self::Post(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
@@ -80,6 +82,8 @@ struct Applied {
     events: Vec<Event>,
     /// Sessions to end on every stream: their user and token hash.
     revoke: Vec<(UserId, Vec<u8>)>,
+    /// Some credential allows something else now: sessions are checked again.
+    credentials_changed: bool,
     /// Sends the request's answer; given the batch's failure, sends that instead.
     answer: Answer,
 }
@@ -91,6 +95,7 @@ impl Applied {
         Self {
             events: Vec::new(),
             revoke: Vec::new(),
+            credentials_changed: false,
             answer: Box::new(move |failed| {
                 if let Some(reply) = reply {
                     let _ = reply.send(match failed {
@@ -148,6 +153,18 @@ impl Writer {
     /// How many ended.
     pub async fn end_other_sessions(&self, user: UserId, keep: Vec<u8>) -> Result<u64, WriteError> {
         self.ask(|reply| Request::EndOtherSessions(user, keep, reply)).await
+    }
+
+    /// Sets `user`'s role and whether they are active. `Conflict("the last admin")` if that
+    /// would leave no active admin; a deactivated user's sessions end, with their streams.
+    pub async fn update_account(
+        &self,
+        user: UserId,
+        role: Option<Role>,
+        active: Option<bool>,
+    ) -> Result<(), WriteError> {
+        self.ask(|reply| Request::UpdateAccount(user, role, active, reply))
+            .await
     }
 
     /// Stores `user`'s new password hash and ends every other session of theirs, together.
@@ -256,6 +273,9 @@ impl Task {
                     }
                     for (user, token_hash) in &done.revoke {
                         self.hub.revoke(*user, token_hash);
+                    }
+                    if done.credentials_changed {
+                        self.hub.credentials_changed();
                     }
                     (done.answer)(None);
                 }
@@ -386,6 +406,19 @@ impl Task {
                 done.revoke
                     .extend(ended.into_iter().map(|token_hash| (user, token_hash)));
                 done
+            }
+            Request::UpdateAccount(user, role, active, reply) => {
+                match writes::update_account(conn, user, role, active).await {
+                    Ok(ended) => {
+                        let mut done = Applied::answer(Some(reply), Ok(()));
+                        done.revoke
+                            .extend(ended.into_iter().map(|token_hash| (user, token_hash)));
+                        done.credentials_changed = true;
+                        done
+                    }
+                    Err(refused @ WriteError::Conflict(_)) => Applied::answer(Some(reply), Err::<(), _>(refused)),
+                    Err(failure) => return Err(failure),
+                }
             }
             Request::TouchSession(token_hash, address) => {
                 writes::touch_session(conn, &token_hash, address.as_deref()).await?;

@@ -17,6 +17,7 @@ mod rooms;
 mod sessions;
 mod status;
 pub mod transport;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,8 +28,8 @@ use bytes::Bytes;
 use poem::http::{HeaderValue, header};
 use poem::middleware::Tracing;
 use poem::{
-    Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, delete, get, post,
-    put,
+    Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, delete, get,
+    patch, post, put,
 };
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -133,6 +134,8 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/api/rooms/:room/events", get(events::room_events))
         .at("/api/events", get(events::user_events))
         .at("/api/status", put(status::set_status))
+        .at("/api/users", get(users::list_users))
+        .at("/api/users/:username", patch(users::update_user))
         .at("/api/me", get(me::me))
         .at("/api/me/password", put(me::change_password))
         .at("/api/me/sessions", get(me::sessions).delete(me::revoke_other_sessions))

@@ -218,3 +218,98 @@ async fn a_session_ends_at_its_lifetime_however_much_it_is_used() {
     // Signing in again starts a new one.
     assert_eq!(me(&server.user("ada").await).await.status(), 200);
 }
+
+async fn change(admin: &Client, username: &str, body: Value) -> (u16, Value) {
+    let response = admin
+        .request(Method::PATCH, &format!("/api/users/{username}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn listed_users(client: &Client) -> Vec<String> {
+    let users: Vec<Value> = client
+        .request(Method::GET, "/api/users")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    users
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Admins promote, demote, deactivate and reactivate; nobody else may; the server always
+/// keeps an active admin; a deactivated account's streams end at once, it cannot sign in, it
+/// is listed nowhere, and its messages stay.
+#[tokio::test]
+async fn admins_manage_accounts_and_the_last_admin_stays() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    carol.say("general", "carol was here").await;
+    let mut carols_stream = carol.open_user_stream("", None).await;
+    assert_eq!(listed_users(&bob).await, ["ada", "bob", "carol"]);
+
+    assert_eq!(
+        change(&bob, "carol", json!({"active": false})).await.0,
+        403,
+        "members may not"
+    );
+    assert_eq!(change(&ada, "nobody", json!({"role": "admin"})).await.0, 404);
+    assert_eq!(change(&ada, "bob", json!({"role": "owner"})).await.0, 422);
+    assert_eq!(change(&ada, "bob", json!({"role": 5})).await.0, 422);
+
+    let (status, bob_now) = change(&ada, "bob", json!({"role": "admin"})).await;
+    assert_eq!(
+        (status, bob_now),
+        (
+            200,
+            json!({"username": "bob", "role": "admin", "status": "offline", "active": true})
+        )
+    );
+    // Promoted at once: bob acts as an admin on his very next request.
+    assert_eq!(change(&bob, "ada", json!({"role": "member"})).await.0, 200);
+    assert_eq!(me(&ada).await.json::<Value>().await.unwrap()["role"], "member");
+    assert_eq!(
+        change(&ada, "bob", json!({"role": "member"})).await.0,
+        403,
+        "demoted at once too"
+    );
+    // Bob is the only admin now: he can be neither demoted nor deactivated, not even by himself.
+    let (status, refusal) = change(&bob, "bob", json!({"role": "member"})).await;
+    assert_eq!(status, 409);
+    assert!(refusal["error"].as_str().unwrap().contains("admin"), "{refusal}");
+    assert_eq!(change(&bob, "bob", json!({"active": false})).await.0, 409);
+
+    // Deactivated: the open stream ends with logout, the token is refused, sign-in too.
+    assert_eq!(change(&bob, "carol", json!({"active": false})).await.0, 200);
+    expect_logout(&mut carols_stream).await;
+    assert_eq!(me(&carol).await.status(), 401);
+    let signing_in = server.anonymous().sign_in("carol", PASSWORD).await;
+    assert_eq!(signing_in.status(), 403);
+    assert_eq!(
+        server.anonymous().sign_in("carol", "a wrong password").await.status(),
+        401
+    );
+    assert_eq!(listed_users(&bob).await, ["ada", "bob"]);
+    let history = bob.history("general", "").await;
+    assert_eq!(
+        history.last().unwrap()["content"],
+        "carol was here",
+        "her messages stay"
+    );
+
+    // Reactivated: she signs in again.
+    assert_eq!(change(&bob, "carol", json!({"active": true})).await.0, 200);
+    assert_eq!(server.anonymous().sign_in("carol", PASSWORD).await.status(), 200);
+    assert_eq!(listed_users(&bob).await, ["ada", "bob", "carol"]);
+}

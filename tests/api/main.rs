@@ -15,6 +15,7 @@ mod hostile;
 mod idempotency;
 mod limits;
 mod migration;
+mod operator;
 mod presence;
 mod restart;
 mod resume;

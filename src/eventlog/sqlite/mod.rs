@@ -6,6 +6,7 @@
 //! to write; the read pool is `query_only`, so a read path that tried to write would fail
 //! loudly.
 
+pub mod operator;
 mod reads;
 pub(super) mod writes;
 
@@ -16,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
-pub use reads::{Account, Room, SessionRow, Store, StoredStatus};
+pub use reads::{Account, AccountListing, Room, SessionRow, Store, StoredStatus};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,6 +102,15 @@ pub struct SessionRow {
     pub age_secs: f64,
 }
 
+/// An account as `GET /api/users` and the admin page list it.
+#[derive(Debug, Clone)]
+pub struct AccountListing {
+    pub username: String,
+    pub role: Role,
+    pub active: bool,
+    pub status: Status,
+}
+
 /// A session as its user sees it listed.
 #[derive(Debug, Clone, FromRow)]
 pub struct SessionListing {
@@ -338,12 +347,33 @@ impl Store {
         .await
     }
 
-    /// Every user with their current status, online first, then by name.
+    /// Every account, by name, with its role, whether it is active, and its current status.
+    pub async fn accounts(&self) -> Result<Vec<AccountListing>, sqlx::Error> {
+        let rows: Vec<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT u.username, u.role, u.active, \
+                    (SELECT e.body FROM events AS e WHERE e.kind = 'status' AND e.user_id = u.id \
+                     ORDER BY e.id DESC LIMIT 1) \
+             FROM users AS u ORDER BY u.username COLLATE NOCASE",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, role, active, status)| AccountListing {
+                username,
+                role: Role::from_stored(&role),
+                active,
+                status: status.and_then(|s| s.parse().ok()).unwrap_or(Status::Offline),
+            })
+            .collect())
+    }
+
+    /// Every active user with their current status, online first, then by name.
     pub async fn members(&self) -> Result<Vec<(String, Status)>, sqlx::Error> {
         let rows: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT u.username, (SELECT e.body FROM events AS e WHERE e.kind = 'status' AND e.user_id = u.id \
                                  ORDER BY e.id DESC LIMIT 1) \
-             FROM users AS u ORDER BY u.username COLLATE NOCASE",
+             FROM users AS u WHERE u.active = 1 ORDER BY u.username COLLATE NOCASE",
         )
         .fetch_all(&self.pool)
         .await?;

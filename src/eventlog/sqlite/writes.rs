@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnection;
 
 use super::reads::Room;
-use crate::domain::{EventId, RoomId, Scope, Status, UserId};
+use crate::domain::{EventId, Role, RoomId, Scope, Status, UserId};
 use crate::eventlog::{NewSession, Post, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
@@ -96,6 +96,82 @@ pub async fn delete_other_sessions(
             .fetch_all(conn)
             .await?,
     )
+}
+
+/// Sets `user`'s role and whether they are active, refusing (`Conflict("the last admin")`)
+/// a change that would leave the server without an active admin. A deactivated user's
+/// sessions are deleted; their token hashes are returned.
+pub async fn update_account(
+    conn: &mut SqliteConnection,
+    user_id: UserId,
+    role: Option<Role>,
+    active: Option<bool>,
+) -> Result<Vec<Vec<u8>>, WriteError> {
+    let (current_role, current_active): (String, bool) = sqlx::query_as("SELECT role, active FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let was_admin = Role::from_stored(&current_role) == Role::Admin && current_active;
+    let role = role.unwrap_or(Role::from_stored(&current_role));
+    let active = active.unwrap_or(current_active);
+    if was_admin && (role != Role::Admin || !active) {
+        let others: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin' AND active = 1 AND id <> ?")
+                .bind(user_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        if others == 0 {
+            return Err(WriteError::Conflict("the last admin"));
+        }
+    }
+    sqlx::query("UPDATE users SET role = ?, active = ? WHERE id = ?")
+        .bind(role.as_str())
+        .bind(active)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    if active {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("DELETE FROM sessions WHERE user_id = ? RETURNING token_hash")
+            .bind(user_id)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// The id of the account called `username` (in any case), if there is one.
+pub async fn find_user(conn: &mut SqliteConnection, username: &str) -> Result<Option<UserId>, WriteError> {
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE username = ?")
+        .bind(username)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Makes `user` an active admin.
+pub async fn promote(conn: &mut SqliteConnection, user_id: UserId) -> Result<(), WriteError> {
+    sqlx::query("UPDATE users SET role = 'admin', active = 1 WHERE id = ?")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn role_of(conn: &mut SqliteConnection, user_id: UserId) -> Result<String, WriteError> {
+    Ok(sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Ends every session of `user`; returns how many there were.
+pub async fn delete_sessions_of(conn: &mut SqliteConnection, user_id: UserId) -> Result<u64, WriteError> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(user_id)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 pub async fn update_password(
