@@ -14,3 +14,11 @@ UPDATE sessions SET id = lower(hex(randomblob(8)));
 CREATE UNIQUE INDEX sessions_id ON sessions (id);
 ALTER TABLE sessions ADD COLUMN address TEXT;
 ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+
+-- What a name looks like, to refuse new look-alikes of a taken name (`AIice` beside `Alice`):
+-- capital I, l and 1 read as one letter, and so do O, o and 0; case does not count. Names that
+-- were taken before may share one; new accounts may not.
+ALTER TABLE users ADD COLUMN skeleton TEXT GENERATED ALWAYS AS (
+    lower(replace(replace(replace(replace(username, 'I', 'l'), '1', 'l'), 'O', 'o'), '0', 'o'))
+) VIRTUAL;
+CREATE INDEX users_skeleton ON users (skeleton);

@@ -30,11 +30,11 @@ pub async fn run(db: &Path, action: AdminAction, input: impl BufRead) -> anyhow:
             }
         }
         AdminAction::CreateUser { username, admin } => {
-            let name = Username::parse(&username).map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
+            let name = Username::parse_new(&username).map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
             let hash = hash(&read_password(input)?)?;
             match operator::create_user(&mut conn, name.as_str(), &hash, admin).await {
                 Ok(role) => Ok(format!("{username}: account made ({role})")),
-                Err(WriteError::Conflict(_)) => bail!("the name {username:?} is taken"),
+                Err(WriteError::Conflict(_)) => bail!("the name {username:?} is taken, or too like a taken one"),
                 Err(error) => Err(error.into()),
             }
         }

@@ -60,6 +60,8 @@ pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: Strin
     let (token, token_hash) = sessions::new_token()?;
 
     if app.log.store.account(username.as_str()).await?.is_none() {
+        // A new account's name meets the rules of new names.
+        Username::parse_new(username.as_str())?;
         app.limits.sign_up(address)?;
         let password_hash = hash_password(app, &password).await?;
         let sign_up = SignUp {
@@ -77,6 +79,11 @@ pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: Strin
                     role,
                     token,
                 });
+            }
+            Err(WriteError::Conflict("look-alike")) => {
+                return Err(Error::Conflict(
+                    "that name looks too much like one already taken: choose another".into(),
+                ));
             }
             // Someone took the name a moment ago: sign in against their account.
             Err(WriteError::Conflict(_)) => {}

@@ -11,6 +11,8 @@ mod stream;
 pub use account::Role;
 pub use event::{Event, EventKind, RoomKind, Scope};
 pub use ids::{EventId, RoomId, UserId};
-pub use names::{ClientId, Content, Invalid, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, RoomName, Username};
+pub use names::{
+    ClientId, Content, Invalid, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, RoomName, Username, skeleton,
+};
 pub use status::Status;
 pub use stream::{Cursor, View};

@@ -26,9 +26,41 @@ impl Username {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A name for a new account: also starting and ending with a letter or digit, so that
+    /// no name is another with a dot or dash on its edge. (Names made before this rule still
+    /// sign in.)
+    pub fn parse_new(raw: &str) -> Result<Self, Invalid> {
+        let name = Self::parse(raw)?;
+        let edges_ok = [raw.chars().next(), raw.chars().last()]
+            .iter()
+            .all(|c| c.is_some_and(|c| c.is_ascii_alphanumeric()));
+        if !edges_ok {
+            return Err(Invalid("a username starts and ends with a letter or digit".into()));
+        }
+        Ok(name)
+    }
+
+    /// What the name looks like, for telling look-alikes apart: capital `I`, `l` and `1`
+    /// read as one letter, and so do `O`, `o` and `0`; case does not count. The database
+    /// computes the same (`users.skeleton`), and no two new accounts share one.
+    pub fn skeleton(&self) -> String {
+        skeleton(&self.0)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// What `name` looks like: see `Username::skeleton`.
+pub fn skeleton(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'I' | 'l' | '1' => 'l',
+            'O' | 'o' | '0' => 'o',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 /// `[a-z0-9][a-z0-9-]{0,31}`: safe in a URL path and an HTML id as it is.
@@ -180,6 +212,28 @@ mod tests {
         for bad in ["", " ada", "ada!", "ådа", "a b", &"x".repeat(33), "a\0"] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn new_names_start_and_end_with_a_letter_or_digit() {
+        for ok in ["a", "ada.lovelace", "a_b-c", "0x1"] {
+            assert!(Username::parse_new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["_ada", "ada.", "-", ".a", "a_"] {
+            assert!(Username::parse(bad).is_ok(), "{bad} still signs in");
+            assert!(Username::parse_new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn look_alikes_share_a_skeleton() {
+        let skeleton = |name: &str| Username::parse(name).unwrap().skeleton();
+        assert_eq!(skeleton("Alice"), skeleton("AIice"));
+        assert_eq!(skeleton("Alice"), skeleton("A1ice"));
+        assert_eq!(skeleton("bob"), skeleton("B0B"));
+        assert_eq!(skeleton("Ian"), skeleton("lan"));
+        assert_ne!(skeleton("ian"), skeleton("lan"), "a small i is its own letter");
+        assert_ne!(skeleton("ada"), skeleton("ad4"));
     }
 
     #[test]

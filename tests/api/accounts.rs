@@ -313,3 +313,47 @@ async fn admins_manage_accounts_and_the_last_admin_stays() {
     assert_eq!(server.anonymous().sign_in("carol", PASSWORD).await.status(), 200);
     assert_eq!(listed_users(&bob).await, ["ada", "bob", "carol"]);
 }
+
+/// A new name may not be a look-alike of a taken one (`AIice`, `A1ice` beside `Alice`) nor
+/// start or end with anything but a letter or digit; the taken name itself still signs in, in
+/// any case.
+#[tokio::test]
+async fn look_alikes_of_taken_names_are_refused() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    assert_eq!(server.anonymous().sign_in("Alice", PASSWORD).await.status(), 201);
+    assert_eq!(server.anonymous().sign_in("b0b", PASSWORD).await.status(), 201);
+    for look_alike in ["AIice", "A1ice", "aIice", "bob", "BOB", "BoB"] {
+        let response = server.anonymous().sign_in(look_alike, PASSWORD).await;
+        assert_eq!(response.status(), 409, "{look_alike}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("looks too much like"),
+            "{body}"
+        );
+    }
+    // The taken names themselves, in any case, are sign-ins.
+    let again: Value = server
+        .anonymous()
+        .sign_in("alice", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["username"], "Alice");
+    assert_eq!(server.anonymous().sign_in("B0B", PASSWORD).await.status(), 200);
+    for edge in ["_carol", "carol.", "-dan", "erin_"] {
+        assert_eq!(server.anonymous().sign_in(edge, PASSWORD).await.status(), 422, "{edge}");
+    }
+    assert_eq!(
+        server.anonymous().sign_in("ian", PASSWORD).await.status(),
+        201,
+        "a small i is no l"
+    );
+    let mut conn = db.connect().await;
+    let skeletons: Vec<String> = sqlx::query_scalar("SELECT skeleton FROM users ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(skeletons, ["alice", "bob", "ian"]);
+}

@@ -1639,11 +1639,14 @@ fn username_cases() -> Vec<Case> {
     cases.extend([
         sign_in("username: ada in capitals is ada", "ADA", PASSWORD).expect(Expect::Json(200, signed_in_as_ada)),
         sign_in("username: ada in capitals, wrong password", "ADA", "not the password").error(401),
-        sign_in("username: dot dot is a valid name", "..", PASSWORD).expect(Expect::Json(201, |v| {
-            (v["username"] == ".." && v["token"].as_str().is_some_and(|t| t.len() == 43))
-                .then_some(())
-                .ok_or_else(|| v.to_string())
+        // A name of dots is no name: a new name starts and ends with a letter or digit.
+        sign_in("username: dot dot", "..", PASSWORD).error(422),
+        sign_in("username: a dot on its edge", "ada.", PASSWORD).error(422),
+        sign_in("username: a name with a zero", "n0ah", PASSWORD).expect(Expect::Json(201, |v| {
+            (v["username"] == "n0ah").then_some(()).ok_or_else(|| v.to_string())
         })),
+        sign_in("username: a capital O for its zero", "NOAH", PASSWORD).error(409),
+        sign_in("username: a small o for its zero", "noah", "another password").error(409),
         sign_in("username: 32 letters", &"u".repeat(32), PASSWORD).expect(Expect::Json(201, |v| {
             (v["username"] == "u".repeat(32))
                 .then_some(())

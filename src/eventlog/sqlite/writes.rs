@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnection;
 
 use super::reads::Room;
-use crate::domain::{EventId, Role, RoomId, Scope, Status, UserId};
+use crate::domain::{EventId, Role, RoomId, Scope, Status, UserId, skeleton};
 use crate::eventlog::{NewSession, Post, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
@@ -35,6 +35,22 @@ pub async fn insert_user(
     username: &str,
     password_hash: &str,
 ) -> Result<UserId, WriteError> {
+    // Checked here, by the one writer, so that two look-alikes cannot both be made at once.
+    let look_alike: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE skeleton = ? LIMIT 1")
+        .bind(skeleton(username))
+        .fetch_optional(&mut *conn)
+        .await?;
+    if look_alike.is_some() {
+        let exact: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Err(WriteError::Conflict(if exact.is_some() {
+            "username"
+        } else {
+            "look-alike"
+        }));
+    }
     // The first account of an empty server is its admin.
     sqlx::query_scalar(
         "INSERT INTO users (username, password_hash, role) \
