@@ -21,12 +21,17 @@ pub async fn set(app: &App, session: &Session, status: &str) -> Result<Event, Er
     let limits = Arc::clone(&app.limits);
     match app.presence.choose(change, move || limits.status(user)).await? {
         Some(event) => Ok(event),
-        None => app
-            .log
-            .store
-            .latest_status(user)
-            .await?
-            .ok_or_else(|| Error::Internal("a status shown but never stored".into())),
+        None => {
+            // The event that set it may still be on its way to the database (a request a
+            // moment ago chose the same): it was queued before this point, so once the writer
+            // has caught up to here, it is stored.
+            app.log.writer.barrier().await?;
+            app.log
+                .store
+                .latest_status(user)
+                .await?
+                .ok_or_else(|| Error::Internal("a status shown but never stored".into()))
+        }
     }
 }
 

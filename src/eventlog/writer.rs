@@ -51,6 +51,8 @@ enum Request {
     UpdateAccount(UserId, Option<Role>, Option<bool>, Reply<()>),
     TouchSession(Vec<u8>, Option<String>),
     ExpireSessions(Duration, Duration),
+    /// Changes nothing: answered once everything queued before it is committed.
+    Barrier(Reply<()>),
     CreateRoom(NewRoom, Reply<Event>),
     Post(Post, Reply<Posted>),
     SetStatus(StatusChange, Reply<Event>),
@@ -67,7 +69,9 @@ impl Request {
             Self::StartSession(.., reply) => send(reply, error),
             Self::EndSession(.., reply) | Self::EndSessionById(.., reply) => send(reply, error),
             Self::EndOtherSessions(.., reply) => send(reply, error),
-            Self::ChangePassword(.., reply) | Self::UpdateAccount(.., reply) => send(reply, error),
+            Self::ChangePassword(.., reply) | Self::UpdateAccount(.., reply) | Self::Barrier(reply) => {
+                send(reply, error)
+            }
             Self::CreateRoom(_, reply) => send(reply, error),
             Self::Post(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
@@ -187,6 +191,11 @@ impl Writer {
     /// waiting.
     pub fn expire_sessions(&self, idle: Duration, lifetime: Duration) {
         self.detach(Request::ExpireSessions(idle, lifetime));
+    }
+
+    /// Waits until every request queued before this call is committed (or has failed).
+    pub async fn barrier(&self) -> Result<(), WriteError> {
+        self.ask(Request::Barrier).await
     }
 
     /// Makes a room; returns its `room` event. `Conflict("room")` if the name is taken.
@@ -420,6 +429,7 @@ impl Task {
                     Err(failure) => return Err(failure),
                 }
             }
+            Request::Barrier(reply) => Applied::answer(Some(reply), Ok(())),
             Request::TouchSession(token_hash, address) => {
                 writes::touch_session(conn, &token_hash, address.as_deref()).await?;
                 Applied::answer::<()>(None, Ok(()))

@@ -113,3 +113,29 @@ async fn after_a_crash_users_without_streams_go_offline() {
     tokio::time::sleep(Duration::from_millis(1800)).await;
     assert_eq!(statuses_of(&db, "bob").await, ["online", "offline"]);
 }
+
+/// Many requests choosing one status at once: one stores it, and every one of them is answered
+/// with that event, even those that came while it was still on its way to the database.
+#[tokio::test]
+async fn the_same_status_chosen_many_times_at_once_is_stored_once_and_answered_everywhere() {
+    let db = crate::common::TestDb::new();
+    let server = crate::common::Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    for round in 0..5 {
+        let status = if round % 2 == 0 { "away" } else { "online" };
+        let answers = futures_util::future::join_all((0..30).map(|_| {
+            let ada = ada.clone();
+            async move {
+                let response = ada.set_status(status).await;
+                let code = response.status().as_u16();
+                (code, response.json::<serde_json::Value>().await.unwrap())
+            }
+        }))
+        .await;
+        assert!(answers.iter().all(|(code, _)| *code == 200), "{answers:?}");
+        let ids: std::collections::BTreeSet<i64> =
+            answers.iter().map(|(_, event)| event["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+        assert!(answers.iter().all(|(_, event)| event["status"] == status));
+    }
+}
