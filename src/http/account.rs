@@ -1,5 +1,6 @@
 //! `/account`: the signed-in user's own page, without script: change the password, see where
-//! one is signed in, and sign out of one session or of every other one. Each form posts,
+//! one is signed in, and sign out of one session or of every other one. `/admin`: an admin's
+//! page of every account, to promote, demote, deactivate and reactivate. Each form posts,
 //! then sees the page again with what happened.
 
 use askama::Template;
@@ -16,6 +17,8 @@ use super::sessions::client_ip;
 use super::{FormBody, State};
 use crate::app;
 use crate::app::sessions::Listed;
+use crate::domain::Username;
+use crate::eventlog::sqlite::AccountListing;
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -131,4 +134,97 @@ pub async fn end_session_form(
 pub async fn end_other_sessions_form(Data(state): Data<&State>, user: CurrentUser) -> Result<Response, ApiError> {
     app::sessions::revoke_others(&state.app, &user).await?;
     Ok(back("others"))
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    assets: &'static AssetUrls,
+    people: Vec<AccountListing>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Changed {
+    changed: Option<String>,
+}
+
+async fn render_admin(
+    state: &State,
+    user: &CurrentUser,
+    notice: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Result<Response, ApiError> {
+    let people = app::accounts::list(&state.app, user, true).await?;
+    let status = error.as_ref().map_or(StatusCode::OK, |(status, _)| *status);
+    let page = AdminPage {
+        assets: assets::urls(),
+        people,
+        notice,
+        error: error.map(|(_, message)| message),
+    };
+    Ok(Html(page.render()?)
+        .with_status(status)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .into_response())
+}
+
+/// `/admin`: every account, with buttons to promote, demote, deactivate and reactivate. For
+/// admins; anyone else is told it is not for them.
+#[handler]
+pub async fn admin_page(
+    Data(state): Data<&State>,
+    Query(changed): Query<Changed>,
+    user: Option<CurrentUser>,
+) -> Result<Response, ApiError> {
+    let Some(user) = user else {
+        return Ok(StatusCode::SEE_OTHER.with_header(header::LOCATION, "/").into_response());
+    };
+    if !user.is_admin() {
+        return super::pages::error_page(StatusCode::FORBIDDEN, "For admins", "Only admins manage people here.");
+    }
+    // Only a name the page itself put there is echoed, and only as text.
+    let notice = changed
+        .changed
+        .filter(|name| Username::parse(name).is_ok())
+        .map(|name| format!("{name} is changed."));
+    render_admin(state, &user, notice, None).await
+}
+
+#[derive(Deserialize)]
+pub struct PersonForm {
+    role: Option<String>,
+    active: Option<String>,
+}
+
+#[handler]
+pub async fn change_person_form(
+    Data(state): Data<&State>,
+    Path(username): Path<String>,
+    user: CurrentUser,
+    FormBody(form): FormBody<PersonForm>,
+) -> Result<Response, ApiError> {
+    let active = match form.active.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(ApiError::BadRequest("`active` is `true` or `false`".into())),
+    };
+    let change = app::accounts::Change {
+        role: form.role.as_deref(),
+        active,
+    };
+    match app::accounts::update(&state.app, &user, &username, change).await {
+        Ok(account) => Ok(StatusCode::SEE_OTHER
+            .with_header(header::LOCATION, format!("/admin?changed={}", account.username))
+            .into_response()),
+        Err(error) => {
+            let error = ApiError::App(error);
+            if !error.status().is_client_error() || !user.is_admin() {
+                return Err(error);
+            }
+            render_admin(state, &user, None, Some((error.status(), error.to_string()))).await
+        }
+    }
 }

@@ -148,6 +148,8 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/rooms", post(pages::create_room_form).get(pages::more_rooms))
         .at("/rooms/:room", get(pages::room_page))
         .at("/account", get(account::account_page))
+        .at("/admin", get(account::admin_page))
+        .at("/admin/people/:username", post(account::change_person_form))
         .at("/account/password", post(account::change_password_form))
         .at("/account/sessions/end-others", post(account::end_other_sessions_form))
         .at("/account/sessions/:id/end", post(account::end_session_form))

@@ -38,6 +38,8 @@ struct RoomPage<'a> {
     username: &'a str,
     /// What the status switch shows: the status the user chose.
     my_status: &'static str,
+    /// The user is an admin: the page links to `/admin`.
+    admin: bool,
     rooms: Vec<String>,
     /// The page was read at this id: the stream shows what came after.
     after: EventId,
@@ -77,7 +79,7 @@ fn see_other(location: &str) -> Response {
         .into_response()
 }
 
-fn error_page(status: StatusCode, title: &str, message: &str) -> Result<Response, ApiError> {
+pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Result<Response, ApiError> {
     let html = ErrorPage {
         assets: assets::urls(),
         title,
@@ -187,6 +189,7 @@ pub async fn room_page(
         room: &room.name,
         username: &user.username,
         my_status: chosen.as_str(),
+        admin: user.is_admin(),
         rooms,
         after,
         keepalive: state.keepalive.as_secs(),

@@ -610,6 +610,88 @@ async fn changing_the_password_on_the_account_page_signs_the_other_browser_out()
     finish(phone).await;
 }
 
+/// The admin's page of people: ada, the first account, deactivates bob, whose open page goes
+/// to sign-in at once and who cannot sign in again; she cannot demote herself, the only admin;
+/// and the page is not for members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_deactivates_someone_from_the_people_page() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let driver = Driver::start().await;
+    let admin = driver.browser("ada").await;
+    let member = driver.browser("bob").await;
+    sign_in(&admin, &server.url("/"), "ada").await;
+    sign_in(&member, &server.url("/"), "bob").await;
+    assert!(
+        eval::<bool>(&member, "return !document.querySelector('a.admin-link');").await,
+        "no link for members"
+    );
+
+    admin
+        .find(Locator::Css("a.admin-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "the people page lists both",
+        "document.querySelectorAll('#people .person').length === 2",
+    )
+    .await;
+    admin
+        .find(Locator::Css("#person-bob button[name=active]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "bob shows as deactivated",
+        "document.getElementById('person-bob')?.dataset.active === 'false'",
+    )
+    .await;
+    wait_for(
+        &member,
+        "bob's page goes to sign-in",
+        "location.pathname === '/' && document.getElementById('password') !== null",
+    )
+    .await;
+    assert_eq!(
+        server
+            .anonymous()
+            .sign_in("bob", "correct horse battery")
+            .await
+            .status(),
+        403
+    );
+
+    // The only admin cannot make herself a member: the page says why.
+    admin
+        .find(Locator::Css("#person-ada button[name=role]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&admin, "the refusal shows", "document.querySelector('.error') !== null").await;
+    let said = eval::<String>(&admin, "return document.querySelector('.error').textContent;").await;
+    assert!(said.contains("admin"), "{said}");
+    assert_eq!(
+        eval::<String>(&admin, "return document.getElementById('person-ada').dataset.role;").await,
+        "admin"
+    );
+
+    let carol = server.user("carol").await;
+    let page = carol.request(reqwest::Method::GET, "/admin").send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    // The refused change is answered 409: a failed load, as the browser logs it.
+    finish_with_network_errors(admin).await;
+    finish(member).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_again_from_the_page_shows_once() {
     let db = TestDb::new();

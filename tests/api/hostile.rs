@@ -1742,6 +1742,16 @@ fn account_cases() -> Vec<Case> {
         .error(404),
     );
     cases.push(
+        post("admin form: active=maybe", "/admin/people/bob")
+            .form("active=maybe")
+            .error(400),
+    );
+    cases.push(
+        post("admin form: JSON", "/admin/people/bob")
+            .json(r#"{"active":false}"#)
+            .error(415),
+    );
+    cases.push(
         post(
             "account: end a session of nobody's",
             "/account/sessions/0123456789abcdef/end",
