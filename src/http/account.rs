@@ -62,7 +62,12 @@ async fn render(
         notice,
         error: error.map(|(_, message)| message),
     };
-    Ok(Html(page.render()?)
+    private_page(page.render()?, status)
+}
+
+/// A page of one person's own data: never cached.
+fn private_page(html: String, status: StatusCode) -> Result<Response, ApiError> {
+    Ok(Html(html)
         .with_status(status)
         .with_header(header::CACHE_CONTROL, "no-store")
         .into_response())
@@ -164,10 +169,7 @@ async fn render_admin(
         notice,
         error: error.map(|(_, message)| message),
     };
-    Ok(Html(page.render()?)
-        .with_status(status)
-        .with_header(header::CACHE_CONTROL, "no-store")
-        .into_response())
+    private_page(page.render()?, status)
 }
 
 /// `/admin`: every account, with buttons to promote, demote, deactivate and reactivate. For

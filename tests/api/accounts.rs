@@ -34,14 +34,7 @@ async fn another_session(server: &Server, username: &str, user_agent: &str) -> C
 }
 
 async fn sessions(client: &Client) -> Vec<Value> {
-    let body: Value = client
-        .request(Method::GET, "/api/me/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = client.get_json("/api/me/sessions").await;
     body["sessions"].as_array().unwrap().clone()
 }
 
@@ -231,15 +224,10 @@ async fn change(admin: &Client, username: &str, body: Value) -> (u16, Value) {
 }
 
 async fn listed_users(client: &Client) -> Vec<String> {
-    let users: Vec<Value> = client
-        .request(Method::GET, "/api/users")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = client.get_json("/api/users").await;
     users
+        .as_array()
+        .expect("a list")
         .iter()
         .map(|u| u["username"].as_str().unwrap().to_owned())
         .collect()

@@ -6,10 +6,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{Server, TestDb, WAIT};
+use crate::common::{Server, TestDb, WAIT, read_until_closed};
 
 /// A connection from `127.0.0.{last}` that sends nothing.
 async fn silent_from(server: &Server, last: u8) -> TcpStream {
@@ -22,16 +21,7 @@ async fn silent_from(server: &Server, last: u8) -> TcpStream {
 
 /// What the server says on `socket` before closing it, within `wait`; empty if it says nothing.
 async fn what_it_says(socket: &mut TcpStream, wait: Duration) -> String {
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buffer[..n]);
-    }
-    String::from_utf8_lossy(&answer).into_owned()
+    read_until_closed(socket, wait).await
 }
 
 /// Holds `n` silent connections from `127.0.0.{last}` and sorts them: the ones the server kept

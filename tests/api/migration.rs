@@ -162,24 +162,10 @@ async fn a_database_of_the_previous_release_is_upgraded_in_place_with_nothing_lo
             ("bob".into(), "member".into(), true)
         ]
     );
-    let me: Value = ada
-        .request(reqwest::Method::GET, "/api/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = ada.get_json("/api/me").await;
     assert_eq!(me["role"], "admin");
     // The old sessions got public ids to be listed and ended by.
-    let listed: Value = bob
-        .request(reqwest::Method::GET, "/api/me/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = bob.get_json("/api/me/sessions").await;
     let id = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 16);
     assert_eq!(listed["sessions"][0]["current"], true);

@@ -69,14 +69,7 @@ async fn the_operator_resets_a_password_makes_accounts_and_promotes_beside_the_r
     assert_eq!(out, "bob: now an active admin");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let me: Value = bob
-            .request(Method::GET, "/api/me")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me: Value = bob.get_json("/api/me").await;
         if me["role"] == "admin" {
             break;
         }

@@ -198,14 +198,7 @@ async fn rooms_are_listed_created_and_unique() {
         assert_eq!(error_of(ada.create_room(bad).await).await.0, 422, "{bad:?}");
     }
 
-    let listed: Value = ada
-        .request(Method::GET, "/api/rooms")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = ada.get_json("/api/rooms").await;
     let names: Vec<&str> = listed["rooms"]
         .as_array()
         .unwrap()
@@ -258,24 +251,10 @@ async fn rooms_are_listed_a_page_at_a_time() {
     assert_eq!(pages, 3);
 
     // The default page holds them all here; past the last name there is nothing.
-    let all: Value = ada
-        .request(Method::GET, "/api/rooms")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = ada.get_json("/api/rooms").await;
     assert_eq!(all["rooms"].as_array().unwrap().len(), 12);
     assert!(all.get("next").is_none());
-    let past: Value = ada
-        .request(Method::GET, "/api/rooms?after=zzz")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let past: Value = ada.get_json("/api/rooms?after=zzz").await;
     assert_eq!(past, json!({"rooms": []}));
 
     for bad in [

@@ -8,25 +8,16 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::common::{Server, TestDb};
+use crate::common::{Server, TestDb, read_until_closed};
 
 /// Writes `request` on a fresh connection and returns everything read until the server closes
 /// it or `wait` passes.
 async fn exchange(server: &Server, request: &str, wait: Duration) -> String {
     let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     socket.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buffer[..n]);
-    }
-    String::from_utf8_lossy(&answer).into_owned()
+    read_until_closed(&mut socket, wait).await
 }
 
 fn status_of(answer: &str) -> u16 {

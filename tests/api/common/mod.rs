@@ -247,6 +247,17 @@ impl Client {
         }
     }
 
+    /// `GET path` and its JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"))
+            .json()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: not JSON: {error}"))
+    }
+
     pub async fn sign_in(&self, username: &str, password: &str) -> reqwest::Response {
         self.http
             .post(self.url("/api/sessions"))
@@ -463,4 +474,19 @@ pub fn without_bidi_spans(html: &str) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Everything read from `socket` until the peer closes it or `wait` passes.
+pub async fn read_until_closed(socket: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
