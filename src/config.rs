@@ -91,6 +91,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_STREAM_RATE", default_value_t = 60)]
     pub stream_rate: u32,
 
+    /// Changes to accounts and sessions each user may make per minute: password changes,
+    /// sessions ended, an admin's changes to accounts (0: no limit).
+    #[arg(long, env = "CHAT_ACCOUNT_RATE", default_value_t = 30)]
+    pub account_rate: u32,
+
     /// The most events a stream replays from the cursor it opens with (0: no limit). A
     /// cursor further behind gets `event: reset`, and the page reloads its history instead:
     /// a replay costs the server its whole length, and a user may open `--stream-rate` a

@@ -128,6 +128,7 @@ pub async fn change_password(
     current: String,
     new: String,
 ) -> Result<(), Error> {
+    app.limits.account_change(session.user_id)?;
     app.limits.sign_in(&session.username, address)?;
     let new = Password::parse(new)?;
     let current = Password::parse(current).map_err(|_| Error::Forbidden("the current password is wrong".into()))?;
@@ -175,6 +176,7 @@ pub async fn update(app: &App, session: &Session, username: &str, change: Change
     if !session.is_admin() {
         return Err(Error::Forbidden("only admins change accounts".into()));
     }
+    app.limits.account_change(session.user_id)?;
     let role = change
         .role
         .map(|role| match role {

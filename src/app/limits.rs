@@ -61,6 +61,7 @@ pub struct Limits {
     statuses: Bucket<UserId>,
     rooms: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
+    account_changes: Bucket<UserId>,
     signins_by_address: Bucket<IpAddr>,
     signups_by_address: Bucket<IpAddr>,
     failures: Failures,
@@ -123,6 +124,7 @@ impl Limits {
             statuses: Bucket::new(rate(config.status_rate).map(Quota::per_minute)),
             rooms: Bucket::new(rate(config.room_rate).map(Quota::per_hour)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
+            account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
             signins_by_address: Bucket::new(signins),
             signups_by_address: Bucket::new(signups),
             failures: Failures::new(if rated { config.signin_failures } else { 0 }),
@@ -151,6 +153,12 @@ impl Limits {
     /// One new room of `user`.
     pub fn room(&self, user: UserId) -> Result<(), Error> {
         self.take(&self.rooms, user, "new rooms")
+    }
+
+    /// One change to accounts or sessions by `user`: a password change, ending a session, an
+    /// admin's change to someone's account.
+    pub fn account_change(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.account_changes, user, "account changes")
     }
 
     fn take(&self, bucket: &Bucket<UserId>, user: UserId, what: &'static str) -> Result<(), Error> {
@@ -252,6 +260,7 @@ impl Limits {
         self.statuses.forget_idle();
         self.rooms.forget_idle();
         self.stream_opens.forget_idle();
+        self.account_changes.forget_idle();
         self.signins_by_address.forget_idle();
     }
 }

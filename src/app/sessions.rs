@@ -203,6 +203,7 @@ pub async fn revoke(app: &App, session: &Session, id: &str) -> Result<(), Error>
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::NotFound("such session".into()));
     }
+    app.limits.account_change(session.user_id)?;
     if app.log.writer.end_session_by_id(session.user_id, id.to_owned()).await? {
         Ok(())
     } else {
@@ -212,6 +213,7 @@ pub async fn revoke(app: &App, session: &Session, id: &str) -> Result<(), Error>
 
 /// Ends every session of `session`'s user but `session` itself; returns how many ended.
 pub async fn revoke_others(app: &App, session: &Session) -> Result<u64, Error> {
+    app.limits.account_change(session.user_id)?;
     Ok(app
         .log
         .writer

@@ -1741,6 +1741,25 @@ fn account_cases() -> Vec<Case> {
         )
         .error(404),
     );
+    for (name, body) in [
+        ("a role of another kind", r#"{"role":"owner"}"#),
+        ("a role that is a number", r#"{"role":1}"#),
+        ("active as a string", r#"{"active":"no"}"#),
+        ("an array", "[]"),
+    ] {
+        cases.push(
+            put(format!("people: {name}"), "/api/users/ada")
+                .method("PATCH")
+                .json(body)
+                .error(422),
+        );
+    }
+    cases.push(
+        put("people: nobody", "/api/users/nobody")
+            .method("PATCH")
+            .json(r#"{"role":"admin"}"#)
+            .error(404),
+    );
     cases.push(
         post("admin form: active=maybe", "/admin/people/bob")
             .form("active=maybe")

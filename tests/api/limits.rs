@@ -681,3 +681,46 @@ async fn a_replay_flood_is_bounded_and_everyone_else_chats_on() {
     let replayed = server.metric("chat_replayed_events_total").await;
     assert!(replayed <= 2.0 * 64.0, "{replayed} events replayed");
 }
+
+/// Changes to accounts and sessions count against `--account-rate` per user: ending
+/// sessions, changing the password, an admin's changes; someone else is not affected.
+#[tokio::test]
+async fn account_changes_are_limited_per_user() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--account-rate", "3"]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let end = |client: &Client| {
+        client
+            .request(Method::DELETE, "/api/me/sessions/0123456789abcdef")
+            .send()
+    };
+    assert_eq!(end(&ada).await.unwrap().status(), 404);
+    assert_eq!(
+        ada.request(Method::DELETE, "/api/me/sessions")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let promote = ada
+        .request(Method::PATCH, "/api/users/bob")
+        .json(&json!({"role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(promote.status(), 200);
+    let (status, retry_after, error) = refusal(end(&ada).await.unwrap()).await;
+    assert_eq!(status, 429);
+    assert!(retry_after >= 1);
+    assert!(error.contains("account changes"), "{error}");
+    let password = ada
+        .request(Method::PUT, "/api/me/password")
+        .json(&json!({"current": "correct horse battery", "new": "a new password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(password.status(), 429, "the password change counts too");
+    assert_eq!(end(&bob).await.unwrap().status(), 404, "bob has his own allowance");
+}

@@ -103,6 +103,7 @@ impl Server {
             .env("CHAT_STATUS_RATE", "0")
             .env("CHAT_ROOM_RATE", "0")
             .env("CHAT_STREAM_RATE", "0")
+            .env("CHAT_ACCOUNT_RATE", "0")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
