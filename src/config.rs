@@ -82,9 +82,19 @@ pub struct Config {
     #[arg(long, env = "CHAT_STATUS_RATE", default_value_t = 20)]
     pub status_rate: u32,
 
-    /// Rooms each user may make per hour (0: no limit).
+    /// Rooms each user may make or change (topic, archived) per hour (0: no limit).
     #[arg(long, env = "CHAT_ROOM_RATE", default_value_t = 10)]
     pub room_rate: u32,
+
+    /// Direct-message rooms each user may start per hour (0: no limit). Opening one that
+    /// exists is not counted.
+    #[arg(long, env = "CHAT_DM_RATE", default_value_t = 60)]
+    pub dm_rate: u32,
+
+    /// Members each user may add to or remove from private rooms per minute, leaving
+    /// included (0: no limit).
+    #[arg(long, env = "CHAT_MEMBER_RATE", default_value_t = 60)]
+    pub member_rate: u32,
 
     /// Event streams each user may open per minute, all their devices together (0: no
     /// limit). A browser holds one for all its tabs; this bounds reconnect storms and replays.

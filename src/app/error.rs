@@ -51,6 +51,7 @@ impl From<WriteError> for Error {
     fn from(error: WriteError) -> Self {
         match error {
             WriteError::Conflict(what) => Self::Conflict(format!("{what} already taken")),
+            WriteError::Gone(what) => Self::NotFound(what.into()),
             other => Self::Unavailable(other),
         }
     }

@@ -60,6 +60,8 @@ pub struct Limits {
     messages: Bucket<UserId>,
     statuses: Bucket<UserId>,
     rooms: Bucket<UserId>,
+    dms: Bucket<UserId>,
+    member_changes: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
     account_changes: Bucket<UserId>,
     signins_by_address: Bucket<IpAddr>,
@@ -123,6 +125,8 @@ impl Limits {
             messages: Bucket::new(messages),
             statuses: Bucket::new(rate(config.status_rate).map(Quota::per_minute)),
             rooms: Bucket::new(rate(config.room_rate).map(Quota::per_hour)),
+            dms: Bucket::new(rate(config.dm_rate).map(Quota::per_hour)),
+            member_changes: Bucket::new(rate(config.member_rate).map(Quota::per_minute)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
             account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
             signins_by_address: Bucket::new(signins),
@@ -153,6 +157,16 @@ impl Limits {
     /// One new room of `user`.
     pub fn room(&self, user: UserId) -> Result<(), Error> {
         self.take(&self.rooms, user, "new rooms")
+    }
+
+    /// One new direct-message room started by `user`.
+    pub fn dm(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.dms, user, "new direct messages")
+    }
+
+    /// One member added to or removed from a private room by `user`.
+    pub fn member_change(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.member_changes, user, "changes of members")
     }
 
     /// One change to accounts or sessions by `user`: a password change, ending a session, an
@@ -259,6 +273,8 @@ impl Limits {
         self.failures.forget_idle();
         self.statuses.forget_idle();
         self.rooms.forget_idle();
+        self.dms.forget_idle();
+        self.member_changes.forget_idle();
         self.stream_opens.forget_idle();
         self.account_changes.forget_idle();
         self.signins_by_address.forget_idle();

@@ -22,9 +22,16 @@ pub async fn post(
     let client_id = client_id.map(ClientId::parse).transpose()?;
     // After the checks that cost nothing, before the ones that touch the database.
     app.limits.message(session.user_id)?;
-    let room = rooms::find(app, room).await?;
+    let name = room;
+    let room = rooms::find(app, session, name).await?;
+    if room.archived {
+        return Err(Error::Conflict(
+            "this room is archived: it keeps its history but takes no new messages".into(),
+        ));
+    }
     let post = Post {
         room_id: room.id,
+        members_only: room.kind().members_only(),
         room: room.name,
         user_id: session.user_id,
         username: session.username.clone(),
@@ -33,6 +40,8 @@ pub async fn post(
     };
     match app.log.writer.post(post).await {
         Ok(posted) => Ok(posted),
+        // Removed from the room since it was checked.
+        Err(WriteError::Gone(_)) => Err(rooms::not_found(name)),
         Err(WriteError::Conflict(_)) => Err(Error::Conflict(
             "this client_id was already used for a different message".into(),
         )),
@@ -50,8 +59,8 @@ pub struct Page {
 }
 
 /// A page of `room`'s messages, oldest first.
-pub async fn history(app: &App, _session: &Session, room: &str, page: Page) -> Result<Vec<Event>, Error> {
-    let room = rooms::find(app, room).await?;
+pub async fn history(app: &App, session: &Session, room: &str, page: Page) -> Result<Vec<Event>, Error> {
+    let room = rooms::find(app, session, room).await?;
     let limit = page.limit.clamp(1, MAX_HISTORY);
     Ok(app.log.store.history(room.id, page.before, page.after, limit).await?)
 }

@@ -50,8 +50,3 @@ pub async fn shown(app: &App, session: &Session) -> Result<Status, Error> {
         _ => Status::Offline,
     })
 }
-
-/// Every account and its status, online first, then by name.
-pub async fn members(app: &App) -> Result<Vec<(String, Status)>, Error> {
-    Ok(app.log.store.members().await?)
-}

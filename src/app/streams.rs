@@ -49,7 +49,7 @@ pub struct Opened {
 /// stream limits; `NotFound` for a room the user cannot read.
 pub async fn open(app: &App, session: Session, follow: Follow<'_>, cursor: Cursor) -> Result<Opened, Error> {
     let view = match follow {
-        Follow::Room(name) => View::Room(rooms::find(app, name).await?.id),
+        Follow::Room(name) => View::Room(rooms::find(app, &session, name).await?.id, session.user_id),
         Follow::User => View::User(session.user_id),
     };
     let permit = app.limits.open_stream(session.user_id)?;
@@ -113,6 +113,11 @@ pub async fn open(app: &App, session: Session, follow: Follow<'_>, cursor: Curso
                 }
             };
             match item {
+                // A room stream whose user loses access ends after the event that says so.
+                Some(Item::Frame(frame)) if matches!(view, View::Room(room, user) if frame.event.removes(room, user)) => {
+                    yield StreamItem::Frame(frame);
+                    return;
+                }
                 Some(Item::Frame(frame)) => yield StreamItem::Frame(frame),
                 Some(Item::Revoked(key)) if *key == *session.token_hash => {
                     yield StreamItem::Logout;

@@ -7,7 +7,8 @@ use super::{EventId, RoomId, Status, UserId};
 /// replays from the database exactly the events whose scope it may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// Those who can read the room (every account, while every room is public).
+    /// Those who can read the room at that point of the log: every account for a public room,
+    /// its members for a private or direct one (`Membership`).
     Room(RoomId),
     /// One user alone, on all their devices.
     User(UserId),
@@ -31,13 +32,34 @@ impl Scope {
 pub enum RoomKind {
     /// Every account reads it.
     Public,
+    /// Its members read it; a member adds someone, the creator or an admin removes, anyone
+    /// leaves.
+    Private,
+    /// A fixed set of people, found by that set; its members never change.
+    Direct,
 }
 
 impl RoomKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Public => "public",
+            Self::Private => "private",
+            Self::Direct => "direct",
         }
+    }
+
+    /// As `rooms.kind` stores it; anything else reads as private, which shows it to fewest.
+    pub fn from_stored(stored: &str) -> Self {
+        match stored {
+            "public" => Self::Public,
+            "direct" => Self::Direct,
+            _ => Self::Private,
+        }
+    }
+
+    /// Whether only its members read it.
+    pub fn members_only(self) -> bool {
+        self != Self::Public
     }
 }
 
@@ -63,20 +85,33 @@ pub enum EventKind {
     },
     /// A user's status changed; everyone sees it.
     Status { status: Status },
-    /// A room was made (or, later, changed): so every open page learns of it.
+    /// A room was made or changed (its topic, whether it is archived): its state after it.
     Room {
         room_id: RoomId,
         room: String,
         kind: RoomKind,
         topic: Option<String>,
         archived: bool,
+        /// A direct room's people, by name (they never change); empty for other rooms.
+        members: Vec<String>,
+    },
+    /// Someone joined or left a private or direct room; the event's user is who did it (`by`),
+    /// which is the member themselves when they leave.
+    Member {
+        room_id: RoomId,
+        room: String,
+        member: UserId,
+        member_name: String,
+        joined: bool,
     },
 }
 
 impl Event {
     pub fn scope(&self) -> Scope {
         match &self.kind {
-            EventKind::Message { room_id, .. } | EventKind::Room { room_id, .. } => Scope::Room(*room_id),
+            EventKind::Message { room_id, .. }
+            | EventKind::Room { room_id, .. }
+            | EventKind::Member { room_id, .. } => Scope::Room(*room_id),
             EventKind::Status { .. } => Scope::Everyone,
         }
     }
@@ -87,14 +122,28 @@ impl Event {
             EventKind::Message { .. } => "message",
             EventKind::Status { .. } => "status",
             EventKind::Room { .. } => "room",
+            EventKind::Member { .. } => "member",
         }
     }
 
     /// The room the event happened in or is about, if any.
     pub fn room(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::Message { room, .. } | EventKind::Room { room, .. } => Some(room),
+            EventKind::Message { room, .. } | EventKind::Room { room, .. } | EventKind::Member { room, .. } => {
+                Some(room)
+            }
             EventKind::Status { .. } => None,
         }
+    }
+}
+
+impl Event {
+    /// Whether this is the event that ends `user`'s access to `room`: the last of that room
+    /// they see.
+    pub fn removes(&self, room: RoomId, user: UserId) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Member { room_id, member, joined: false, .. } if room_id == room && member == user
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! The chat's vocabulary, with no I/O: ids, names and texts parsed once at the edge, statuses,
 //! the event and its scope, and what a stream follows. Every other layer speaks in these types.
 
+mod access;
 mod account;
 mod event;
 mod ids;
@@ -8,11 +9,13 @@ mod names;
 mod status;
 mod stream;
 
+pub use access::Membership;
 pub use account::Role;
 pub use event::{Event, EventKind, RoomKind, Scope};
 pub use ids::{EventId, RoomId, UserId};
 pub use names::{
-    ClientId, Content, Invalid, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, RoomName, Username, skeleton,
+    ClientId, Content, DIRECT_PREFIX, Invalid, MAX_PASSWORD_CHARS, MAX_TOPIC_CHARS, MIN_PASSWORD_CHARS, Password,
+    RoomName, Topic, Username, skeleton,
 };
 pub use status::Status;
 pub use stream::{Cursor, View};

@@ -84,8 +84,56 @@ impl RoomName {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A name for a room someone makes now: also not one of the names direct rooms take.
+    pub fn parse_new(raw: &str) -> Result<Self, Invalid> {
+        let name = Self::parse(raw)?;
+        if name.0.starts_with(DIRECT_PREFIX) {
+            return Err(Invalid(
+                format!("room names starting with `{DIRECT_PREFIX}` are kept for direct messages").into(),
+            ));
+        }
+        Ok(name)
+    }
+
+    /// A fresh name for a direct room: the prefix no other room may take, and 64 random bits.
+    pub fn direct(random: u64) -> Self {
+        Self(format!("{DIRECT_PREFIX}{random:016x}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// What every direct room's name starts with, and no other new room's may.
+pub const DIRECT_PREFIX: &str = "dm-";
+
+/// The most characters a room's topic holds.
+pub const MAX_TOPIC_CHARS: usize = 250;
+
+/// What a room is about: one line of at most 250 characters, trimmed; empty means none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic(String);
+
+impl Topic {
+    /// `None` for a topic that is empty once trimmed: the room has none.
+    pub fn parse(raw: &str) -> Result<Option<Self>, Invalid> {
+        let topic = raw.trim();
+        if topic.chars().count() > MAX_TOPIC_CHARS {
+            return Err(Invalid(
+                format!("a topic is at most {MAX_TOPIC_CHARS} characters").into(),
+            ));
+        }
+        if topic.chars().any(char::is_control) {
+            return Err(Invalid(
+                "a topic is one line of text, without control characters".into(),
+            ));
+        }
+        Ok((!topic.is_empty()).then(|| Self(topic.to_owned())))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

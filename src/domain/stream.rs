@@ -1,28 +1,36 @@
 //! Streams: what a stream follows, who may see what on it, and where it starts.
 
-use super::{EventId, RoomId, Scope, UserId};
+use super::{EventId, Membership, RoomId, Scope, UserId};
 
-/// What an event stream follows.
+/// What an event stream follows, and for whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum View {
-    /// `GET /api/rooms/{room}/events`: one room's events, and every status change.
-    Room(RoomId),
+    /// `GET /api/rooms/{room}/events`: one room's events, and every status change, as the user
+    /// may see them (the stream ends after the event that removes them).
+    Room(RoomId, UserId),
     /// `GET /api/events`: everything the user may see, from every room they can read.
     User(UserId),
 }
 
 impl View {
-    /// Whether an event of `scope` belongs on this stream: the rule the hub routes live events
-    /// by (its tests hold the routing against this) and the replay queries say in SQL
-    /// (`eventlog::sqlite`; the integration tests hold streams against the database).
-    pub fn sees(self, scope: Scope) -> bool {
+    /// Whether an event of `scope` belongs on this stream, with `membership` as it stands at
+    /// the event: the rule the hub routes live events by (its tests hold the routing against
+    /// this) and the replay queries say in SQL (`eventlog::sqlite`; the integration tests
+    /// hold streams against the database).
+    pub fn sees(self, scope: Scope, membership: &Membership) -> bool {
         match (self, scope) {
-            (Self::Room(room), Scope::Room(of)) => room == of,
-            (Self::Room(_), Scope::User(_)) => false,
-            // Every room is public: every user reads every room.
-            (Self::User(_), Scope::Room(_)) => true,
+            (Self::Room(room, user), Scope::Room(of)) => room == of && membership.can_read(of, user),
+            (Self::Room(..), Scope::User(_)) => false,
+            (Self::User(user), Scope::Room(of)) => membership.can_read(of, user),
             (Self::User(user), Scope::User(of)) => user == of,
             (_, Scope::Everyone) => true,
+        }
+    }
+
+    /// Whose stream it is.
+    pub fn user(self) -> UserId {
+        match self {
+            Self::Room(_, user) | Self::User(user) => user,
         }
     }
 }
@@ -66,16 +74,22 @@ mod tests {
 
     #[test]
     fn views_see_their_own_scopes() {
-        let (general, rust) = (RoomId(1), RoomId(2));
+        let (general, rust, secret) = (RoomId(1), RoomId(2), RoomId(3));
         let (ada, bob) = (UserId(1), UserId(2));
-        assert!(View::Room(general).sees(Scope::Room(general)));
-        assert!(!View::Room(general).sees(Scope::Room(rust)));
-        assert!(View::Room(general).sees(Scope::Everyone));
-        assert!(!View::Room(general).sees(Scope::User(ada)));
-        assert!(View::User(ada).sees(Scope::Room(rust)));
-        assert!(View::User(ada).sees(Scope::User(ada)));
-        assert!(!View::User(ada).sees(Scope::User(bob)));
-        assert!(View::User(ada).sees(Scope::Everyone));
+        let membership = Membership::new([(secret, vec![ada])]);
+        let sees = |view: View, scope| view.sees(scope, &membership);
+        assert!(sees(View::Room(general, ada), Scope::Room(general)));
+        assert!(!sees(View::Room(general, ada), Scope::Room(rust)));
+        assert!(sees(View::Room(general, ada), Scope::Everyone));
+        assert!(!sees(View::Room(general, ada), Scope::User(ada)));
+        assert!(sees(View::User(ada), Scope::Room(rust)));
+        assert!(sees(View::User(ada), Scope::User(ada)));
+        assert!(!sees(View::User(ada), Scope::User(bob)));
+        assert!(sees(View::User(ada), Scope::Everyone));
+        assert!(sees(View::User(ada), Scope::Room(secret)));
+        assert!(sees(View::Room(secret, ada), Scope::Room(secret)));
+        assert!(!sees(View::User(bob), Scope::Room(secret)), "bob is not a member");
+        assert!(!sees(View::Room(secret, bob), Scope::Room(secret)));
     }
 
     #[test]

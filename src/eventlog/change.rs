@@ -1,6 +1,6 @@
 //! The changes the writer makes, as its callers ask for them, and why one may not happen.
 
-use crate::domain::{ClientId, Event, EventId, EventKind, RoomId, Status, UserId};
+use crate::domain::{ClientId, Event, EventId, EventKind, RoomId, RoomKind, Status, UserId};
 
 /// Why a write did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -9,6 +9,10 @@ pub enum WriteError {
     /// username, a room's name), or a `client_id` names another message. Says what.
     #[error("{0} already taken")]
     Conflict(&'static str),
+    /// What the request acts on is not there for its user any more (they left the room, or
+    /// were removed, since it was checked). Changed nothing. Says what.
+    #[error("{0} not found")]
+    Gone(&'static str),
     /// The database refused the batch (disk full, I/O error, locked file).
     #[error("{0}")]
     Database(String),
@@ -52,6 +56,9 @@ pub struct Post {
     pub content: String,
     /// The client's id for the message: posting it again finds the first one.
     pub client_id: Option<ClientId>,
+    /// The room is read by its members only, and only a member may post: checked again by the
+    /// writer, in order with every change of members.
+    pub members_only: bool,
 }
 
 impl Post {
@@ -92,10 +99,53 @@ pub struct StatusChange {
     pub chosen: bool,
 }
 
-/// A room to make: the room and its `room` event.
+/// A room to make: the room, its `room` event, and a `member` event for each first member
+/// (a private room's creator; a direct room's people), who read it from the `room` event on.
 #[derive(Debug)]
 pub struct NewRoom {
     pub name: String,
+    pub kind: RoomKind,
+    pub topic: Option<String>,
     pub created_by: UserId,
     pub creator: String,
+    /// The first members, with their names (none for a public room).
+    pub members: Vec<(UserId, String)>,
+}
+
+impl NewRoom {
+    /// What finds a direct room: its people's ids, ascending, joined by commas.
+    pub fn direct_key(&self) -> Option<String> {
+        (self.kind == RoomKind::Direct).then(|| {
+            let mut ids: Vec<i64> = self.members.iter().map(|(id, _)| id.get()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        })
+    }
+}
+
+/// Someone joins or leaves a private room.
+#[derive(Debug)]
+pub struct MemberChange {
+    pub room_id: RoomId,
+    pub room: String,
+    /// Who does it; they must be a member (a member adds someone; whoever removes is one).
+    pub by: UserId,
+    pub by_name: String,
+    pub member: UserId,
+    pub member_name: String,
+    pub join: bool,
+}
+
+/// A room's new topic or archived flag, by its creator or an admin.
+#[derive(Debug)]
+pub struct RoomChange {
+    pub room_id: RoomId,
+    pub room: String,
+    pub kind: RoomKind,
+    pub by: UserId,
+    pub by_name: String,
+    /// `Some(None)` clears the topic.
+    pub topic: Option<Option<String>>,
+    pub archived: Option<bool>,
 }

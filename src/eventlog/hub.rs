@@ -6,8 +6,11 @@
 //!
 //! Only the writer publishes, after commit and in id order, and it sends each event to every
 //! feed whose streams may see it (`View::sees`), so every feed is in id order and a stream
-//! listens to exactly one. The cost of an event is a send per feed that may see it; a feed
-//! nobody listens to costs nothing. The hub holds no history: a stream that falls more than
+//! listens to exactly one. Who may read a members-only room is the hub's `Membership`, which
+//! the writer changes in the same order: it admits members before it publishes the event that
+//! lets them in, and dismisses them after the event that removes them. The cost of an event is
+//! a send per feed that may see it (a members-only room's: its members'); a feed nobody
+//! listens to costs nothing. The hub holds no history: a stream that falls more than
 //! its feed's capacity behind gets `Lagged` and catches up from the database.
 //!
 //! The news that a credential was revoked travels on the same feeds, so a stream waits on one
@@ -20,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{EventId, RoomId, Scope, UserId, View};
+use crate::domain::{EventId, Membership, RoomId, Scope, UserId, View};
 use crate::wire::Frame;
 
 /// What a feed carries.
@@ -78,42 +81,34 @@ impl Feed {
 struct Feeds {
     rooms: HashMap<RoomId, Feed>,
     users: HashMap<UserId, Feed>,
+    membership: Membership,
 }
 
-impl Feeds {
-    fn send_room(&mut self, room: RoomId, live: Live) {
-        if let Some(feed) = self.rooms.get(&room)
-            && !feed.send(live)
-        {
-            // Nobody listens any more; the next subscriber makes a new feed.
-            self.rooms.remove(&room);
-        }
+/// Sends `live` to the feed of `key`, if it has one; a feed nobody listens to any more is
+/// dropped, and the next subscriber makes a new one.
+fn send_one<K: std::hash::Hash + Eq>(feeds: &mut HashMap<K, Feed>, key: K, live: Live) {
+    if let Some(feed) = feeds.get(&key)
+        && !feed.send(live)
+    {
+        feeds.remove(&key);
     }
+}
 
-    fn send_user(&mut self, user: UserId, live: Live) {
-        if let Some(feed) = self.users.get(&user)
-            && !feed.send(live)
-        {
-            self.users.remove(&user);
-        }
-    }
-
-    fn send_every_room(&mut self, live: &Live) {
-        self.rooms.retain(|_, feed| feed.send(live.clone()));
-    }
-
-    fn send_every_user(&mut self, live: &Live) {
-        self.users.retain(|_, feed| feed.send(live.clone()));
-    }
+fn send_all<K>(feeds: &mut HashMap<K, Feed>, live: &Live) {
+    feeds.retain(|_, feed| feed.send(live.clone()));
 }
 
 impl Hub {
     /// `head` is the newest id ever handed out, read from the database at start-up.
     /// `capacity` is the most a feed buffers, in events.
-    pub fn new(capacity: usize, head: EventId) -> Self {
+    /// `membership` is every members-only room's members, read with it.
+    pub fn new(capacity: usize, head: EventId, membership: Membership) -> Self {
         Self {
             inner: Arc::new(Inner {
-                feeds: Mutex::default(),
+                feeds: Mutex::new(Feeds {
+                    membership,
+                    ..Feeds::default()
+                }),
                 capacity: capacity.max(1),
                 head: AtomicI64::new(head.get()),
                 closed: CancellationToken::new(),
@@ -135,7 +130,7 @@ impl Hub {
         } else {
             let first = || Feed::new(FIRST_CAPACITY.min(self.inner.capacity));
             let feed = match view {
-                View::Room(room) => feeds.rooms.entry(room).or_insert_with(first),
+                View::Room(room, _) => feeds.rooms.entry(room).or_insert_with(first),
                 View::User(user) => feeds.users.entry(user).or_insert_with(first),
             };
             feed.sender.subscribe()
@@ -149,7 +144,7 @@ impl Hub {
     pub fn grow(&self, view: View) {
         let mut feeds = self.feeds();
         let feed = match view {
-            View::Room(room) => feeds.rooms.get_mut(&room),
+            View::Room(room, _) => feeds.rooms.get_mut(&room),
             View::User(user) => feeds.users.get_mut(&user),
         };
         if let Some(feed) = feed
@@ -171,18 +166,40 @@ impl Hub {
         self.inner.head.fetch_max(frame.id().get(), Ordering::AcqRel);
         let scope = frame.scope();
         let live = Live::Frame(frame);
+        let Feeds {
+            rooms,
+            users,
+            membership,
+        } = &mut *feeds;
         match scope {
             Scope::Room(room) => {
-                // Every room is public: every user's feed carries it.
-                feeds.send_every_user(&live);
-                feeds.send_room(room, live);
+                match membership.members(room) {
+                    None => send_all(users, &live),
+                    Some(members) => {
+                        for member in members {
+                            send_one(users, *member, live.clone());
+                        }
+                    }
+                }
+                send_one(rooms, room, live);
             }
-            Scope::User(user) => feeds.send_user(user, live),
+            Scope::User(user) => send_one(users, user, live),
             Scope::Everyone => {
-                feeds.send_every_room(&live);
-                feeds.send_every_user(&live);
+                send_all(rooms, &live);
+                send_all(users, &live);
             }
         }
+    }
+
+    /// `users` may read the members-only `room` from the next event published on (which makes
+    /// it members-only if it was not known).
+    pub fn admit(&self, room: RoomId, users: Vec<UserId>) {
+        self.feeds().membership.admit(room, users);
+    }
+
+    /// `user` may no longer read `room` after the events published so far.
+    pub fn dismiss(&self, room: RoomId, user: UserId) {
+        self.feeds().membership.dismiss(room, user);
     }
 
     /// Tells every stream `user` may have open that the credential `key` is revoked (committed
@@ -193,8 +210,8 @@ impl Hub {
         self.inner.revocations.fetch_add(1, Ordering::AcqRel);
         let live = Live::Revoked(Arc::from(key));
         // A user's room streams listen to the rooms' feeds, which other users share.
-        feeds.send_every_room(&live);
-        feeds.send_user(user, live);
+        send_all(&mut feeds.rooms, &live);
+        send_one(&mut feeds.users, user, live);
     }
 
     /// Counts a change to what some credential allows (a role), without ending anything: every
@@ -274,10 +291,10 @@ mod tests {
 
     #[tokio::test]
     async fn each_feed_gets_what_its_view_sees_in_id_order() {
-        let hub = Hub::new(16, EventId(0));
-        let (mut general, head) = hub.subscribe(View::Room(GENERAL));
+        let hub = Hub::new(16, EventId(0), Membership::default());
+        let (mut general, head) = hub.subscribe(View::Room(GENERAL, ADA));
         assert_eq!(head, EventId(0));
-        let (mut rust, _) = hub.subscribe(View::Room(RUST));
+        let (mut rust, _) = hub.subscribe(View::Room(RUST, ADA));
         let (mut ada, _) = hub.subscribe(View::User(ADA));
         let (mut bob, _) = hub.subscribe(View::User(BOB));
         hub.publish(frame(1, Scope::Room(GENERAL)));
@@ -297,8 +314,13 @@ mod tests {
 
     #[tokio::test]
     async fn routing_agrees_with_what_each_view_sees() {
-        let hub = Hub::new(64, EventId(0));
-        let views = [View::Room(GENERAL), View::Room(RUST), View::User(ADA), View::User(BOB)];
+        let hub = Hub::new(64, EventId(0), Membership::default());
+        let views = [
+            View::Room(GENERAL, ADA),
+            View::Room(RUST, ADA),
+            View::User(ADA),
+            View::User(BOB),
+        ];
         let mut receivers: Vec<_> = views.iter().map(|view| hub.subscribe(*view).0).collect();
         let scopes = [Scope::Room(GENERAL), Scope::Room(RUST), Scope::Everyone];
         for (n, scope) in scopes.iter().enumerate() {
@@ -309,15 +331,60 @@ mod tests {
             while let Ok(Live::Frame(frame)) = receiver.try_recv() {
                 got.push(frame.scope());
             }
-            let expected: Vec<Scope> = scopes.iter().copied().filter(|scope| view.sees(*scope)).collect();
+            let expected: Vec<Scope> = scopes
+                .iter()
+                .copied()
+                .filter(|scope| view.sees(*scope, &Membership::default()))
+                .collect();
             assert_eq!(got, expected, "{view:?}");
         }
     }
 
     #[tokio::test]
+    async fn a_members_only_room_reaches_its_members_from_their_admission_to_their_removal() {
+        const SECRET: RoomId = RoomId(3);
+        const CAT: UserId = UserId(3);
+        let hub = Hub::new(64, EventId(0), Membership::new([(SECRET, vec![ADA])]));
+        let users = [ADA, BOB, CAT];
+        let mut receivers: Vec<_> = users.iter().map(|user| hub.subscribe(View::User(*user)).0).collect();
+        let (mut room, _) = hub.subscribe(View::Room(SECRET, ADA));
+        let mut membership = Membership::new([(SECRET, vec![ADA])]);
+        // 1: ada alone; bob admitted before 2; ada dismissed after 3; 4: bob alone.
+        let mut expected: Vec<Vec<i64>> = vec![Vec::new(); users.len()];
+        for id in 1..=4 {
+            if id == 2 {
+                hub.admit(SECRET, vec![BOB]);
+                membership.admit(SECRET, [BOB]);
+            }
+            hub.publish(frame(id, Scope::Room(SECRET)));
+            for (n, user) in users.iter().enumerate() {
+                if View::User(*user).sees(Scope::Room(SECRET), &membership) {
+                    expected[n].push(id);
+                }
+            }
+            if id == 3 {
+                hub.dismiss(SECRET, ADA);
+                membership.dismiss(SECRET, ADA);
+            }
+        }
+        assert_eq!(expected, [vec![1, 2, 3], vec![2, 3, 4], vec![]]);
+        for (receiver, expected) in receivers.iter_mut().zip(&expected) {
+            let mut got = Vec::new();
+            while let Ok(live) = receiver.try_recv() {
+                got.push(id(Ok(live)));
+            }
+            assert_eq!(&got, expected);
+        }
+        // The room's own feed carries all of it; a room stream ends itself at its removal.
+        for n in 1..=4 {
+            assert_eq!(id(room.recv().await), n);
+        }
+    }
+
+    #[tokio::test]
     async fn closing_ends_every_receiver_after_what_was_published() {
-        let hub = Hub::new(8, EventId(0));
-        let (mut one, _) = hub.subscribe(View::Room(GENERAL));
+        let hub = Hub::new(8, EventId(0), Membership::default());
+        let (mut one, _) = hub.subscribe(View::Room(GENERAL, ADA));
         let (mut mine, _) = hub.subscribe(View::User(ADA));
         hub.publish(frame(1, Scope::Room(GENERAL)));
         hub.publish(frame(2, Scope::Everyone));
@@ -338,8 +405,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_revocation_reaches_its_users_feed_and_every_room_in_order_and_is_counted() {
-        let hub = Hub::new(8, EventId(0));
-        let (mut room, _) = hub.subscribe(View::Room(GENERAL));
+        let hub = Hub::new(8, EventId(0), Membership::default());
+        let (mut room, _) = hub.subscribe(View::Room(GENERAL, ADA));
         let (mut ada, _) = hub.subscribe(View::User(ADA));
         let (mut bob, _) = hub.subscribe(View::User(BOB));
         hub.publish(frame(1, Scope::Room(GENERAL)));
@@ -361,14 +428,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_feed_grows_when_a_stream_falls_behind_and_its_old_receivers_see_it_end() {
-        let hub = Hub::new(1024, EventId(0));
-        let (mut old, _) = hub.subscribe(View::Room(GENERAL));
+        let hub = Hub::new(1024, EventId(0), Membership::default());
+        let (mut old, _) = hub.subscribe(View::Room(GENERAL, ADA));
         for n in 1..=40 {
             hub.publish(frame(n, Scope::Room(GENERAL)));
         }
         assert!(matches!(old.recv().await, Err(broadcast::error::RecvError::Lagged(8))));
-        hub.grow(View::Room(GENERAL));
-        let (mut new, head) = hub.subscribe(View::Room(GENERAL));
+        hub.grow(View::Room(GENERAL, ADA));
+        let (mut new, head) = hub.subscribe(View::Room(GENERAL, ADA));
         assert_eq!(head, EventId(40));
         for n in 41..=140 {
             hub.publish(frame(n, Scope::Room(GENERAL)));
@@ -383,20 +450,20 @@ mod tests {
             assert_eq!(id(new.recv().await), n);
         }
         assert_eq!(hub.feeds().rooms[&GENERAL].capacity, 128);
-        hub.grow(View::Room(GENERAL));
-        hub.grow(View::Room(GENERAL));
+        hub.grow(View::Room(GENERAL, ADA));
+        hub.grow(View::Room(GENERAL, ADA));
         assert_eq!(hub.feeds().rooms[&GENERAL].capacity, 1024, "never beyond the capacity");
     }
 
     #[tokio::test]
     async fn feeds_without_listeners_are_dropped() {
-        let hub = Hub::new(8, EventId(0));
-        drop(hub.subscribe(View::Room(GENERAL)).0);
+        let hub = Hub::new(8, EventId(0), Membership::default());
+        drop(hub.subscribe(View::Room(GENERAL, ADA)).0);
         drop(hub.subscribe(View::User(ADA)).0);
         hub.publish(frame(1, Scope::Room(GENERAL)));
         assert!(hub.feeds().rooms.is_empty());
         assert!(hub.feeds().users.is_empty());
-        let (mut again, head) = hub.subscribe(View::Room(GENERAL));
+        let (mut again, head) = hub.subscribe(View::Room(GENERAL, ADA));
         assert_eq!(head, EventId(1));
         hub.publish(frame(2, Scope::Room(GENERAL)));
         assert_eq!(id(again.recv().await), 2);

@@ -16,7 +16,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use change::{NewRoom, NewSession, Post, Posted, SignUp, StatusChange, WriteError};
+pub use change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, SignUp, StatusChange, WriteError};
 pub use hub::{Hub, Live};
 pub use sqlite::{Durability, Store};
 pub use subscription::{Item, Subscribed};
@@ -54,7 +54,8 @@ impl EventLog {
         let opened = sqlite::open(path, durability).await?;
         let store = opened.store;
         let head = store.head().await.context("cannot read the event log")?;
-        let hub = Hub::new(capacity, head);
+        let membership = store.membership().await.context("cannot read who is in which room")?;
+        let hub = Hub::new(capacity, head, membership);
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) =
             writer::spawn(opened.writer, hub.clone(), Arc::clone(&metrics), writer_stop.clone());

@@ -22,10 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::change::{NewRoom, NewSession, Post, Posted, SignUp, StatusChange, WriteError};
+use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, SignUp, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
-use crate::domain::{Event, EventKind, Role, RoomKind, Scope, UserId};
+use crate::domain::{Event, EventKind, Role, RoomId, RoomKind, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Frame;
 
@@ -54,6 +54,10 @@ enum Request {
     /// Changes nothing: answered once everything queued before it is committed.
     Barrier(Reply<()>),
     CreateRoom(NewRoom, Reply<Event>),
+    /// Someone joins or leaves a private room; `None` when they already were in (or out).
+    ChangeMember(MemberChange, Reply<Option<Event>>),
+    /// A room's topic or archived flag; `None` when both were already so.
+    ChangeRoom(RoomChange, Reply<Option<Event>>),
     Post(Post, Reply<Posted>),
     SetStatus(StatusChange, Reply<Event>),
 }
@@ -73,6 +77,7 @@ impl Request {
                 send(reply, error)
             }
             Self::CreateRoom(_, reply) => send(reply, error),
+            Self::ChangeMember(_, reply) | Self::ChangeRoom(_, reply) => send(reply, error),
             Self::Post(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
             Self::TouchSession(..) | Self::ExpireSessions(..) => {}
@@ -82,8 +87,14 @@ impl Request {
 
 /// What an applied request does once the batch is committed (or fails to be).
 struct Applied {
+    /// Who may read a members-only room from its first event here on (the hub is told
+    /// before the events are published).
+    admit: Vec<(RoomId, Vec<UserId>)>,
     /// To publish, in order.
     events: Vec<Event>,
+    /// Who may no longer read a room after the last event here (told after they are
+    /// published: a removed member sees the event of their removal).
+    dismiss: Vec<(RoomId, UserId)>,
     /// Sessions to end on every stream: their user and token hash.
     revoke: Vec<(UserId, Vec<u8>)>,
     /// Some credential allows something else now: sessions are checked again.
@@ -97,7 +108,9 @@ type Answer = Box<dyn FnOnce(Option<WriteError>) + Send>;
 impl Applied {
     fn answer<T: Send + 'static>(reply: Option<Reply<T>>, outcome: Result<T, WriteError>) -> Self {
         Self {
+            admit: Vec::new(),
             events: Vec::new(),
+            dismiss: Vec::new(),
             revoke: Vec::new(),
             credentials_changed: false,
             answer: Box::new(move |failed| {
@@ -203,6 +216,18 @@ impl Writer {
         self.ask(|reply| Request::CreateRoom(room, reply)).await
     }
 
+    /// Adds or removes a member of a private room; the `member` event, or `None` when nothing
+    /// changed. `Gone("room")` if the one doing it is not a member (any more).
+    pub async fn change_member(&self, change: MemberChange) -> Result<Option<Event>, WriteError> {
+        self.ask(|reply| Request::ChangeMember(change, reply)).await
+    }
+
+    /// Sets a room's topic or archived flag; its `room` event, or `None` when nothing changed.
+    pub async fn change_room(&self, change: RoomChange) -> Result<Option<Event>, WriteError> {
+        self.ask(|reply| Request::ChangeRoom(change, reply)).await
+    }
+
+    /// Stores a message. `Gone("room")` if the room is members-only and its author is not one.
     pub async fn post(&self, post: Post) -> Result<Posted, WriteError> {
         self.ask(|reply| Request::Post(post, reply)).await
     }
@@ -276,9 +301,15 @@ impl Task {
         match self.apply_batch(batch).await {
             Ok(applied) => {
                 for done in applied {
+                    for (room, users) in done.admit {
+                        self.hub.admit(room, users);
+                    }
                     for event in done.events {
                         self.metrics.events_written.inc();
                         self.hub.publish(Arc::new(Frame::encoded(event)));
+                    }
+                    for (room, user) in done.dismiss {
+                        self.hub.dismiss(room, user);
                     }
                     for (user, token_hash) in &done.revoke {
                         self.hub.revoke(*user, token_hash);
@@ -347,6 +378,17 @@ impl Task {
                         run.push((post, reply));
                     }
                 }
+                // A members-only room takes messages from its members as of now, after every
+                // change of members before it.
+                let mut allowed = Vec::with_capacity(run.len());
+                for (post, reply) in run {
+                    if post.members_only && !writes::is_member(conn, post.room_id, post.user_id).await? {
+                        applied.push(Applied::answer(Some(reply), Err::<Posted, _>(WriteError::Gone("room"))));
+                    } else {
+                        allowed.push((post, reply));
+                    }
+                }
+                let run = allowed;
                 let posts: Vec<&Post> = run.iter().map(|(post, _)| post).collect();
                 let stored = writes::insert_posts(conn, &posts).await?;
                 for ((post, reply), stored) in run.into_iter().zip(stored) {
@@ -441,29 +483,146 @@ impl Task {
                 }
                 Applied::answer::<()>(None, Ok(()))
             }
-            Request::CreateRoom(room, reply) => match writes::insert_room(conn, &room.name, room.created_by).await {
-                Ok(stored) => {
-                    let scope = Scope::Room(stored.id);
+            Request::CreateRoom(room, reply) => {
+                let direct_key = room.direct_key();
+                let topic = room.topic.as_deref();
+                match writes::insert_room(
+                    conn,
+                    &room.name,
+                    room.kind,
+                    topic,
+                    direct_key.as_deref(),
+                    room.created_by,
+                )
+                .await
+                {
+                    Ok(room_id) => {
+                        let mut people: Vec<String> = if room.kind == RoomKind::Direct {
+                            room.members.iter().map(|(_, name)| name.clone()).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        people.sort_by_key(|name| name.to_lowercase());
+                        people.dedup();
+                        let (id, created_at) =
+                            writes::insert_room_event(conn, room_id, room.created_by, topic, false, &people).await?;
+                        let event = Event {
+                            id,
+                            user_id: room.created_by,
+                            username: room.creator.clone(),
+                            created_at,
+                            kind: EventKind::Room {
+                                room_id,
+                                room: room.name.clone(),
+                                kind: room.kind,
+                                topic: room.topic.clone(),
+                                archived: false,
+                                members: people,
+                            },
+                        };
+                        let mut done = Applied::answer(Some(reply), Ok(event.clone())).publishing(event);
+                        if room.kind.members_only() {
+                            let mut members = room.members;
+                            members.sort_unstable_by_key(|(member, _)| *member);
+                            members.dedup_by_key(|(member, _)| *member);
+                            done.admit
+                                .push((room_id, members.iter().map(|(member, _)| *member).collect()));
+                            for (member, member_name) in members {
+                                // Everyone first in reads the room from its `room` event on.
+                                writes::open_access(conn, room_id, member, id).await?;
+                                let (id, created_at) =
+                                    writes::insert_member_event(conn, room_id, room.created_by, member, true).await?;
+                                done = done.publishing(Event {
+                                    id,
+                                    user_id: room.created_by,
+                                    username: room.creator.clone(),
+                                    created_at,
+                                    kind: EventKind::Member {
+                                        room_id,
+                                        room: room.name.clone(),
+                                        member,
+                                        member_name,
+                                        joined: true,
+                                    },
+                                });
+                            }
+                        }
+                        done
+                    }
+                    Err(refused @ WriteError::Conflict(_)) => Applied::answer(Some(reply), Err::<Event, _>(refused)),
+                    Err(failure) => return Err(failure),
+                }
+            }
+            Request::ChangeMember(change, reply) => {
+                let room = change.room_id;
+                let member = change.member;
+                let is_in = writes::is_member(conn, room, member).await?;
+                if !writes::is_member(conn, room, change.by).await? {
+                    Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("room")))
+                } else if is_in == change.join {
+                    Applied::answer(Some(reply), Ok(None))
+                } else {
                     let (id, created_at) =
-                        writes::insert_event(conn, "room", scope, Some(stored.id), room.created_by, None).await?;
+                        writes::insert_member_event(conn, room, change.by, member, change.join).await?;
+                    if change.join {
+                        writes::open_access(conn, room, member, id).await?;
+                    } else {
+                        writes::close_access(conn, room, member, id).await?;
+                    }
                     let event = Event {
                         id,
-                        user_id: room.created_by,
-                        username: room.creator,
+                        user_id: change.by,
+                        username: change.by_name,
                         created_at,
-                        kind: EventKind::Room {
-                            room_id: stored.id,
-                            room: stored.name,
-                            kind: RoomKind::Public,
-                            topic: None,
-                            archived: false,
+                        kind: EventKind::Member {
+                            room_id: room,
+                            room: change.room,
+                            member,
+                            member_name: change.member_name,
+                            joined: change.join,
                         },
                     };
-                    Applied::answer(Some(reply), Ok(event.clone())).publishing(event)
+                    let mut done = Applied::answer(Some(reply), Ok(Some(event.clone()))).publishing(event);
+                    if change.join {
+                        done.admit.push((room, vec![member]));
+                    } else {
+                        done.dismiss.push((room, member));
+                    }
+                    done
                 }
-                Err(refused @ WriteError::Conflict(_)) => Applied::answer(Some(reply), Err::<Event, _>(refused)),
-                Err(failure) => return Err(failure),
-            },
+            }
+            Request::ChangeRoom(change, reply) => {
+                let room = change.room_id;
+                if change.kind.members_only() && !writes::is_member(conn, room, change.by).await? {
+                    Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("room")))
+                } else {
+                    let (topic_now, archived_now) = writes::room_now(conn, room).await?;
+                    let topic = change.topic.unwrap_or_else(|| topic_now.clone());
+                    let archived = change.archived.unwrap_or(archived_now);
+                    if topic == topic_now && archived == archived_now {
+                        Applied::answer(Some(reply), Ok(None))
+                    } else {
+                        writes::update_room(conn, room, topic.as_deref(), archived).await?;
+                        let (id, created_at) =
+                            writes::insert_room_event(conn, room, change.by, topic.as_deref(), archived, &[]).await?;
+                        let event = Event {
+                            id,
+                            user_id: change.by,
+                            username: change.by_name,
+                            created_at,
+                            kind: EventKind::Room {
+                                room_id: room,
+                                room: change.room,
+                                kind: change.kind,
+                                topic,
+                                archived,
+                                members: Vec::new(),
+                            },
+                        };
+                        Applied::answer(Some(reply), Ok(Some(event.clone()))).publishing(event)
+                    }
+                }
+            }
             Request::SetStatus(change, reply) => {
                 let (id, created_at) =
                     writes::insert_status(conn, change.user_id, change.status, change.chosen).await?;

@@ -132,6 +132,13 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
             get(messages::history).post(messages::post_message),
         )
         .at("/api/rooms/:room/events", get(events::room_events))
+        .at("/api/rooms/:room", patch(rooms::update_room))
+        .at("/api/rooms/:room/members", get(rooms::list_members))
+        .at(
+            "/api/rooms/:room/members/:username",
+            put(rooms::add_member).delete(rooms::remove_member),
+        )
+        .at("/api/dms", post(rooms::direct))
         .at("/api/events", get(events::user_events))
         .at("/api/status", put(status::set_status))
         .at("/api/users", get(users::list_users))
@@ -155,6 +162,7 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/account/sessions/:id/end", post(account::end_session_form))
         .at("/rooms/:room/messages", post(pages::post_message_form))
         .at("/rooms/:room/older", get(pages::older))
+        .at("/rooms/:room/members", get(pages::member_fragment))
         .at("/static/*path", get(assets::static_file))
         .data(state)
         .around(move |next, req| origin::guard(next, req, Arc::clone(&origins)))

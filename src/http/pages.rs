@@ -16,7 +16,7 @@ use super::messages::parse_id;
 use super::sessions::{self, revoke};
 use super::{FormBody, State};
 use crate::app::{self, Error, messages::Page};
-use crate::domain::{EventId, RoomKind};
+use crate::domain::EventId;
 use crate::wire::render::{self, MemberPartial, RoomPartial};
 
 /// Messages a page shows at first, and per "load older".
@@ -162,7 +162,7 @@ pub async fn room_page(
 ) -> Result<Response, ApiError> {
     let Some(user) = user else { return Ok(see_other("/")) };
     let app = &state.app;
-    let room = match app::rooms::find(app, &room).await {
+    let room = match app::rooms::find(app, &user, &room).await {
         Ok(room) => room,
         Err(Error::NotFound(what)) => {
             return error_page(StatusCode::NOT_FOUND, "No such room", &format!("There is no {what}."));
@@ -173,15 +173,7 @@ pub async fn room_page(
     // reads below miss is sent, and whatever they already have is replaced by its id.
     let after = app.head();
     let (older_before, messages) = message_page(state, &user, &room.name, None).await?;
-    let members = app::status::members(app)
-        .await?
-        .iter()
-        .map(|(username, status)| MemberPartial {
-            username,
-            status: *status,
-        })
-        .map(|partial| partial.render())
-        .collect::<Result<_, _>>()?;
+    let members = member_list(state, &user, &room.name).await?;
     let rooms = room_list(state, &user, None).await?;
     let chosen = app::status::chosen(app, &user).await?;
     let page = RoomPage {
@@ -202,6 +194,30 @@ pub async fn room_page(
         .into_response())
 }
 
+/// The members of `room`, rendered.
+async fn member_list(state: &State, user: &CurrentUser, room: &str) -> Result<Vec<String>, ApiError> {
+    Ok(app::rooms::members(&state.app, user, room)
+        .await?
+        .iter()
+        .map(|(username, status)| MemberPartial {
+            username,
+            status: *status,
+        })
+        .map(|partial| partial.render())
+        .collect::<Result<_, _>>()?)
+}
+
+/// `GET /rooms/{room}/members`: the member list, rendered, for the page to refresh when
+/// someone joins or leaves.
+#[handler]
+pub async fn member_fragment(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    Ok(Html(member_list(state, &user, &room).await?.concat()).into_response())
+}
+
 /// A page of the room list after `after`, rendered, ending with "more rooms" if there are.
 async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Result<Vec<String>, ApiError> {
     let page = app::rooms::list(&state.app, user, after, app::rooms::DEFAULT_ROOMS).await?;
@@ -211,7 +227,10 @@ async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Re
         .map(|room| {
             RoomPartial {
                 room: &room.name,
-                kind: RoomKind::Public.as_str(),
+                kind: room.kind().as_str(),
+                topic: room.topic.as_deref(),
+                archived: room.archived,
+                members: page.members.get(&room.id).map_or(&[], Vec::as_slice),
             }
             .render()
         })
@@ -333,6 +352,8 @@ pub async fn set_status_form(
 pub struct RoomForm {
     #[serde(default)]
     name: String,
+    /// The "private" box, ticked.
+    private: Option<String>,
 }
 
 /// The new-room form: to the new room, or (if it exists) to the existing one.
@@ -342,7 +363,7 @@ pub async fn create_room_form(
     user: CurrentUser,
     FormBody(form): FormBody<RoomForm>,
 ) -> Result<Response, ApiError> {
-    match app::rooms::create(&state.app, &user, &form.name).await {
+    match app::rooms::create(&state.app, &user, &form.name, form.private.is_some(), None).await {
         Ok(event) => Ok(see_other(&format!("/rooms/{}", event.room().unwrap_or("general")))),
         Err(Error::Conflict(_)) => Ok(see_other(&format!("/rooms/{}", form.name))),
         Err(Error::Invalid(invalid)) => error_page(

@@ -1,7 +1,9 @@
-//! `GET /api/rooms` lists rooms, a page at a time; `POST /api/rooms` creates one.
+//! Rooms and direct messages: `GET /api/rooms` lists those the caller can read, a page at a
+//! time; `POST /api/rooms` makes one, `PATCH` changes its topic or archives it; the members of
+//! each, added and removed; `POST /api/dms` finds or makes a direct room.
 
 use poem::http::StatusCode;
-use poem::web::{Data, Json, Query};
+use poem::web::{Data, Json, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
 
@@ -11,14 +13,33 @@ use super::{JsonBody, State};
 use crate::app;
 use crate::app::rooms::{DEFAULT_ROOMS, MAX_ROOMS};
 use crate::domain::{EventKind, RoomKind};
+use crate::eventlog::sqlite::Room;
+use crate::wire::render;
 
-/// A room as the API shows it.
+/// A room as the API shows it: `{"name","kind","topic","archived","created_at"}`, and a
+/// direct room's `members`.
 #[derive(Serialize)]
-struct RoomView<'a> {
+pub(super) struct RoomView<'a> {
     name: &'a str,
     kind: &'static str,
     topic: Option<&'a str>,
+    archived: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<&'a [String]>,
     created_at: &'a str,
+}
+
+impl<'a> RoomView<'a> {
+    fn of(room: &'a Room, members: Option<&'a [String]>) -> Self {
+        Self {
+            name: &room.name,
+            kind: room.kind().as_str(),
+            topic: room.topic.as_deref(),
+            archived: room.archived,
+            members: members.filter(|_| room.kind() == RoomKind::Direct),
+            created_at: &room.created_at,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -59,12 +80,7 @@ pub async fn list_rooms(
     let rooms = page
         .rooms
         .iter()
-        .map(|room| RoomView {
-            name: &room.name,
-            kind: RoomKind::Public.as_str(),
-            topic: None,
-            created_at: &room.created_at,
-        })
+        .map(|room| RoomView::of(room, page.members.get(&room.id).map(Vec::as_slice)))
         .collect();
     let next = page.next.as_deref();
     Ok(Json(RoomList { rooms, next }).into_response())
@@ -73,24 +89,145 @@ pub async fn list_rooms(
 #[derive(Deserialize)]
 pub struct NewRoom {
     name: String,
+    #[serde(default)]
+    private: bool,
+    topic: Option<String>,
 }
 
-/// `201` with the room, `409` if the name is taken.
+/// `201` with the room, `409` if the name is taken, `422` for a bad name or topic.
 #[handler]
 pub async fn create_room(
     Data(state): Data<&State>,
     user: CurrentUser,
     JsonBody(body): JsonBody<NewRoom>,
 ) -> Result<Response, ApiError> {
-    let event = app::rooms::create(&state.app, &user, &body.name).await?;
-    let EventKind::Room { room, kind, topic, .. } = &event.kind else {
+    let event = app::rooms::create(&state.app, &user, &body.name, body.private, body.topic.as_deref()).await?;
+    let EventKind::Room {
+        room,
+        kind,
+        topic,
+        archived,
+        ..
+    } = &event.kind
+    else {
         return Err(app::Error::Internal("a new room's event is not a room event".into()).into());
     };
     let view = RoomView {
         name: room,
         kind: kind.as_str(),
         topic: topic.as_deref(),
+        archived: *archived,
+        members: None,
         created_at: &event.created_at,
     };
     Ok(Json(view).with_status(StatusCode::CREATED).into_response())
+}
+
+/// `PATCH /api/rooms/{room}` `{"topic"?, "archived"?}`: a `null` or empty topic clears it.
+#[derive(Deserialize)]
+pub struct RoomChange {
+    #[serde(default, deserialize_with = "present")]
+    topic: Option<Option<String>>,
+    archived: Option<bool>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `200` with the room as it is now; its creator or an admin.
+#[handler]
+pub async fn update_room(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody<RoomChange>,
+) -> Result<Response, ApiError> {
+    let topic = body.topic.map(Option::unwrap_or_default);
+    let (room, _) = app::rooms::change(&state.app, &user, &room, topic.as_deref(), body.archived).await?;
+    Ok(Json(RoomView::of(&room, None)).into_response())
+}
+
+#[derive(Serialize)]
+struct MemberView<'a> {
+    username: &'a str,
+    status: &'static str,
+}
+
+/// `[{"username","status"}]`: a public room's members are every active account.
+#[handler]
+pub async fn list_members(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    let members = app::rooms::members(&state.app, &user, &room).await?;
+    let view: Vec<MemberView> = members
+        .iter()
+        .map(|(username, status)| MemberView {
+            username,
+            status: status.as_str(),
+        })
+        .collect();
+    Ok(Json(view).into_response())
+}
+
+/// `PUT /api/rooms/{room}/members/{username}`: `200` with the `member` event, `204` when they
+/// already were a member.
+#[handler]
+pub async fn add_member(
+    Data(state): Data<&State>,
+    Path((room, username)): Path<(String, String)>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    member_change(state, &user, &room, &username, true).await
+}
+
+/// `DELETE /api/rooms/{room}/members/{username}`: `200` with the `member` event, `204` when
+/// they were not a member.
+#[handler]
+pub async fn remove_member(
+    Data(state): Data<&State>,
+    Path((room, username)): Path<(String, String)>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    member_change(state, &user, &room, &username, false).await
+}
+
+async fn member_change(
+    state: &State,
+    user: &CurrentUser,
+    room: &str,
+    username: &str,
+    join: bool,
+) -> Result<Response, ApiError> {
+    match app::rooms::change_member(&state.app, user, room, username, join).await? {
+        Some(event) => Ok(Json(render::Json(&event)).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewDirect {
+    usernames: Vec<String>,
+}
+
+/// `POST /api/dms` `{"usernames":[...]}`: the direct room of exactly those people and the
+/// caller, `201` made now, `200` found.
+#[handler]
+pub async fn direct(
+    Data(state): Data<&State>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody<NewDirect>,
+) -> Result<Response, ApiError> {
+    let direct = app::rooms::direct(&state.app, &user, &body.usernames).await?;
+    let status = if direct.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Json(RoomView::of(&direct.room, Some(&direct.members)))
+        .with_status(status)
+        .into_response())
 }

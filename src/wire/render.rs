@@ -27,12 +27,27 @@ pub struct MemberPartial<'a> {
     pub status: Status,
 }
 
-/// One room in the sidebar.
+/// One room in the sidebar. A direct room is shown by its people's names, the reader's own
+/// left out by the page (a frame is the same for everyone).
 #[derive(Template)]
 #[template(path = "_room.html")]
 pub struct RoomPartial<'a> {
     pub room: &'a str,
     pub kind: &'a str,
+    pub topic: Option<&'a str>,
+    pub archived: bool,
+    pub members: &'a [String],
+}
+
+/// Someone joined or left a room: the page updates its member list and, when it is the
+/// reader, its room list.
+#[derive(Template)]
+#[template(path = "_membership.html")]
+pub struct MembershipPartial<'a> {
+    pub room: &'a str,
+    pub username: &'a str,
+    pub by: &'a str,
+    pub joined: bool,
 }
 
 /// The JSON shape of an event, for the API and `?format=json` streams, fields in the order the
@@ -41,6 +56,8 @@ pub struct RoomPartial<'a> {
 /// - `{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"…"}`
 /// - `{"id":43,"type":"status","username":"ada","status":"away","created_at":"…"}`
 /// - `{"id":44,"type":"room","room":"rust","kind":"public","topic":null,"archived":false,"created_at":"…"}`
+///   (a direct room's also has `"members":[...]`)
+/// - `{"id":45,"type":"member","room":"ops","username":"bob","joined":true,"by":"ada","created_at":"…"}`
 pub struct Json<'a>(pub &'a Event);
 
 impl Serialize for Json<'_> {
@@ -64,12 +81,27 @@ impl Serialize for Json<'_> {
                 kind,
                 topic,
                 archived,
+                members,
                 ..
             } => {
                 map.serialize_entry("room", room)?;
                 map.serialize_entry("kind", kind.as_str())?;
                 map.serialize_entry("topic", topic)?;
                 map.serialize_entry("archived", archived)?;
+                if !members.is_empty() {
+                    map.serialize_entry("members", members)?;
+                }
+            }
+            EventKind::Member {
+                room,
+                member_name,
+                joined,
+                ..
+            } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("username", member_name)?;
+                map.serialize_entry("joined", joined)?;
+                map.serialize_entry("by", &event.username)?;
             }
         }
         map.serialize_entry("created_at", &event.created_at)?;
@@ -99,9 +131,31 @@ pub fn html(event: &Event) -> Result<String, askama::Error> {
             status: *status,
         }
         .render(),
-        EventKind::Room { room, kind, .. } => RoomPartial {
+        EventKind::Room {
+            room,
+            kind,
+            topic,
+            archived,
+            members,
+            ..
+        } => RoomPartial {
             room,
             kind: kind.as_str(),
+            topic: topic.as_deref(),
+            archived: *archived,
+            members,
+        }
+        .render(),
+        EventKind::Member {
+            room,
+            member_name,
+            joined,
+            ..
+        } => MembershipPartial {
+            room,
+            username: member_name,
+            by: &event.username,
+            joined: *joined,
         }
         .render(),
     }
@@ -182,6 +236,7 @@ mod tests {
                 kind: RoomKind::Public,
                 topic: None,
                 archived: false,
+                members: Vec::new(),
             },
             ..message("")
         };
@@ -189,6 +244,38 @@ mod tests {
             json(&room),
             r#"{"id":42,"type":"room","room":"rust","kind":"public","topic":null,"archived":false,"created_at":"2026-11-21T09:30:00.123Z"}"#
         );
+        let direct = Event {
+            kind: EventKind::Room {
+                room_id: RoomId(3),
+                room: "dm-00000000000000ff".into(),
+                kind: RoomKind::Direct,
+                topic: None,
+                archived: false,
+                members: vec!["ada".into(), "bob".into()],
+            },
+            ..message("")
+        };
+        assert_eq!(
+            json(&direct),
+            r#"{"id":42,"type":"room","room":"dm-00000000000000ff","kind":"direct","topic":null,"archived":false,"members":["ada","bob"],"created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        let member = Event {
+            kind: EventKind::Member {
+                room_id: RoomId(4),
+                room: "ops".into(),
+                member: UserId(2),
+                member_name: "bob".into(),
+                joined: true,
+            },
+            ..message("")
+        };
+        assert_eq!(
+            json(&member),
+            r#"{"id":42,"type":"member","room":"ops","username":"bob","joined":true,"by":"ada","created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        let html = html(&member).unwrap();
+        assert!(html.starts_with(r#"<li id="member-bob" "#), "{html}");
+        assert!(html.contains(r#"data-room="ops""#), "{html}");
     }
 
     #[test]

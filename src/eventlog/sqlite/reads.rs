@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::{FromRow, SqlitePool};
 
-use crate::domain::{Event, EventId, EventKind, Role, RoomId, RoomKind, Status, UserId, View};
+use crate::domain::{Event, EventId, EventKind, Membership, Role, RoomId, RoomKind, Status, UserId, View};
 
 /// Read access to the log, shared by every request. Cloning copies two `Arc`s.
 #[derive(Clone)]
@@ -26,10 +26,33 @@ struct EventRow {
     kind: String,
     room_id: Option<RoomId>,
     room: Option<String>,
+    room_kind: Option<String>,
     user_id: UserId,
     username: String,
+    subject_id: Option<UserId>,
+    subject: Option<String>,
     body: Option<String>,
     created_at: String,
+}
+
+/// A `room` event's stored state: `{"topic","archived"}`, or (written before rooms changed)
+/// the topic itself or nothing.
+fn room_state(body: Option<&str>) -> (Option<String>, bool, Vec<String>) {
+    #[derive(serde::Deserialize)]
+    struct State {
+        topic: Option<String>,
+        #[serde(default)]
+        archived: bool,
+        #[serde(default)]
+        members: Vec<String>,
+    }
+    match body {
+        None => (None, false, Vec::new()),
+        Some(body) => match serde_json::from_str::<State>(body) {
+            Ok(state) => (state.topic, state.archived, state.members),
+            Err(_) => (Some(body.to_owned()), false, Vec::new()),
+        },
+    }
 }
 
 impl TryFrom<EventRow> for Event {
@@ -50,12 +73,23 @@ impl TryFrom<EventRow> for Event {
                     .ok_or_else(shape)
                     .and_then(|body| Status::from_str(body).map_err(|e| sqlx::Error::Decode(e.into())))?,
             },
-            ("room", Some(room_id), Some(room)) => EventKind::Room {
+            ("room", Some(room_id), Some(room)) => {
+                let (topic, archived, members) = room_state(row.body.as_deref());
+                EventKind::Room {
+                    room_id,
+                    room,
+                    kind: RoomKind::from_stored(row.room_kind.as_deref().unwrap_or("public")),
+                    topic,
+                    archived,
+                    members,
+                }
+            }
+            ("member", Some(room_id), Some(room)) => EventKind::Member {
                 room_id,
                 room,
-                kind: RoomKind::Public,
-                topic: row.body.clone(),
-                archived: false,
+                member: row.subject_id.ok_or_else(shape)?,
+                member_name: row.subject.clone().ok_or_else(shape)?,
+                joined: row.body.as_deref() == Some("joined"),
             },
             _ => return Err(shape()),
         };
@@ -71,20 +105,68 @@ impl TryFrom<EventRow> for Event {
 
 /// `SELECT` of whole events, names joined in, followed by the rest of the query.
 macro_rules! select_events {
-    ($($rest:literal),*) => {
+    ($($rest:expr),*) => {
         concat!(
-            "SELECT e.id, e.kind, e.room_id, r.name AS room, e.user_id, u.username, e.body, e.created_at \
-             FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id ",
+            "SELECT e.id, e.kind, e.room_id, r.name AS room, r.kind AS room_kind, e.user_id, u.username, \
+                    e.subject_id, s.username AS subject, e.body, e.created_at \
+             FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id \
+             LEFT JOIN users AS s ON s.id = e.subject_id ",
             $($rest),*
         )
     };
 }
 
+/// Whether the user `?2` could read the room of the event `e` when it happened: every account
+/// reads a public room; a members-only one, its members, from the event that let them in to
+/// the one that removed them. `r` is the event's room.
+macro_rules! readable_by_user_2 {
+    () => {
+        "(r.kind = 'public' OR EXISTS (SELECT 1 FROM room_access AS a \
+          WHERE a.user_id = ?2 AND a.room_id = e.room_id AND a.from_id <= e.id \
+            AND (a.until_id IS NULL OR a.until_id >= e.id)))"
+    };
+}
+
+/// A room, as the app finds it by name. The name, kind and creator never change; the topic and
+/// the archived flag are as they were read.
 #[derive(Debug, Clone, FromRow)]
 pub struct Room {
     pub id: RoomId,
     pub name: String,
+    #[sqlx(try_from = "String")]
+    pub kind: RoomKindColumn,
+    pub topic: Option<String>,
+    pub archived: bool,
+    pub created_by: Option<UserId>,
     pub created_at: String,
+}
+
+/// `rooms.kind` as it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomKindColumn(pub RoomKind);
+
+impl TryFrom<String> for RoomKindColumn {
+    type Error = std::convert::Infallible;
+
+    fn try_from(stored: String) -> Result<Self, Self::Error> {
+        Ok(Self(RoomKind::from_stored(&stored)))
+    }
+}
+
+impl Room {
+    pub fn kind(&self) -> RoomKind {
+        self.kind.0
+    }
+}
+
+/// `SELECT` of the columns a `Room` reads, followed by the rest of the query.
+macro_rules! select_rooms {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, kind, topic, archived, created_by, created_at FROM rooms ",
+            $rest
+        )
+    };
 }
 
 /// A session found by its token, with its user.
@@ -147,28 +229,37 @@ impl Store {
     /// `View::sees` lets through live.
     pub async fn events_after(&self, view: View, after: EventId, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
         let rows: Vec<EventRow> = match view {
-            View::Room(room) => {
+            View::Room(room, user) => {
                 // Two ordered range scans, (room_id, id) and the partial index of what everyone
                 // sees, merged: no sort, and no scan of other rooms.
                 const SQL: &str = concat!(
                     "SELECT * FROM (",
-                    select_events!("WHERE e.room_id = ?1 AND e.scope = 'room' AND e.id > ?2"),
+                    select_events!(
+                        "WHERE e.room_id = ?1 AND e.scope = 'room' AND e.id > ?3 AND ",
+                        readable_by_user_2!()
+                    ),
                     " UNION ALL ",
-                    select_events!("WHERE e.scope = 'everyone' AND e.id > ?2"),
-                    ") ORDER BY id LIMIT ?3"
+                    select_events!("WHERE e.scope = 'everyone' AND e.id > ?3"),
+                    ") ORDER BY id LIMIT ?4"
                 );
                 sqlx::query_as(SQL)
                     .bind(room)
+                    .bind(user)
                     .bind(after)
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?
             }
             View::User(user) => {
-                // Every room is public, so a user sees all but what is another user's alone:
-                // one range scan of the log.
-                const SQL: &str =
-                    select_events!("WHERE e.id > ?1 AND (e.scope <> 'user' OR e.user_id = ?2) ORDER BY e.id LIMIT ?3");
+                // One range scan of the log: each row is the user's to see by its scope, and a
+                // room's row by the room's kind, or for a members-only room by a lookup of
+                // the user's stints in it.
+                const SQL: &str = select_events!(
+                    "WHERE e.id > ?1 AND (e.scope = 'everyone' OR (e.scope = 'user' AND e.user_id = ?2) \
+                     OR (e.scope = 'room' AND ",
+                    readable_by_user_2!(),
+                    ")) ORDER BY e.id LIMIT ?3"
+                );
                 sqlx::query_as(SQL)
                     .bind(after)
                     .bind(user)
@@ -184,20 +275,31 @@ impl Store {
     /// size of a replay, found in at most `at_most` steps of the same indexes.
     pub async fn count_after(&self, view: View, after: EventId, at_most: u32) -> Result<u32, sqlx::Error> {
         let count: i64 = match view {
-            View::Room(room) => {
-                const SQL: &str = "SELECT count(*) FROM (\
-                     SELECT 1 FROM events WHERE room_id = ?1 AND scope = 'room' AND id > ?2 \
-                     UNION ALL SELECT 1 FROM events WHERE scope = 'everyone' AND id > ?2 LIMIT ?3)";
+            View::Room(room, user) => {
+                const SQL: &str = concat!(
+                    "SELECT count(*) FROM (\
+                     SELECT 1 FROM events AS e LEFT JOIN rooms AS r ON r.id = e.room_id \
+                     WHERE e.room_id = ?1 AND e.scope = 'room' AND e.id > ?3 AND ",
+                    readable_by_user_2!(),
+                    " UNION ALL SELECT 1 FROM events WHERE scope = 'everyone' AND id > ?3 LIMIT ?4)"
+                );
                 sqlx::query_scalar(SQL)
                     .bind(room)
+                    .bind(user)
                     .bind(after)
                     .bind(at_most)
                     .fetch_one(&self.pool)
                     .await?
             }
             View::User(user) => {
-                const SQL: &str = "SELECT count(*) FROM (\
-                     SELECT 1 FROM events WHERE id > ?1 AND (scope <> 'user' OR user_id = ?2) LIMIT ?3)";
+                const SQL: &str = concat!(
+                    "SELECT count(*) FROM (\
+                     SELECT 1 FROM events AS e LEFT JOIN rooms AS r ON r.id = e.room_id \
+                     WHERE e.id > ?1 AND (e.scope = 'everyone' OR (e.scope = 'user' AND e.user_id = ?2) \
+                     OR (e.scope = 'room' AND ",
+                    readable_by_user_2!(),
+                    ")) LIMIT ?3)"
+                );
                 sqlx::query_scalar(SQL)
                     .bind(after)
                     .bind(user)
@@ -271,7 +373,7 @@ impl Store {
         if let Some(room) = self.known_rooms().get(name) {
             return Ok(Some(room.clone()));
         }
-        let room: Option<Room> = sqlx::query_as("SELECT id, name, created_at FROM rooms WHERE name = ?")
+        let room: Option<Room> = sqlx::query_as(select_rooms!("WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -281,19 +383,86 @@ impl Store {
         Ok(room)
     }
 
+    /// Forgets what was read of the room `name`: its topic or archived flag changed.
+    pub fn forget_room(&self, name: &str) {
+        self.known_rooms().remove(name);
+    }
+
     fn known_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
         // Entries are inserted whole: a panic elsewhere cannot leave one half-written.
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Rooms by name after `after` (from the first without it), at most `limit`: a range scan
-    /// of the names' unique index.
-    pub async fn rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<Room>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, created_at FROM rooms WHERE name > ? ORDER BY name LIMIT ?")
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.pool)
+    /// Whether `user` is a member of `room` now.
+    pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, sqlx::Error> {
+        let member: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM room_access WHERE room_id = ? AND user_id = ? AND until_id IS NULL")
+                .bind(room)
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(member.is_some())
+    }
+
+    /// The rooms `user` can read by name after `after` (from the first without it), at most
+    /// `limit`: a range scan of the names' unique index, each members-only room checked by
+    /// the index of current members.
+    pub async fn rooms(&self, user: UserId, after: Option<&str>, limit: u32) -> Result<Vec<Room>, sqlx::Error> {
+        sqlx::query_as(select_rooms!(
+            "AS r WHERE name > ?1 AND (kind = 'public' OR EXISTS (SELECT 1 FROM room_access AS a \
+                   WHERE a.room_id = r.id AND a.user_id = ?2 AND a.until_id IS NULL)) \
+             ORDER BY name LIMIT ?3"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(user)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The direct room of exactly the people whose ids `key` lists (see `NewRoom::direct_key`).
+    pub async fn direct_room(&self, key: &str) -> Result<Option<Room>, sqlx::Error> {
+        sqlx::query_as(select_rooms!("WHERE direct_key = ?"))
+            .bind(key)
+            .fetch_optional(&self.pool)
             .await
+    }
+
+    /// The current members of each members-only room in `rooms`, by name: for the room list.
+    pub async fn member_names(&self, rooms: &[RoomId]) -> Result<HashMap<RoomId, Vec<String>>, sqlx::Error> {
+        let mut names: HashMap<RoomId, Vec<String>> = HashMap::new();
+        if rooms.is_empty() {
+            return Ok(names);
+        }
+        let ids = serde_json::to_string(&rooms).unwrap_or_default();
+        let rows: Vec<(RoomId, String)> = sqlx::query_as(
+            "SELECT a.room_id, u.username FROM room_access AS a JOIN users AS u ON u.id = a.user_id \
+             WHERE a.until_id IS NULL AND a.room_id IN (SELECT value FROM json_each(?)) \
+             ORDER BY a.room_id, u.username COLLATE NOCASE",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        for (room, name) in rows {
+            names.entry(room).or_default().push(name);
+        }
+        Ok(names)
+    }
+
+    /// Every members-only room and its current members: what the hub routes by.
+    pub async fn membership(&self) -> Result<Membership, sqlx::Error> {
+        let rows: Vec<(RoomId, Option<UserId>)> = sqlx::query_as(
+            "SELECT r.id, a.user_id FROM rooms AS r \
+             LEFT JOIN room_access AS a ON a.room_id = r.id AND a.until_id IS NULL \
+             WHERE r.kind <> 'public'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rooms: HashMap<RoomId, Vec<UserId>> = HashMap::new();
+        for (room, member) in rows {
+            rooms.entry(room).or_default().extend(member);
+        }
+        Ok(Membership::new(rooms))
     }
 
     pub async fn account(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
@@ -368,15 +537,37 @@ impl Store {
             .collect())
     }
 
-    /// Every active user with their current status, online first, then by name.
-    pub async fn members(&self) -> Result<Vec<(String, Status)>, sqlx::Error> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT u.username, (SELECT e.body FROM events AS e WHERE e.kind = 'status' AND e.user_id = u.id \
-                                 ORDER BY e.id DESC LIMIT 1) \
-             FROM users AS u WHERE u.active = 1 ORDER BY u.username COLLATE NOCASE",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+    /// The members of a room with their current status, online first, then by name: every
+    /// active account for a public room (`None`), the active members of a members-only one.
+    pub async fn members(&self, room: Option<RoomId>) -> Result<Vec<(String, Status)>, sqlx::Error> {
+        macro_rules! status {
+            () => {
+                "(SELECT e.body FROM events AS e WHERE e.kind = 'status' AND e.user_id = u.id \
+                  ORDER BY e.id DESC LIMIT 1)"
+            };
+        }
+        let rows: Vec<(String, Option<String>)> = match room {
+            None => {
+                sqlx::query_as(concat!(
+                    "SELECT u.username, ",
+                    status!(),
+                    " FROM users AS u WHERE u.active = 1 ORDER BY u.username COLLATE NOCASE"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(room) => {
+                sqlx::query_as(concat!(
+                    "SELECT u.username, ",
+                    status!(),
+                    " FROM room_access AS a JOIN users AS u ON u.id = a.user_id \
+                     WHERE a.room_id = ? AND a.until_id IS NULL AND u.active = 1 ORDER BY u.username COLLATE NOCASE"
+                ))
+                .bind(room)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         let mut members: Vec<(String, Status)> = rows
             .into_iter()
             .map(|(name, status)| (name, status.and_then(|s| s.parse().ok()).unwrap_or(Status::Offline)))

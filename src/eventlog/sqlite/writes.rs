@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::reads::Room;
-use crate::domain::{EventId, Role, RoomId, Scope, Status, UserId, skeleton};
+use crate::domain::{EventId, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
 use crate::eventlog::{NewSession, Post, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
@@ -247,13 +246,143 @@ pub async fn delete_expired_sessions(
     .rows_affected())
 }
 
-pub async fn insert_room(conn: &mut SqliteConnection, name: &str, created_by: UserId) -> Result<Room, WriteError> {
-    sqlx::query_as("INSERT INTO rooms (name, created_by) VALUES (?, ?) RETURNING id, name, created_at")
-        .bind(name)
-        .bind(created_by)
+/// Makes a room. `Conflict("room")` if the name is taken, `Conflict("direct")` if the direct
+/// room of that set of people exists.
+pub async fn insert_room(
+    conn: &mut SqliteConnection,
+    name: &str,
+    kind: RoomKind,
+    topic: Option<&str>,
+    direct_key: Option<&str>,
+    created_by: UserId,
+) -> Result<RoomId, WriteError> {
+    sqlx::query_scalar(
+        "INSERT INTO rooms (name, kind, topic, direct_key, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(name)
+    .bind(kind.as_str())
+    .bind(topic)
+    .bind(direct_key)
+    .bind(created_by)
+    .fetch_one(conn)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() && db.message().contains("direct_key") => {
+            WriteError::Conflict("direct")
+        }
+        _ => conflict("room")(error),
+    })
+}
+
+/// A room's state as its `room` events store it in `body`: `{"topic","archived"}`, and a
+/// direct room's people.
+pub fn room_state(topic: Option<&str>, archived: bool, members: &[String]) -> String {
+    let mut state = serde_json::json!({ "topic": topic, "archived": archived });
+    if !members.is_empty() {
+        state["members"] = serde_json::json!(members);
+    }
+    state.to_string()
+}
+
+/// Appends the `room` event of a room's state now; returns its id and time.
+pub async fn insert_room_event(
+    conn: &mut SqliteConnection,
+    room: RoomId,
+    by: UserId,
+    topic: Option<&str>,
+    archived: bool,
+    members: &[String],
+) -> Result<(EventId, String), WriteError> {
+    let state = room_state(topic, archived, members);
+    insert_event(conn, "room", Scope::Room(room), Some(room), by, Some(&state)).await
+}
+
+/// Sets a room's topic and whether it is archived.
+pub async fn update_room(
+    conn: &mut SqliteConnection,
+    room: RoomId,
+    topic: Option<&str>,
+    archived: bool,
+) -> Result<(), WriteError> {
+    sqlx::query("UPDATE rooms SET topic = ?, archived = ? WHERE id = ?")
+        .bind(topic)
+        .bind(archived)
+        .bind(room)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A room's topic and whether it is archived, as the writer sees them now.
+pub async fn room_now(conn: &mut SqliteConnection, room: RoomId) -> Result<(Option<String>, bool), WriteError> {
+    Ok(sqlx::query_as("SELECT topic, archived FROM rooms WHERE id = ?")
+        .bind(room)
         .fetch_one(conn)
+        .await?)
+}
+
+/// Whether `user` is a member of the members-only `room` now.
+pub async fn is_member(conn: &mut SqliteConnection, room: RoomId, user: UserId) -> Result<bool, WriteError> {
+    let member: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM room_access WHERE room_id = ? AND user_id = ? AND until_id IS NULL")
+            .bind(room)
+            .bind(user)
+            .fetch_optional(conn)
+            .await?;
+    Ok(member.is_some())
+}
+
+/// Appends a `member` event: `by` let `member` in (`joined`) or took them out.
+pub async fn insert_member_event(
+    conn: &mut SqliteConnection,
+    room: RoomId,
+    by: UserId,
+    member: UserId,
+    joined: bool,
+) -> Result<(EventId, String), WriteError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO events (kind, scope, room_id, user_id, subject_id, body) \
+         VALUES ('member', 'room', ?, ?, ?, ?) RETURNING id, created_at",
+    )
+    .bind(room)
+    .bind(by)
+    .bind(member)
+    .bind(if joined { "joined" } else { "left" })
+    .fetch_one(conn)
+    .await?)
+}
+
+/// `user` reads `room` from the event `from` on.
+pub async fn open_access(
+    conn: &mut SqliteConnection,
+    room: RoomId,
+    user: UserId,
+    from: EventId,
+) -> Result<(), WriteError> {
+    sqlx::query("INSERT INTO room_access (room_id, user_id, from_id) VALUES (?, ?, ?)")
+        .bind(room)
+        .bind(user)
+        .bind(from)
+        .execute(conn)
         .await
-        .map_err(conflict("room"))
+        .map_err(conflict("member"))?;
+    Ok(())
+}
+
+/// `user`'s access to `room` ends with the event `until`, the last of it they see.
+pub async fn close_access(
+    conn: &mut SqliteConnection,
+    room: RoomId,
+    user: UserId,
+    until: EventId,
+) -> Result<(), WriteError> {
+    sqlx::query("UPDATE room_access SET until_id = ? WHERE room_id = ? AND user_id = ? AND until_id IS NULL")
+        .bind(until)
+        .bind(room)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Appends an event with no text of its own (a `room` event); returns its id and time.
