@@ -145,11 +145,9 @@ pub struct Room {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomKindColumn(pub RoomKind);
 
-impl TryFrom<String> for RoomKindColumn {
-    type Error = std::convert::Infallible;
-
-    fn try_from(stored: String) -> Result<Self, Self::Error> {
-        Ok(Self(RoomKind::from_stored(&stored)))
+impl From<String> for RoomKindColumn {
+    fn from(stored: String) -> Self {
+        Self(RoomKind::from_stored(&stored))
     }
 }
 
