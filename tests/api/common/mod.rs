@@ -104,6 +104,8 @@ impl Server {
             .env("CHAT_ROOM_RATE", "0")
             .env("CHAT_STREAM_RATE", "0")
             .env("CHAT_ACCOUNT_RATE", "0")
+            .env("CHAT_DM_RATE", "0")
+            .env("CHAT_MEMBER_RATE", "0")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -310,6 +312,54 @@ impl Client {
             .send()
             .await
             .expect("POST /api/rooms")
+    }
+
+    /// Makes the private room `name`, asserting `201`.
+    pub async fn create_private_room(&self, name: &str) {
+        let response = self
+            .request(reqwest::Method::POST, "/api/rooms")
+            .json(&json!({ "name": name, "private": true }))
+            .send()
+            .await
+            .expect("POST /api/rooms");
+        assert_eq!(response.status(), 201, "making private room {name}");
+    }
+
+    /// `PUT` (`join`) or `DELETE /api/rooms/{room}/members/{username}`: the status and the
+    /// JSON answer (`Null` for none).
+    pub async fn membership(&self, room: &str, username: &str, join: bool) -> (u16, Value) {
+        let method = if join {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::DELETE
+        };
+        let response = self
+            .request(method, &format!("/api/rooms/{room}/members/{username}"))
+            .send()
+            .await
+            .expect("members request");
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("members answer");
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// Adds `username` to `room`, asserting `200`; the `member` event.
+    pub async fn add_member(&self, room: &str, username: &str) -> Value {
+        let (status, event) = self.membership(room, username, true).await;
+        assert_eq!(status, 200, "adding {username} to {room}: {event}");
+        event
+    }
+
+    /// `POST /api/dms` with `usernames`: the status and the room.
+    pub async fn dm(&self, usernames: &[&str]) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::POST, "/api/dms")
+            .json(&json!({ "usernames": usernames }))
+            .send()
+            .await
+            .expect("POST /api/dms");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
     }
 
     pub async fn history(&self, room: &str, query: &str) -> Vec<Value> {
