@@ -30,7 +30,7 @@ async fn visible_in_database(db: &TestDb, username: &str, room: Option<&str>) ->
         ),
         None => None,
     };
-    let events: Vec<(i64, String, Option<i64>, i64, Option<String>)> = sqlx::query_as(
+    let events: Vec<EventRow> = sqlx::query_as(
         "SELECT e.id, e.scope, e.room_id, e.user_id, r.kind FROM events AS e \
          LEFT JOIN rooms AS r ON r.id = e.room_id ORDER BY e.id",
     )
@@ -59,6 +59,9 @@ async fn visible_in_database(db: &TestDb, username: &str, room: Option<&str>) ->
         .map(|(id, ..)| id)
         .collect()
 }
+
+/// An event as the rule needs it: id, scope, room, user, the room's kind.
+type EventRow = (i64, String, Option<i64>, i64, Option<String>);
 
 /// The ids of every event `stream` sends up to and including `last`.
 async fn ids_until(stream: &mut Stream200, last: i64) -> Vec<i64> {
