@@ -189,3 +189,110 @@ fn signed_in(server: &Server, username: &str, token: &str) -> Client {
     client.username = username.to_owned();
     client
 }
+
+/// The migrations of the release before private rooms: accounts with roles, sessions with ids.
+const ACCOUNTS_RELEASE: [&str; 5] = [
+    "0001_event_log.sql",
+    "0002_status_by_user.sql",
+    "0003_client_id.sql",
+    "0004_events_by_scope.sql",
+    "0005_accounts.sql",
+];
+
+#[tokio::test]
+async fn a_database_of_the_release_before_private_rooms_keeps_its_rooms_public_and_its_events() {
+    let db = TestDb::new();
+    let migrations = tempfile::tempdir().unwrap();
+    for name in ACCOUNTS_RELEASE {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(name);
+        std::fs::copy(from, migrations.path().join(name)).unwrap();
+    }
+    let mut conn = db.connect().await;
+    sqlx::migrate::Migrator::new(migrations.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    // That release wrote `room` events with no body, and could have stored a topic as text.
+    let script = format!(
+        "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'), (2, 'bob', 'not a hash', 'member');
+         INSERT INTO sessions (token_hash, user_id, id) VALUES (X'{}', 1, 'aaaaaaaaaaaaaaaa'), (X'{}', 2, 'bbbbbbbbbbbbbbbb');
+         INSERT INTO rooms (id, name, created_by) VALUES (2, 'rust', 1), (3, 'gardens', 2);
+         INSERT INTO events (id, kind, scope, room_id, user_id, body, created_at) VALUES
+             (1, 'room', 'room', 2, 1, NULL, '2026-11-28T08:00:00.000Z'),
+             (2, 'message', 'room', 2, 1, 'hello rust', '2026-11-28T08:00:01.000Z'),
+             (3, 'room', 'room', 3, 2, 'plants and such', '2026-11-28T08:00:02.000Z'),
+             (4, 'status', 'everyone', NULL, 2, 'online', '2026-11-28T08:00:03.000Z');",
+        hex(&Sha256::digest(ADA_TOKEN.as_bytes())),
+        hex(&Sha256::digest(BOB_TOKEN.as_bytes())),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let server = Server::start(&db, &[]).await;
+    let ada = signed_in(&server, "ada", ADA_TOKEN);
+    let bob = signed_in(&server, "bob", BOB_TOKEN);
+    // Every room is still public, and every old event replays, in the new shapes.
+    let rooms = bob.get_json("/api/rooms").await;
+    let kinds: Vec<(String, String)> = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| (room["name"].as_str().unwrap().into(), room["kind"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("gardens", "public"), ("general", "public"), ("rust", "public")].map(|(n, k)| (n.into(), k.into()))
+    );
+    let mut replay = bob.open_user_stream("?after=0", None).await;
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        events.push(replay.expect_json().await.1);
+    }
+    assert_eq!(events[0]["type"], "room");
+    assert_eq!((&events[0]["kind"], &events[0]["topic"]), (&"public".into(), &Value::Null));
+    assert_eq!(events[1]["content"], "hello rust");
+    assert_eq!(events[2]["topic"], "plants and such");
+    assert_eq!(events[3]["status"], "online");
+    // The new kinds work on the upgraded file.
+    let made = ada
+        .request(reqwest::Method::POST, "/api/rooms")
+        .json(&serde_json::json!({"name": "admins", "private": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    assert_eq!(bob.history_status_of("admins").await, 404);
+    let mut conn = db.connect().await;
+    let members: Vec<(String, String)> = sqlx::query_as("SELECT room, username FROM memberships")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, [("admins".into(), "ada".into())]);
+    let public: i64 = sqlx::query_scalar("SELECT count(*) FROM rooms WHERE kind = 'public'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(public, 3);
+    let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sound, "ok");
+}
+
+impl Client {
+    /// The status of `GET /api/rooms/{room}/messages`.
+    async fn history_status_of(&self, room: &str) -> u16 {
+        self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
