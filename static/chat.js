@@ -11,9 +11,15 @@
   if (!app) return;
 
   const room = app.dataset.room;
+  const kind = app.dataset.kind;
   const me = app.dataset.user;
   const messages = document.getElementById('messages');
   const rooms = document.getElementById('rooms');
+  const roomLists = {
+    public: rooms,
+    private: document.getElementById('private-rooms'),
+    direct: document.getElementById('direct-rooms'),
+  };
   const members = document.getElementById('members');
   const connection = document.getElementById('connection');
   const notice = document.getElementById('notice');
@@ -89,10 +95,79 @@
   }
 
   function markCurrentRoom() {
-    rooms.querySelectorAll('.room a').forEach(function (a) {
+    document.querySelectorAll('.rooms .room a').forEach(function (a) {
       if (a.closest('.room').dataset.room === room) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     });
+  }
+
+  // A direct room is shown by the names of the other people in it (all of them if it is
+  // mine alone); the frame names everyone, so the reader's own name is hidden here.
+  function labelPeople(root) {
+    root.querySelectorAll('.people').forEach(function (people) {
+      const persons = people.querySelectorAll('.dm-person');
+      persons.forEach(function (person) {
+        person.hidden = person.dataset.user === me && persons.length > 1;
+      });
+    });
+  }
+
+  // Rooms that arrived in one list (a page of "more rooms") go to the list of their kind.
+  function sortRoomsByKind() {
+    rooms.querySelectorAll('.room').forEach(function (entry) {
+      const list = roomLists[entry.dataset.kind];
+      if (list && list !== rooms) place(list, entry, function (other) { return other.dataset.room > entry.dataset.room; });
+    });
+    labelPeople(document.querySelector('.rooms'));
+  }
+
+  // This room's topic and whether it is archived, as its newest `room` event says.
+  function showRoomState(entry) {
+    let topic = document.getElementById('topic');
+    if (!topic) {
+      topic = document.createElement('span');
+      topic.id = 'topic';
+      topic.className = 'topic';
+      document.getElementById('room-title').after(topic);
+    }
+    topic.textContent = entry.title || '';
+    topic.hidden = !entry.title;
+    const archived = entry.classList.contains('archived');
+    composer.hidden = archived;
+    let note = document.querySelector('.archived-note');
+    if (archived && !note) {
+      note = document.createElement('p');
+      note.className = 'archived-note';
+      note.textContent = 'This room is archived: its history stays, and it takes no new messages.';
+      composer.before(note);
+    } else if (!archived && note) {
+      note.remove();
+    }
+  }
+
+  // The member list of this room, read again: someone joined or left.
+  function refreshMembers() {
+    fetch('/rooms/' + room + '/members', { credentials: 'same-origin' }).then(function (response) {
+      if (response.ok) return response.text().then(function (html) { members.innerHTML = html; });
+    }, function () {});
+  }
+
+  // I was let in to `name`, a private room: it joins the sidebar.
+  function addPrivateRoom(name) {
+    if (document.getElementById('room-' + name)) return;
+    const entry = document.createElement('li');
+    entry.id = 'room-' + name;
+    entry.className = 'room activity';
+    entry.dataset.room = name;
+    entry.dataset.kind = 'private';
+    const link = document.createElement('a');
+    link.href = '/rooms/' + name;
+    const mark = document.createElement('span');
+    mark.className = 'hash';
+    mark.textContent = '🔒';
+    link.append(mark, name);
+    entry.appendChild(link);
+    place(roomLists.private, entry, function (other) { return other.dataset.room > name; });
   }
 
   // --- applying frames --------------------------------------------------------------------
@@ -118,7 +193,8 @@
     status: function (frame) {
       const el = fragment(frame.data);
       if (!el) return;
-      place(members, el, function () { return false; });
+      // A public room's members are everyone; another room lists only its members.
+      if (kind === 'public' || document.getElementById(el.id)) place(members, el, function () { return false; });
       if (el.dataset.user === me) {
         shownStatus = el.dataset.status;
         statusSwitch.value = shownStatus;
@@ -128,18 +204,42 @@
       const el = fragment(frame.data);
       if (!el) return;
       const name = el.dataset.room;
+      const list = roomLists[el.dataset.kind] || rooms;
       const existing = document.getElementById(el.id);
       if (existing) {
         // Keep what the page knows of it (activity).
-        el.className = existing.className;
-      } else if (document.getElementById('more-rooms')) {
+        if (existing.classList.contains('activity')) el.classList.add('activity');
+      } else if (list === rooms && document.getElementById('more-rooms')) {
         // The list shows a page of the rooms: one that sorts after it comes with "more rooms".
         const shown = rooms.querySelectorAll('.room');
         const last = shown[shown.length - 1];
         if (last && name > last.dataset.room) return;
       }
-      place(rooms, el, function (other) { return other.dataset.room > name; });
+      place(list, el, function (other) { return other.dataset.room > name; });
+      labelPeople(el);
       markCurrentRoom();
+      if (name === room) showRoomState(el);
+    },
+    member: function (frame) {
+      const el = fragment(frame.data);
+      if (!el) return;
+      const name = el.dataset.room;
+      const joined = el.dataset.joined === 'true';
+      if (el.dataset.user === me) {
+        if (joined) {
+          addPrivateRoom(name);
+        } else {
+          const entry = document.getElementById('room-' + name);
+          if (entry) entry.remove();
+          if (name === room) {
+            // Nothing of this room reaches me any more.
+            composer.hidden = true;
+            showNotice(el.dataset.by === me ? 'You left this room.' : 'You were removed from this room.', 'gone');
+            return;
+          }
+        }
+      }
+      if (name === room) refreshMembers();
     },
     reset: function () {
       // The server cannot resume from where this page is (a replaced or pruned database).
@@ -278,8 +378,69 @@
   document.body.addEventListener('htmx:afterSwap', function () {
     localizeTimes(messages);
     markMine(messages);
+    sortRoomsByKind();
     markCurrentRoom();
   });
+
+  // A member's name opens the direct room with them.
+  members.addEventListener('click', function (e) {
+    const who = e.target.closest('.member');
+    if (!who || who.dataset.user === me) return;
+    send('/api/dms', 'POST', { usernames: [who.dataset.user] }).then(
+      function (direct) { location.assign('/rooms/' + direct.name); },
+      function (error) { showNotice(error.message, error.connection ? 'connection' : 'error'); }
+    );
+  });
+
+  // Leaving a private room, and adding someone to it, with names from the accounts.
+  const leave = document.getElementById('leave');
+  if (leave) {
+    leave.addEventListener('click', function () {
+      fetch('/api/rooms/' + room + '/members/' + encodeURIComponent(me), {
+        method: 'DELETE',
+        credentials: 'same-origin',
+      }).then(function (response) {
+        if (response.ok) location.assign('/rooms/general');
+        else errorOf(response).then(function (text) { showNotice(text); });
+      }, function () { showNotice('Cannot reach the server; try again.', 'connection'); });
+    });
+  }
+  const addMember = document.getElementById('add-member');
+  if (addMember) {
+    const name = document.getElementById('add-name');
+    const people = document.getElementById('people');
+    let known = false;
+    name.addEventListener('focus', function () {
+      if (known) return;
+      known = true;
+      fetch('/api/users', { credentials: 'same-origin' })
+        .then(function (response) { return response.ok ? response.json() : []; })
+        .then(function (users) {
+          users.forEach(function (user) {
+            const option = document.createElement('option');
+            option.value = user.username;
+            people.appendChild(option);
+          });
+        }, function () { known = false; });
+    });
+    addMember.addEventListener('submit', function (e) {
+      e.preventDefault();
+      const who = name.value.trim();
+      if (!who) return;
+      fetch('/api/rooms/' + room + '/members/' + encodeURIComponent(who), {
+        method: 'PUT',
+        credentials: 'same-origin',
+      }).then(function (response) {
+        if (response.ok) {
+          name.value = '';
+          if (noticeKind) showNotice('');
+          refreshMembers();
+        } else {
+          errorOf(response).then(function (text) { showNotice(text); });
+        }
+      }, function () { showNotice('Cannot reach the server; try again.', 'connection'); });
+    });
+  }
   document.body.addEventListener('htmx:responseError', function (e) {
     if (e.detail.xhr.status === 401) location.assign('/');
     let text = 'Something went wrong (' + e.detail.xhr.status + ').';
@@ -292,6 +453,7 @@
     showNotice('Cannot reach the server; try again.', 'connection');
   });
 
+  labelPeople(document);
   markCurrentRoom();
   markMine(messages);
   localizeTimes(document);

@@ -16,7 +16,7 @@ use super::messages::parse_id;
 use super::sessions::{self, revoke};
 use super::{FormBody, State};
 use crate::app::{self, Error, messages::Page};
-use crate::domain::EventId;
+use crate::domain::{EventId, RoomKind};
 use crate::wire::render::{self, MemberPartial, RoomPartial};
 
 /// Messages a page shows at first, and per "load older".
@@ -38,9 +38,19 @@ struct RoomPage<'a> {
     username: &'a str,
     /// What the status switch shows: the status the user chose.
     my_status: &'static str,
+    /// `public`, `private` or `direct`.
+    kind: &'static str,
+    topic: Option<&'a str>,
+    archived: bool,
+    /// A direct room's people.
+    people: Vec<String>,
     /// The user is an admin: the page links to `/admin`.
     admin: bool,
+    /// The sidebar, rendered: public rooms (ending with "more rooms" if there are), private
+    /// rooms, direct rooms.
     rooms: Vec<String>,
+    private_rooms: Vec<String>,
+    direct_rooms: Vec<String>,
     /// The page was read at this id: the stream shows what came after.
     after: EventId,
     /// Seconds between the stream's pings: two missed mean the stream is dead.
@@ -174,15 +184,30 @@ pub async fn room_page(
     let after = app.head();
     let (older_before, messages) = message_page(state, &user, &room.name, None).await?;
     let members = member_list(state, &user, &room.name).await?;
-    let rooms = room_list(state, &user, None).await?;
+    let sidebar = room_list(state, &user, None).await?;
     let chosen = app::status::chosen(app, &user).await?;
+    let people = if room.kind() == RoomKind::Direct {
+        app::rooms::members(app, &user, &room.name)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let page = RoomPage {
         assets: assets::urls(),
         room: &room.name,
+        kind: room.kind().as_str(),
+        topic: room.topic.as_deref(),
+        archived: room.archived,
+        people,
         username: &user.username,
         my_status: chosen.as_str(),
         admin: user.is_admin(),
-        rooms,
+        rooms: sidebar.public,
+        private_rooms: sidebar.private,
+        direct_rooms: sidebar.direct,
         after,
         keepalive: state.keepalive.as_secs(),
         older_before,
@@ -218,27 +243,38 @@ pub async fn member_fragment(
     Ok(Html(member_list(state, &user, &room).await?.concat()).into_response())
 }
 
+/// A page of the room list, rendered, by kind.
+#[derive(Default)]
+struct Sidebar {
+    /// Ending with "more rooms" if there are more.
+    public: Vec<String>,
+    private: Vec<String>,
+    direct: Vec<String>,
+}
+
 /// A page of the room list after `after`, rendered, ending with "more rooms" if there are.
-async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Result<Vec<String>, ApiError> {
+async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Result<Sidebar, ApiError> {
     let page = app::rooms::list(&state.app, user, after, app::rooms::DEFAULT_ROOMS).await?;
-    let mut html = page
-        .rooms
-        .iter()
-        .map(|room| {
-            RoomPartial {
-                room: &room.name,
-                kind: room.kind().as_str(),
-                topic: room.topic.as_deref(),
-                archived: room.archived,
-                members: page.members.get(&room.id).map_or(&[], Vec::as_slice),
-            }
-            .render()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(after) = &page.next {
-        html.push(MoreRooms { after }.render()?);
+    let mut sidebar = Sidebar::default();
+    for room in &page.rooms {
+        let html = RoomPartial {
+            room: &room.name,
+            kind: room.kind().as_str(),
+            topic: room.topic.as_deref(),
+            archived: room.archived,
+            members: page.members.get(&room.id).map_or(&[], Vec::as_slice),
+        }
+        .render()?;
+        match room.kind() {
+            RoomKind::Public => sidebar.public.push(html),
+            RoomKind::Private => sidebar.private.push(html),
+            RoomKind::Direct => sidebar.direct.push(html),
+        }
     }
-    Ok(html)
+    if let Some(after) = &page.next {
+        sidebar.public.push(MoreRooms { after }.render()?);
+    }
+    Ok(sidebar)
 }
 
 #[derive(Deserialize)]
@@ -257,7 +293,9 @@ pub async fn more_rooms(
     if after.is_some_and(|after| after.len() > 256) {
         return Err(ApiError::BadRequest("`after` is a room name".into()));
     }
-    let html = room_list(state, &user, after).await?.concat();
+    // The page moves each room to the list of its kind.
+    let sidebar = room_list(state, &user, after).await?;
+    let html = [sidebar.private, sidebar.direct, sidebar.public].concat().concat();
     Ok(Html(html).into_response())
 }
 

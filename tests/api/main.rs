@@ -20,6 +20,7 @@ mod operator;
 mod presence;
 mod restart;
 mod resume;
+mod rooms_page;
 mod routes;
 mod sessions;
 mod shutdown;
