@@ -872,3 +872,92 @@ async fn appearing_offline_sticks_and_away_comes_back_away() {
     wait_for(&browser, "ada comes back away", &shows("away")).await;
     finish(browser).await;
 }
+
+/// A new server, end to end in the browser: the first visit gets the first-run screen, which
+/// makes the admin; the admin page makes an invite; a second browser opens its link, joins,
+/// and lands in the chat, where both see each other's messages. No page reports an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_makes_the_admin_whose_invite_link_brings_in_a_second_person() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signup", "invite"]).await;
+    let driver = Driver::start().await;
+    let admin = driver.browser("ada").await;
+    admin.goto(&server.url("/")).await.unwrap();
+    let screen: String = eval(&admin, "return document.getElementById('signup-form').dataset.form;").await;
+    assert_eq!(screen, "first-run");
+    submit_sign_in(&admin, "ada", "correct horse battery").await;
+    wait_until_connected(&admin).await;
+    assert_eq!(
+        api_user(&server, "ada").await.get_json("/api/me").await["role"],
+        "admin"
+    );
+
+    // The admin page: make an invite for one person, lasting a day.
+    admin
+        .find(Locator::Css("a.admin-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "the admin page",
+        "document.getElementById('invite-form') !== null",
+    )
+    .await;
+    let uses = admin.find(Locator::Id("uses")).await.unwrap();
+    uses.clear().await.unwrap();
+    uses.send_keys("1").await.unwrap();
+    let hours = admin.find(Locator::Id("expires_in_hours")).await.unwrap();
+    hours.clear().await.unwrap();
+    hours.send_keys("24").await.unwrap();
+    admin
+        .find(Locator::Css("#invite-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "the invite is listed with its link and a copy button",
+        "document.querySelectorAll('#invites .invite').length === 1 \
+         && !document.querySelector('#invites button.copy').hidden",
+    )
+    .await;
+    let link: String = eval(&admin, "return document.querySelector('#invites .invite-url').value;").await;
+    assert!(link.starts_with(&format!("{}/join/", server.base)), "{link}");
+
+    // A second browser opens the link and joins.
+    let newcomer = driver.browser("bob").await;
+    newcomer.goto(&link).await.unwrap();
+    let screen: String = eval(&newcomer, "return document.getElementById('signup-form').dataset.form;").await;
+    assert_eq!(screen, "join");
+    submit_sign_in(&newcomer, "bob", "correct horse battery").await;
+    wait_until_connected(&newcomer).await;
+    assert_eq!(newcomer.current_url().await.unwrap().path(), "/rooms/general");
+    type_and_send(&newcomer, "hello, I was invited").await;
+    wait_for(
+        &newcomer,
+        "bob's message shows",
+        "[...document.querySelectorAll('#messages .message .text')].some(e => e.textContent === 'hello, I was invited')",
+    )
+    .await;
+
+    // The invite is used up: the admin page lists none, and its link says so.
+    admin.refresh().await.unwrap();
+    wait_for(
+        &admin,
+        "no live invites",
+        "document.getElementById('no-invites') !== null",
+    )
+    .await;
+    let bob = api_user(&server, "bob").await;
+    assert_eq!(bob.get_json("/api/me").await["role"], "member");
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 410);
+
+    finish(admin).await;
+    finish(newcomer).await;
+}

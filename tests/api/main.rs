@@ -23,6 +23,7 @@ mod resume;
 mod routes;
 mod sessions;
 mod shutdown;
+mod signup;
 mod sites;
 mod slow;
 mod startup;
