@@ -242,7 +242,12 @@ async fn a_database_of_the_release_before_private_rooms_keeps_its_rooms_public_a
         .as_array()
         .unwrap()
         .iter()
-        .map(|room| (room["name"].as_str().unwrap().into(), room["kind"].as_str().unwrap().into()))
+        .map(|room| {
+            (
+                room["name"].as_str().unwrap().into(),
+                room["kind"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         kinds,
@@ -254,7 +259,10 @@ async fn a_database_of_the_release_before_private_rooms_keeps_its_rooms_public_a
         events.push(replay.expect_json().await.1);
     }
     assert_eq!(events[0]["type"], "room");
-    assert_eq!((&events[0]["kind"], &events[0]["topic"]), (&"public".into(), &Value::Null));
+    assert_eq!(
+        (&events[0]["kind"], &events[0]["topic"]),
+        (&"public".into(), &Value::Null)
+    );
     assert_eq!(events[1]["content"], "hello rust");
     assert_eq!(events[2]["topic"], "plants and such");
     assert_eq!(events[3]["status"], "online");
