@@ -1,26 +1,24 @@
-//! `chat-server admin ...`: what an operator does to accounts from the shell, for the day the
-//! admin password is lost. It changes the database file directly, in one transaction each,
+//! `chat-server admin ...`: what an operator does to accounts and invites from the shell, for
+//! the day the admin password is lost. It changes the database file directly, in one transaction each,
 //! beside a running server if there is one (SQLite serialises the writes).
 //!
 //! A running server trusts a session it checked for a few seconds, so a reset password's
 //! old sessions stop working within them; an event stream of such a session ends when it
 //! next checks its session, at the latest when the server restarts.
 
-use std::io::BufRead;
-use std::path::Path;
-
 use anyhow::{Context, bail};
+use std::io::BufRead;
 
-use crate::app::accounts;
-use crate::config::AdminAction;
-use crate::domain::{Password, Username};
+use crate::app::{accounts, invites};
+use crate::config::{AdminAction, Config};
+use crate::domain::{InviteTerms, Password, Username};
 use crate::eventlog::WriteError;
 use crate::eventlog::sqlite::{self, Durability, operator};
 
-/// Carries out `action` on the database at `db`, reading a password from `input` where it
-/// needs one; returns what to tell the operator.
-pub async fn run(db: &Path, action: AdminAction, input: impl BufRead) -> anyhow::Result<String> {
-    let mut conn = sqlite::open(db, Durability::Full).await?.writer;
+/// Carries out `action` on the database at `config.db`, reading a password from `input` where
+/// it needs one; returns what to tell the operator.
+pub async fn run(config: &Config, action: AdminAction, input: impl BufRead) -> anyhow::Result<String> {
+    let mut conn = sqlite::open(&config.db, Durability::Full).await?.writer;
     match action {
         AdminAction::ResetPassword { username } => {
             let hash = hash(&read_password(input)?)?;
@@ -44,6 +42,27 @@ pub async fn run(db: &Path, action: AdminAction, input: impl BufRead) -> anyhow:
             } else {
                 bail!("no account called {username:?}")
             }
+        }
+        AdminAction::Invite { uses, expires_in_hours } => {
+            let terms = InviteTerms::parse(Some(uses.into()), Some(expires_in_hours.into()))
+                .map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
+            let invite = invites::new_invite(terms, None).map_err(|error| anyhow::anyhow!("{error}"))?;
+            let made = match operator::create_invite(&mut conn, &invite).await {
+                Ok(made) => made,
+                Err(WriteError::Conflict(_)) => bail!("{}", invites::TOO_MANY_LIVE),
+                Err(error) => return Err(error.into()),
+            };
+            // The whole link where the server's public origin is known, else its path.
+            let origin = config
+                .public_origin
+                .first()
+                .map_or("", |origin| origin.trim_end_matches('/'));
+            Ok(format!(
+                "invite {code}: {uses} use(s), until {until}\n{origin}/join/{code}",
+                code = made.code,
+                uses = made.uses,
+                until = made.expires_at,
+            ))
         }
     }
 }

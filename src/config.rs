@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "CHAT_SIGNUP_RATE", default_value_t = 10)]
     pub signup_rate: u32,
 
+    /// Who may make an account once the server has its first (its admin, made by whoever
+    /// signs up first): `invite` someone an admin invited; `open` anyone who reaches it;
+    /// `closed` only an admin, for someone else. An admin may make accounts in every mode.
+    #[arg(long, env = "CHAT_SIGNUP", value_enum, default_value_t = Signup::Invite)]
+    pub signup: Signup,
+
+    /// Invites each admin may make or revoke per minute (0: no limit).
+    #[arg(long, env = "CHAT_INVITE_RATE", default_value_t = 20)]
+    pub invite_rate: u32,
+
     /// Password hashes that may wait for a thread at once; beyond it, sign-in answers `503`
     /// (0: no bound). Each takes tens of milliseconds and 19 MiB.
     #[arg(long, env = "CHAT_MAX_QUEUED_HASHES", default_value_t = 32)]
@@ -207,6 +217,27 @@ pub enum AdminAction {
     },
     /// Makes USERNAME an admin, and active again if deactivated.
     Promote { username: String },
+    /// Makes an invite and prints its code and the path of its join page (`/join/CODE`; the
+    /// whole link with `--public-origin` or CHAT_PUBLIC_ORIGIN set).
+    Invite {
+        /// How many accounts it makes, 1 to 1000.
+        #[arg(long, default_value_t = crate::domain::DEFAULT_INVITE_USES)]
+        uses: u32,
+        /// How long it lasts, 1 to 8760 hours (a year).
+        #[arg(long, default_value_t = crate::domain::DEFAULT_INVITE_HOURS)]
+        expires_in_hours: u32,
+    },
+}
+
+/// Who may make an account, as `--signup` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signup {
+    /// With an invite an admin made.
+    Invite,
+    /// Anyone who can reach the server.
+    Open,
+    /// Only an admin, for someone else.
+    Closed,
 }
 
 /// SQLite's `synchronous` pragma, as the flag `--sync` spells it.

@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     let config = chat::Config::parse();
     return_big_allocations_to_the_system();
     if let Some(chat::config::Command::Admin { action }) = config.command.clone() {
-        return match chat::admin::run(&config.db, action, std::io::stdin().lock()).await {
+        return match chat::admin::run(&config, action, std::io::stdin().lock()).await {
             Ok(done) => {
                 println!("{done}");
                 ExitCode::SUCCESS

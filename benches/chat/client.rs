@@ -141,10 +141,19 @@ pub async fn request(
     Conn::open(endpoint).await?.send(request).await
 }
 
-/// Signs in (creating the account on first use) and returns the bearer token.
+/// Signs up (`POST /api/users`, on a server started with `--signup open`), or signs in to an
+/// account that exists, and returns the bearer token. A server from before sign-up had its own
+/// route (`404`/`405` for `/api/users`) made the account at sign-in.
 pub async fn sign_in(endpoint: &Endpoint, username: &str) -> anyhow::Result<String> {
     let body = serde_json::json!({ "username": username, "password": "bench password 1234" }).to_string();
-    let (status, body) = request(endpoint, Method::POST, "/api/sessions", None, Some(body)).await?;
+    let (mut status, mut answer) = request(endpoint, Method::POST, "/api/users", None, Some(body.clone())).await?;
+    if matches!(
+        status,
+        StatusCode::CONFLICT | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    ) {
+        (status, answer) = request(endpoint, Method::POST, "/api/sessions", None, Some(body)).await?;
+    }
+    let body = answer;
     if !status.is_success() {
         bail!("sign-in of {username}: {status} {}", String::from_utf8_lossy(&body));
     }

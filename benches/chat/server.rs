@@ -135,6 +135,8 @@ impl Launcher {
             // Every per-user and per-address rate off (the flags above are for servers from
             // before `--rate-limits`; an environment variable a server does not know is ignored).
             .env("CHAT_RATE_LIMITS", "off")
+            // Benchmark users sign up without invites.
+            .env("CHAT_SIGNUP", "open")
             .env("RUST_LOG", &self.log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

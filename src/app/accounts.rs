@@ -1,5 +1,5 @@
-//! Accounts: signing in (which makes the account when the name is free; the first account
-//! of a server is its admin), changing a password, and the password hashes behind them. Passwords are argon2id: 19 MiB and tens of milliseconds a hash, so a few
+//! Accounts: signing up (the first account of a server is its admin; then `--signup` says who
+//! may), signing in, changing a password, and the password hashes behind them. Passwords are argon2id: 19 MiB and tens of milliseconds a hash, so a few
 //! at a time, off the async threads, so a burst of sign-ins cannot starve everything else or
 //! exhaust memory.
 
@@ -9,10 +9,11 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 
 use super::sessions::Session;
-use super::{App, Error, sessions};
-use crate::domain::{Password, Role, Username};
+use super::{App, Error, invites, sessions};
+use crate::config::Signup;
+use crate::domain::{InviteCode, NotAdmitted, Password, Role, Username};
 use crate::eventlog::sqlite::AccountListing;
-use crate::eventlog::{NewSession, SignUp, WriteError};
+use crate::eventlog::{Admission, Join, Joined, NewSession, WriteError};
 
 /// The longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
@@ -41,17 +42,16 @@ impl Origin {
 /// A new session, as sign-in hands it out.
 #[derive(Debug)]
 pub struct SignedIn {
-    /// Whether the account was made by this sign-in.
-    pub created: bool,
     /// As the account spells it.
     pub username: String,
     pub role: Role,
     pub token: String,
 }
 
-/// Signs in as `username`, making the account if the name is free. Each attempt counts against
-/// the allowance of the client's `address`; a wrong password, against the name from that
-/// address; a new account, against the address's sign-ups.
+/// Signs in as `username`. Each attempt counts against the allowance of the client's
+/// `address`; a wrong password, against the name from that address. An unknown name and a
+/// wrong password are the same `WrongPassword`, and cost the same: a password is checked
+/// against a stand-in hash when there is no account.
 pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: String) -> Result<SignedIn, Error> {
     let address = origin.address;
     let username = Username::parse(username)?;
@@ -59,44 +59,12 @@ pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: Strin
     let password = Password::parse(password)?;
     let (token, token_hash) = sessions::new_token()?;
 
-    if app.log.store.account(username.as_str()).await?.is_none() {
-        // A new account's name meets the rules of new names.
-        Username::parse_new(username.as_str())?;
-        app.limits.sign_up(address)?;
-        let password_hash = hash_password(app, &password).await?;
-        let sign_up = SignUp {
-            username: username.as_str().to_owned(),
-            password_hash,
-            session: origin.session(token_hash.clone()),
-        };
-        match app.log.writer.sign_up(sign_up).await {
-            Ok(user) => {
-                tracing::info!(username = username.as_str(), "account created");
-                let role = app.log.store.role(user).await?;
-                return Ok(SignedIn {
-                    created: true,
-                    username: username.as_str().to_owned(),
-                    role,
-                    token,
-                });
-            }
-            Err(WriteError::Conflict("look-alike")) => {
-                return Err(Error::Conflict(
-                    "that name looks too much like one already taken: choose another".into(),
-                ));
-            }
-            // Someone took the name a moment ago: sign in against their account.
-            Err(WriteError::Conflict(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-
-    let account = app
-        .log
-        .store
-        .account(username.as_str())
-        .await?
-        .ok_or_else(|| Error::Internal("account vanished during sign-in".into()))?;
+    let Some(account) = app.log.store.account(username.as_str()).await? else {
+        let password = password.clone();
+        app.off_thread(move || verifies(&password, stand_in_hash())).await?;
+        app.limits.sign_in_failed(username.as_str(), address);
+        return Err(Error::WrongPassword);
+    };
     if !verify_password(app, &password, &account.password_hash).await? {
         app.limits.sign_in_failed(username.as_str(), address);
         return Err(Error::WrongPassword);
@@ -111,11 +79,130 @@ pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: Strin
         .start_session(account.id, origin.session(token_hash))
         .await?;
     Ok(SignedIn {
-        created: false,
         username: account.username,
         role: Role::from_stored(&account.role),
         token,
     })
+}
+
+/// A hash of no one's password, made once, to check a password against when there is no
+/// account: a sign-in for an unknown name takes as long as one with a wrong password.
+fn stand_in_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        Password::parse("no account has this password".into())
+            .ok()
+            .and_then(|password| hash(&password).ok())
+            .unwrap_or_default()
+    })
+}
+
+/// A new account, as sign-up hands it out.
+#[derive(Debug)]
+pub struct SignedUp {
+    /// As the account spells it.
+    pub username: String,
+    pub role: Role,
+    /// Its first session's token; `None` for an account an admin made for someone else.
+    pub token: Option<String>,
+}
+
+/// What a sign-up brings.
+#[derive(Debug, Default)]
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub password: String,
+    /// The invite code, if any (empty: none).
+    pub invite: Option<&'a str>,
+}
+
+/// Makes an account. The server's first is its admin and needs nothing; after it,
+/// `--signup` decides: `invite` takes a live invite (one use of it), `open` nothing,
+/// `closed` refuses. An admin (`by`) may make accounts in every mode, for someone else: the
+/// account then has no session yet, and the admin's own goes on. Counts against the
+/// address's sign-ups, or the admin's account changes.
+pub async fn sign_up(
+    app: &App,
+    origin: &Origin,
+    by: Option<&Session>,
+    account: NewAccount<'_>,
+) -> Result<SignedUp, Error> {
+    let admin = by.filter(|session| session.is_admin());
+    let username = Username::parse_new(account.username)?;
+    let password = Password::parse(account.password)?;
+    let invite = account.invite.filter(|code| !code.is_empty());
+    let admission = match (admin, app.settings.signup) {
+        (Some(_), _) | (None, Signup::Open) => Admission::Open,
+        (None, Signup::Closed) => Admission::Closed,
+        (None, Signup::Invite) => Admission::Invite(match invite {
+            None => None,
+            Some(code) => Some(InviteCode::parse(code).ok_or_else(|| not_admitted(NotAdmitted::UnknownInvite))?),
+        }),
+    };
+    match admin {
+        Some(admin) => app.limits.account_change(admin.user_id)?,
+        None => app.limits.sign_up(origin.address)?,
+    }
+    // What the writer would refuse is refused before a password is hashed for it; the writer
+    // decides for good, in the transaction that makes the account.
+    if app.log.store.has_accounts().await? {
+        match &admission {
+            Admission::Open => {}
+            Admission::Closed => return Err(not_admitted(NotAdmitted::Closed)),
+            Admission::Invite(None) => return Err(not_admitted(NotAdmitted::NoInvite)),
+            Admission::Invite(Some(code)) => {
+                if let Err(why) = invites::check(app, code.as_str()).await? {
+                    return Err(not_admitted(why));
+                }
+            }
+        }
+        if app.log.store.account(username.as_str()).await?.is_some() {
+            return Err(name_taken());
+        }
+    }
+    let password_hash = hash_password(app, &password).await?;
+    let (token, session) = match admin {
+        Some(_) => (None, None),
+        None => {
+            let (token, token_hash) = sessions::new_token()?;
+            (Some(token), Some(origin.session(token_hash)))
+        }
+    };
+    let join = Join {
+        username: username.as_str().to_owned(),
+        password_hash,
+        session,
+        admission,
+    };
+    match app.log.writer.join(join).await {
+        Ok(Joined::Made { role, .. }) => {
+            tracing::info!(username = username.as_str(), role = role.as_str(), by = ?admin.map(|a| &a.username), "account created");
+            Ok(SignedUp {
+                username: username.as_str().to_owned(),
+                role,
+                token,
+            })
+        }
+        Ok(Joined::Refused(why)) => Err(not_admitted(why)),
+        Err(WriteError::Conflict("look-alike")) => Err(Error::Conflict(
+            "that name looks too much like one already taken: choose another".into(),
+        )),
+        Err(WriteError::Conflict(_)) => Err(name_taken()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn not_admitted(why: NotAdmitted) -> Error {
+    Error::Forbidden(why.words().into())
+}
+
+fn name_taken() -> Error {
+    Error::Conflict("that name is taken: choose another".into())
+}
+
+/// Whether the server has no account yet: the next one made is its admin.
+pub async fn first_run(app: &App) -> Result<bool, Error> {
+    Ok(!app.log.store.has_accounts().await?)
 }
 
 /// Changes `session`'s user's password, given the current one. Every other session of theirs

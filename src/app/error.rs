@@ -14,7 +14,8 @@ pub enum Error {
     Invalid(#[from] Invalid),
     #[error("sign in first: no valid session cookie or bearer token")]
     Unauthorized,
-    #[error("wrong password")]
+    /// An unknown name or a wrong password: the two read the same.
+    #[error("wrong name or password")]
     WrongPassword,
     /// The caller may not do this, and knows it exists (a wrong current password, an
     /// account that is deactivated, an action for admins).

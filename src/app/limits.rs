@@ -1,5 +1,5 @@
-//! Limits on what one client may ask of the server: messages, status changes, rooms and stream
-//! opens per user (token buckets); sign-in attempts and sign-ups per client address; failed
+//! Limits on what one client may ask of the server: messages, status changes, rooms, invites and
+//! stream opens per user (token buckets); sign-in attempts and sign-ups per client address; failed
 //! sign-ins per (name, address), with back-off; open event streams per user and in all. Each
 //! comes from a flag whose `0` turns it off; `--rate-limits off` turns every rate off at once.
 //!
@@ -64,6 +64,7 @@ pub struct Limits {
     member_changes: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
     account_changes: Bucket<UserId>,
+    invites: Bucket<UserId>,
     signins_by_address: Bucket<IpAddr>,
     signups_by_address: Bucket<IpAddr>,
     failures: Failures,
@@ -129,6 +130,7 @@ impl Limits {
             member_changes: Bucket::new(rate(config.member_rate).map(Quota::per_minute)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
             account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
+            invites: Bucket::new(rate(config.invite_rate).map(Quota::per_minute)),
             signins_by_address: Bucket::new(signins),
             signups_by_address: Bucket::new(signups),
             failures: Failures::new(if rated { config.signin_failures } else { 0 }),
@@ -173,6 +175,11 @@ impl Limits {
     /// admin's change to someone's account.
     pub fn account_change(&self, user: UserId) -> Result<(), Error> {
         self.take(&self.account_changes, user, "account changes")
+    }
+
+    /// One invite made or revoked by the admin `user`.
+    pub fn invite(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.invites, user, "invites made or revoked")
     }
 
     fn take(&self, bucket: &Bucket<UserId>, user: UserId, what: &'static str) -> Result<(), Error> {
@@ -277,6 +284,7 @@ impl Limits {
         self.member_changes.forget_idle();
         self.stream_opens.forget_idle();
         self.account_changes.forget_idle();
+        self.invites.forget_idle();
         self.signins_by_address.forget_idle();
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 mod error;
+pub mod invites;
 pub mod limits;
 pub mod messages;
 pub mod presence;
@@ -40,6 +41,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// A session this old has expired, however much it was used.
     pub session_lifetime: Duration,
+    /// Who may make an account (`--signup`).
+    pub signup: config::Signup,
 }
 
 /// What every operation shares. Cloning copies a handful of `Arc`s.
@@ -100,6 +103,7 @@ impl App {
                 max_message_chars: config.max_message_chars,
                 session_idle: config.session_idle(),
                 session_lifetime: config.session_lifetime(),
+                signup: config.signup,
             }),
             limits,
             sessions: Arc::default(),

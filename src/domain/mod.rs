@@ -5,6 +5,7 @@ mod access;
 mod account;
 mod event;
 mod ids;
+mod invite;
 mod names;
 mod status;
 mod stream;
@@ -13,6 +14,9 @@ pub use access::Membership;
 pub use account::Role;
 pub use event::{Event, EventKind, RoomKind, Scope};
 pub use ids::{EventId, RoomId, UserId};
+pub use invite::{
+    DEFAULT_INVITE_HOURS, DEFAULT_INVITE_USES, InviteCode, InviteTerms, MAX_INVITE_HOURS, MAX_INVITE_USES, NotAdmitted,
+};
 pub use names::{
     ClientId, Content, DIRECT_PREFIX, Invalid, MAX_PASSWORD_CHARS, MAX_TOPIC_CHARS, MIN_PASSWORD_CHARS, Password,
     RoomName, Topic, Username, skeleton,

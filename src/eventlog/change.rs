@@ -1,6 +1,7 @@
 //! The changes the writer makes, as its callers ask for them, and why one may not happen.
 
 use crate::domain::{ClientId, Event, EventId, EventKind, RoomId, RoomKind, Status, UserId};
+use crate::domain::{InviteCode, InviteTerms, NotAdmitted, Role};
 
 /// Why a write did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -148,4 +149,74 @@ pub struct RoomChange {
     /// `Some(None)` clears the topic.
     pub topic: Option<Option<String>>,
     pub archived: Option<bool>,
+}
+
+/// A new account, and what lets it in: checked by the writer in the transaction that makes it,
+/// so that the first account, and each use of an invite, goes to exactly one request.
+#[derive(Debug)]
+pub struct Join {
+    pub username: String,
+    pub password_hash: String,
+    /// Its first session; `None` for an account an admin makes for someone else.
+    pub session: Option<NewSession>,
+    pub admission: Admission,
+}
+
+/// What an account needs to be made, beyond being the server's first (which needs nothing).
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// Nothing: `--signup open`, or an admin asked.
+    Open,
+    /// A live invite, whose use it takes; `None`: the client brought none.
+    Invite(Option<InviteCode>),
+    /// Nobody gets in: `--signup closed`.
+    Closed,
+}
+
+/// A join's outcome, a name taken aside (`WriteError::Conflict`).
+#[derive(Debug, Clone)]
+pub enum Joined {
+    Made { user: UserId, role: Role },
+    Refused(NotAdmitted),
+}
+
+/// An invite to make. The code comes from the caller; the expiry is counted from the commit.
+#[derive(Debug, Clone)]
+pub struct NewInvite {
+    pub code: String,
+    pub terms: InviteTerms,
+    /// The admin who made it; `None`: the operator.
+    pub created_by: Option<UserId>,
+    /// The most live invites there may be; `Conflict("live invites")` beyond it.
+    pub max_live: u32,
+}
+
+/// An invite as it is stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Invite {
+    pub code: String,
+    pub uses: i64,
+    pub uses_left: i64,
+    pub expires_at: String,
+    pub created_at: String,
+    /// Who made it; `None`: the operator.
+    pub created_by: Option<String>,
+    pub revoked: bool,
+    /// Its expiry has passed.
+    pub expired: bool,
+}
+
+impl Invite {
+    /// Why it lets nobody in, if it does not.
+    pub fn refusal(&self) -> Option<NotAdmitted> {
+        if self.revoked {
+            Some(NotAdmitted::Revoked)
+        } else if self.expired {
+            Some(NotAdmitted::Expired)
+        } else if self.uses_left <= 0 {
+            Some(NotAdmitted::UsedUp)
+        } else {
+            None
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub use sqlite::{Durability, Store};
 pub use subscription::{Item, Subscribed};
 pub use writer::Writer;
 
+pub use change::{Admission, Invite, Join, Joined, NewInvite};
+
 use crate::domain::View;
 use crate::metrics::Metrics;
 

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::change::{Invite, Join, Joined, NewInvite};
 use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, SignUp, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
@@ -60,6 +61,11 @@ enum Request {
     ChangeRoom(RoomChange, Reply<Option<Event>>),
     Post(Post, Reply<Posted>),
     SetStatus(StatusChange, Reply<Event>),
+    /// A sign-up, or an account an admin makes: admitted, and any invite's use taken, with it.
+    Join(Join, Reply<Joined>),
+    CreateInvite(NewInvite, Reply<Invite>),
+    /// Whether there is an invite with this code.
+    RevokeInvite(String, Reply<bool>),
 }
 
 impl Request {
@@ -80,6 +86,9 @@ impl Request {
             Self::ChangeMember(_, reply) | Self::ChangeRoom(_, reply) => send(reply, error),
             Self::Post(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
+            Self::Join(_, reply) => send(reply, error),
+            Self::CreateInvite(_, reply) => send(reply, error),
+            Self::RevokeInvite(_, reply) => send(reply, error),
             Self::TouchSession(..) | Self::ExpireSessions(..) => {}
         }
     }
@@ -237,6 +246,22 @@ impl Writer {
     /// stopped).
     pub async fn enqueue_status(&self, change: StatusChange, reply: Reply<Event>) {
         let _ = self.requests.send(Request::SetStatus(change, reply)).await;
+    }
+
+    /// Makes an account if its admission lets it in, taking an invite's use with it.
+    /// `Conflict("username")` or `Conflict("look-alike")` if the name is taken.
+    pub async fn join(&self, join: Join) -> Result<Joined, WriteError> {
+        self.ask(|reply| Request::Join(join, reply)).await
+    }
+
+    /// Stores an invite. `Conflict("live invites")` if there are as many as it allows.
+    pub async fn create_invite(&self, invite: NewInvite) -> Result<Invite, WriteError> {
+        self.ask(|reply| Request::CreateInvite(invite, reply)).await
+    }
+
+    /// Revokes the invite with this code; whether there is one.
+    pub async fn revoke_invite(&self, code: String) -> Result<bool, WriteError> {
+        self.ask(|reply| Request::RevokeInvite(code, reply)).await
     }
 }
 
@@ -634,6 +659,25 @@ impl Task {
                     kind: EventKind::Status { status: change.status },
                 };
                 Applied::answer(Some(reply), Ok(event.clone())).publishing(event)
+            }
+            Request::Join(join, reply) => {
+                // The name can be refused after an invite's use is taken: both or neither.
+                writes::exec(conn, "SAVEPOINT joining").await?;
+                let outcome = writes::join(conn, &join).await;
+                let end = match outcome {
+                    Ok(Joined::Made { .. }) => "RELEASE joining",
+                    _ => "ROLLBACK TO joining; RELEASE joining",
+                };
+                writes::exec(conn, end).await?;
+                Applied::answer(Some(reply), refusal_only(outcome)?)
+            }
+            Request::CreateInvite(invite, reply) => {
+                let outcome = writes::insert_invite(conn, &invite).await;
+                Applied::answer(Some(reply), refusal_only(outcome)?)
+            }
+            Request::RevokeInvite(code, reply) => {
+                let revoked = writes::revoke_invite(conn, &code).await?;
+                Applied::answer(Some(reply), Ok(revoked))
             }
         };
         applied.push(done);

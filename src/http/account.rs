@@ -14,7 +14,7 @@ use super::assets::{self, AssetUrls};
 use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::sessions::client_ip;
-use super::{FormBody, State};
+use super::{FormBody, State, invites};
 use crate::app;
 use crate::app::sessions::Listed;
 use crate::domain::Username;
@@ -145,26 +145,52 @@ pub async fn end_other_sessions_form(Data(state): Data<&State>, user: CurrentUse
 #[template(path = "admin.html")]
 struct AdminPage {
     assets: &'static AssetUrls,
+    invites: Vec<InviteRow>,
     people: Vec<AccountListing>,
     notice: Option<String>,
     error: Option<String>,
 }
 
+/// A live invite as the admin page lists it.
+struct InviteRow {
+    code: String,
+    url: String,
+    uses: i64,
+    uses_left: i64,
+    expires_at: String,
+}
+
 #[derive(Deserialize)]
 pub struct Changed {
     changed: Option<String>,
+    /// `made` or `revoked`: what an invite form did.
+    invite: Option<String>,
 }
 
 async fn render_admin(
+    req: &Request,
     state: &State,
     user: &CurrentUser,
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Result<Response, ApiError> {
     let people = app::accounts::list(&state.app, user, true).await?;
+    let base = invites::base_url(req, state);
+    let invites = app::invites::list(&state.app, user)
+        .await?
+        .into_iter()
+        .map(|invite| InviteRow {
+            url: invites::join_url(&base, &invite.code),
+            code: invite.code,
+            uses: invite.uses,
+            uses_left: invite.uses_left,
+            expires_at: invite.expires_at,
+        })
+        .collect();
     let status = error.as_ref().map_or(StatusCode::OK, |(status, _)| *status);
     let page = AdminPage {
         assets: assets::urls(),
+        invites,
         people,
         notice,
         error: error.map(|(_, message)| message),
@@ -172,10 +198,12 @@ async fn render_admin(
     private_page(page.render()?, status)
 }
 
-/// `/admin`: every account, with buttons to promote, demote, deactivate and reactivate. For
-/// admins; anyone else is told it is not for them.
+/// `/admin`: the live invites, with a form to make one and a button to revoke each; every
+/// account, with buttons to promote, demote, deactivate and reactivate. For admins; anyone
+/// else is told it is not for them.
 #[handler]
 pub async fn admin_page(
+    req: &Request,
     Data(state): Data<&State>,
     Query(changed): Query<Changed>,
     user: Option<CurrentUser>,
@@ -187,11 +215,15 @@ pub async fn admin_page(
         return super::pages::error_page(StatusCode::FORBIDDEN, "For admins", "Only admins manage people here.");
     }
     // Only a name the page itself put there is echoed, and only as text.
-    let notice = changed
-        .changed
-        .filter(|name| Username::parse(name).is_ok())
-        .map(|name| format!("{name} is changed."));
-    render_admin(state, &user, notice, None).await
+    let notice = match changed.invite.as_deref() {
+        Some("made") => Some("The invite is made: copy its link below and send it.".to_owned()),
+        Some("revoked") => Some("That invite is revoked: nobody can join with it.".to_owned()),
+        _ => changed
+            .changed
+            .filter(|name| Username::parse(name).is_ok())
+            .map(|name| format!("{name} is changed.")),
+    };
+    render_admin(req, state, &user, notice, None).await
 }
 
 #[derive(Deserialize)]
@@ -202,6 +234,7 @@ pub struct PersonForm {
 
 #[handler]
 pub async fn change_person_form(
+    req: &Request,
     Data(state): Data<&State>,
     Path(username): Path<String>,
     user: CurrentUser,
@@ -226,7 +259,73 @@ pub async fn change_person_form(
             if !error.status().is_client_error() || !user.is_admin() {
                 return Err(error);
             }
-            render_admin(state, &user, None, Some((error.status(), error.to_string()))).await
+            render_admin(req, state, &user, None, Some((error.status(), error.to_string()))).await
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    uses: String,
+    #[serde(default)]
+    expires_in_hours: String,
+}
+
+/// A form's number: empty is "the default"; anything else that is no whole number, or is out
+/// of range, is refused by the rules of invites.
+fn form_number(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(text.parse().unwrap_or(-1))
+}
+
+/// The admin page's "make an invite": back to the page, which lists it.
+#[handler]
+pub async fn create_invite_form(
+    req: &Request,
+    Data(state): Data<&State>,
+    user: CurrentUser,
+    FormBody(form): FormBody<InviteForm>,
+) -> Result<Response, ApiError> {
+    let (uses, hours) = (form_number(&form.uses), form_number(&form.expires_in_hours));
+    match app::invites::create(&state.app, &user, uses, hours).await {
+        Ok(_) => Ok(StatusCode::SEE_OTHER
+            .with_header(header::LOCATION, "/admin?invite=made")
+            .into_response()),
+        Err(error) => admin_refusal(req, state, &user, error).await,
+    }
+}
+
+/// The admin page's "revoke" of an invite.
+#[handler]
+pub async fn revoke_invite_form(
+    req: &Request,
+    Data(state): Data<&State>,
+    Path(code): Path<String>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    match app::invites::revoke(&state.app, &user, &code).await {
+        Ok(()) => Ok(StatusCode::SEE_OTHER
+            .with_header(header::LOCATION, "/admin?invite=revoked")
+            .into_response()),
+        Err(error) => admin_refusal(req, state, &user, error).await,
+    }
+}
+
+/// The admin page again, saying why a form was refused; a refusal to someone who is not an
+/// admin is the plain error.
+async fn admin_refusal(
+    req: &Request,
+    state: &State,
+    user: &CurrentUser,
+    error: app::Error,
+) -> Result<Response, ApiError> {
+    let error = ApiError::App(error);
+    if !error.status().is_client_error() || !user.is_admin() {
+        return Err(error);
+    }
+    render_admin(req, state, user, None, Some((error.status(), error.to_string()))).await
 }

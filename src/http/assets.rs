@@ -22,6 +22,7 @@ pub struct AssetUrls {
     pub stream: String,
     pub icon: String,
     pub chat: String,
+    pub admin: String,
 }
 
 pub fn urls() -> &'static AssetUrls {
@@ -32,6 +33,7 @@ pub fn urls() -> &'static AssetUrls {
         stream: versioned("stream.js"),
         icon: versioned("favicon.svg"),
         chat: versioned("chat.js"),
+        admin: versioned("admin.js"),
     })
 }
 

@@ -9,12 +9,14 @@ mod auth;
 pub mod error;
 mod events;
 mod health;
+mod invites;
 mod me;
 mod messages;
 mod origin;
 mod pages;
 mod rooms;
 mod sessions;
+mod signup;
 mod status;
 pub mod transport;
 mod users;
@@ -56,6 +58,8 @@ pub struct State {
     keepalive: Duration,
     /// `--metrics-token`: who may read `/metrics` besides local addresses.
     metrics_token: Option<String>,
+    /// The server's own origins: where the links it hands out (invites) start.
+    origins: Arc<origin::Origins>,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then ends every stream and waits
@@ -69,22 +73,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::clone(&app.metrics);
-    let state = State {
-        app: app.clone(),
-        body_limit: match config.max_body_bytes {
-            0 => usize::MAX,
-            n => n,
-        },
-        keepalive: config.keepalive(),
-        metrics_token: config.metrics_token.clone().filter(|token| !token.is_empty()),
-    };
-    let handoffs = Arc::new(Handoffs::default());
-    let streams = Arc::new(Streams {
-        handoffs: config.stream_handoff.then(|| Arc::clone(&handoffs)),
-        tasks: TaskTracker::new(),
-        write_timeout: config.write_timeout(),
-        metrics: Arc::clone(&metrics),
-    });
     let mut public = Vec::new();
     for raw in &config.public_origin {
         public.push(
@@ -94,6 +82,23 @@ pub async fn serve(
         );
     }
     let origins = Arc::new(origin::Origins::new(public, listener.local_addr()?.port()));
+    let state = State {
+        app: app.clone(),
+        body_limit: match config.max_body_bytes {
+            0 => usize::MAX,
+            n => n,
+        },
+        keepalive: config.keepalive(),
+        metrics_token: config.metrics_token.clone().filter(|token| !token.is_empty()),
+        origins: Arc::clone(&origins),
+    };
+    let handoffs = Arc::new(Handoffs::default());
+    let streams = Arc::new(Streams {
+        handoffs: config.stream_handoff.then(|| Arc::clone(&handoffs)),
+        tasks: TaskTracker::new(),
+        write_timeout: config.write_timeout(),
+        metrics: Arc::clone(&metrics),
+    });
     let routes = build_app(state, origins, Arc::clone(&streams));
     let signal = {
         let app = app.clone();
@@ -141,7 +146,9 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/api/dms", post(rooms::direct))
         .at("/api/events", get(events::user_events))
         .at("/api/status", put(status::set_status))
-        .at("/api/users", get(users::list_users))
+        .at("/api/users", get(users::list_users).post(signup::sign_up))
+        .at("/api/invites", get(invites::list_invites).post(invites::create_invite))
+        .at("/api/invites/:code", delete(invites::revoke_invite))
         .at("/api/users/:username", patch(users::update_user))
         .at("/api/me", get(me::me))
         .at("/api/me/password", put(me::change_password))
@@ -150,6 +157,10 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/healthz", get(health::healthz))
         .at("/metrics", get(health::metrics))
         .at("/", get(pages::sign_in_page).post(pages::sign_in_form))
+        .at("/signup", get(signup::sign_up_page).post(signup::sign_up_form))
+        .at("/join/:code", get(signup::join_page))
+        .at("/admin/invites", post(account::create_invite_form))
+        .at("/admin/invites/:code/revoke", post(account::revoke_invite_form))
         .at("/signout", post(pages::sign_out_form))
         .at("/status", post(pages::set_status_form))
         .at("/rooms", post(pages::create_room_form).get(pages::more_rooms))

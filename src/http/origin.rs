@@ -21,6 +21,17 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// As a URL's start: `https://chat.example.com`, the port only where it is not the
+    /// scheme's own.
+    pub fn url(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+
     /// `http://host[:port]` or `https://…`; nothing after the authority.
     pub fn parse(raw: &str) -> Option<Self> {
         let (scheme, rest) = raw.split_once("://")?;
@@ -72,6 +83,16 @@ impl Origins {
         Self { public, port }
     }
 
+    /// Where links to this server start, for a request to `authority` (which the guard has
+    /// checked): the first `--public-origin`, else the server as it was reached directly.
+    pub fn base_url(&self, authority: Option<&str>) -> String {
+        match (self.public.first(), authority) {
+            (Some(public), _) => public.url(),
+            (None, Some(authority)) => format!("http://{authority}"),
+            (None, None) => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
     /// Whether `authority` is how this server is reached directly.
     fn direct(&self, authority: &str) -> bool {
         split_authority(authority, 80)
@@ -107,7 +128,7 @@ fn any_host(uri: &Uri) -> bool {
 
 /// The authority a request is for: its one `Host`, or HTTP/2's `:authority`. `Err` for a
 /// request that has none where it must, or two.
-fn authority(req: &Request) -> Result<Option<String>, &'static str> {
+pub fn authority(req: &Request) -> Result<Option<String>, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err("a request names one Host"),

@@ -14,8 +14,9 @@ use super::auth::{self, CurrentUser};
 use super::error::ApiError;
 use super::messages::parse_id;
 use super::sessions::{self, revoke};
-use super::{FormBody, State};
+use super::{FormBody, State, signup};
 use crate::app::{self, Error, messages::Page};
+use crate::config::Signup;
 use crate::domain::{EventId, RoomKind};
 use crate::wire::render::{self, MemberPartial, RoomPartial};
 
@@ -28,6 +29,8 @@ struct SignInPage<'a> {
     assets: &'static AssetUrls,
     username: &'a str,
     error: Option<String>,
+    /// `--signup open`: the page links to the sign-up form.
+    signup_open: bool,
 }
 
 #[derive(Template)]
@@ -83,7 +86,7 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     StatusCode::SEE_OTHER
         .with_header(header::LOCATION, location)
         .into_response()
@@ -99,16 +102,21 @@ pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Resu
     Ok(Html(html).with_status(status).into_response())
 }
 
-/// `/`: the sign-in form, or straight to the chat when already signed in.
+/// `/`: the sign-in form, or straight to the chat when already signed in; on a server with no
+/// account yet, the first-run screen that makes its admin.
 #[handler]
-pub async fn sign_in_page(user: Option<CurrentUser>) -> Result<Response, ApiError> {
+pub async fn sign_in_page(Data(state): Data<&State>, user: Option<CurrentUser>) -> Result<Response, ApiError> {
     if user.is_some() {
         return Ok(see_other("/rooms/general"));
+    }
+    if app::accounts::first_run(&state.app).await? {
+        return signup::sign_up_form_page(signup::Form::FirstRun, "", "", None, None, StatusCode::OK);
     }
     let html = SignInPage {
         assets: assets::urls(),
         username: "",
         error: None,
+        signup_open: state.app.settings.signup == Signup::Open,
     }
     .render()?;
     Ok(Html(html).into_response())
@@ -142,6 +150,7 @@ pub async fn sign_in_form(
                 assets: assets::urls(),
                 username: &form.username,
                 error: Some(error.to_string()),
+                signup_open: state.app.settings.signup == Signup::Open,
             }
             .render()?;
             let mut page = Html(html).with_status(error.status()).into_response();

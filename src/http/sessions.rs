@@ -1,4 +1,4 @@
-//! `POST /api/sessions` signs in, creating the account if the name is free;
+//! `POST /api/sessions` signs in to an existing account (`POST /api/users` makes one);
 //! `DELETE /api/sessions` signs out.
 
 use std::net::IpAddr;
@@ -26,8 +26,8 @@ struct Session<'a> {
     role: &'static str,
 }
 
-/// `201` and a new account when the name is free, `200` when the password matches the
-/// existing account, `401` when it does not. Either way: a fresh token, and a cookie.
+/// `200`, a fresh token and a cookie when the password matches the account; `401`, with one
+/// body for both, for an unknown name or a wrong password.
 #[handler]
 pub async fn sign_in(
     req: &Request,
@@ -35,18 +35,12 @@ pub async fn sign_in(
     JsonBody(body): JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
     let signed_in = app::accounts::sign_in(&state.app, &origin(req), &body.username, body.password).await?;
-    let status = if signed_in.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     let session = Session {
         username: &signed_in.username,
         token: &signed_in.token,
         role: signed_in.role.as_str(),
     };
     Ok(Json(session)
-        .with_status(status)
         .with_header(header::SET_COOKIE, auth::session_cookie(&signed_in.token))
         .with_header(header::CACHE_CONTROL, "no-store")
         .into_response())

@@ -15,17 +15,21 @@ async fn me(client: &Client) -> reqwest::Response {
     client.request(Method::GET, "/api/me").send().await.unwrap()
 }
 
-/// A second session of `client`'s user, signed in with `user_agent`.
+/// A session of `username`, started with `user_agent` (the first makes the account).
 async fn another_session(server: &Server, username: &str, user_agent: &str) -> Client {
     let mut client = server.anonymous();
-    let response = client
-        .http
-        .post(client.url("/api/sessions"))
-        .header("user-agent", user_agent)
-        .json(&json!({ "username": username, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let start = |path: &str| {
+        client
+            .http
+            .post(client.url(path))
+            .header("user-agent", user_agent)
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+    };
+    let mut response = start("/api/users").await.unwrap();
+    if response.status() == 409 {
+        response = start("/api/sessions").await.unwrap();
+    }
     assert!(response.status().is_success(), "{}", response.status());
     let body: Value = response.json().await.unwrap();
     client.token = Some(body["token"].as_str().unwrap().to_owned());
@@ -62,7 +66,7 @@ async fn expect_logout(stream: &mut Stream200) {
 async fn the_first_account_is_the_admin_and_me_says_who_i_am() {
     let db = TestDb::new();
     let server = Server::start(&db, &[]).await;
-    let signed_in = server.anonymous().sign_in("ada", PASSWORD).await;
+    let signed_in = server.anonymous().sign_up("ada", PASSWORD).await;
     assert_eq!(signed_in.status(), 201);
     let body: Value = signed_in.json().await.unwrap();
     assert_eq!(body["role"], "admin");
@@ -309,10 +313,10 @@ async fn admins_manage_accounts_and_the_last_admin_stays() {
 async fn look_alikes_of_taken_names_are_refused() {
     let db = TestDb::new();
     let server = Server::start(&db, &[]).await;
-    assert_eq!(server.anonymous().sign_in("Alice", PASSWORD).await.status(), 201);
-    assert_eq!(server.anonymous().sign_in("b0b", PASSWORD).await.status(), 201);
+    assert_eq!(server.anonymous().sign_up("Alice", PASSWORD).await.status(), 201);
+    assert_eq!(server.anonymous().sign_up("b0b", PASSWORD).await.status(), 201);
     for look_alike in ["AIice", "A1ice", "aIice", "bob", "BOB", "BoB"] {
-        let response = server.anonymous().sign_in(look_alike, PASSWORD).await;
+        let response = server.anonymous().sign_up(look_alike, PASSWORD).await;
         assert_eq!(response.status(), 409, "{look_alike}");
         let body: Value = response.json().await.unwrap();
         assert!(
@@ -320,7 +324,13 @@ async fn look_alikes_of_taken_names_are_refused() {
             "{body}"
         );
     }
-    // The taken names themselves, in any case, are sign-ins.
+    // The taken names themselves, in any case, are taken, and sign in.
+    for taken in ["Alice", "alice", "B0B"] {
+        let response = server.anonymous().sign_up(taken, PASSWORD).await;
+        assert_eq!(response.status(), 409, "{taken}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "that name is taken: choose another");
+    }
     let again: Value = server
         .anonymous()
         .sign_in("alice", PASSWORD)
@@ -331,10 +341,10 @@ async fn look_alikes_of_taken_names_are_refused() {
     assert_eq!(again["username"], "Alice");
     assert_eq!(server.anonymous().sign_in("B0B", PASSWORD).await.status(), 200);
     for edge in ["_carol", "carol.", "-dan", "erin_"] {
-        assert_eq!(server.anonymous().sign_in(edge, PASSWORD).await.status(), 422, "{edge}");
+        assert_eq!(server.anonymous().sign_up(edge, PASSWORD).await.status(), 422, "{edge}");
     }
     assert_eq!(
-        server.anonymous().sign_in("ian", PASSWORD).await.status(),
+        server.anonymous().sign_up("ian", PASSWORD).await.status(),
         201,
         "a small i is no l"
     );

@@ -8,7 +8,7 @@ use fantoccini::Locator;
 use serde_json::json;
 
 use crate::common::browser::{
-    Driver, eval, finish, finish_with_network_errors, shown, sign_in, submit_sign_in, type_and_send, wait_for,
+    Driver, eval, finish, finish_with_network_errors, shown, sign_in, sign_up, submit_sign_in, type_and_send, wait_for,
     wait_until_connected,
 };
 use crate::common::proxy::{EventsRequest, Proxy, ProxyAddress};
@@ -26,8 +26,8 @@ async fn two_people_chat_live_and_see_each_others_status() {
     let driver = Driver::start().await;
     let ada = driver.browser("ada").await;
     let bob = driver.browser("bob").await;
-    sign_in(&ada, &server.url("/"), "ada").await;
-    sign_in(&bob, &server.url("/"), "bob").await;
+    sign_up(&ada, &server.url("/"), "ada").await;
+    sign_up(&bob, &server.url("/"), "bob").await;
 
     let content = ada.find(Locator::Id("content")).await.unwrap();
     content.send_keys("hello bob").await.unwrap();
@@ -74,7 +74,7 @@ async fn a_killed_and_restarted_server_loses_and_doubles_nothing_on_the_open_pag
     let port = server.base.rsplit(':').next().unwrap().to_owned();
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     let api = api_user(&server, "ada").await;
     api.say("general", "before the crash").await;
     wait_for(
@@ -146,7 +146,7 @@ async fn a_fresh_event_source_after_a_503_resumes_from_the_newest_message_on_the
     let proxy = address.forward_to(&server.base).await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &proxy.url("/"), "ada").await;
+    sign_up(&browser, &proxy.url("/"), "ada").await;
     let api = api_user(&server, "ada").await;
     let first = api.say("general", "before the deploy").await["id"].as_i64().unwrap();
     let mut expected = vec!["before the deploy".to_owned()];
@@ -270,7 +270,7 @@ async fn markup_and_script_in_a_message_are_shown_as_text() {
     let api = server.user("mallory").await;
     let hostile = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>\r\n<b>bold</b>";
     api.say("general", hostile).await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     api.say("general", hostile).await; // once in the history, once live
     wait_for(
         &browser,
@@ -303,7 +303,7 @@ async fn a_wrong_password_gets_a_readable_message() {
         .text()
         .await
         .unwrap();
-    assert_eq!(error, "wrong password");
+    assert_eq!(error, "wrong name or password");
     assert_eq!(browser.current_url().await.unwrap().path(), "/");
     // And the room stays closed to this browser.
     browser.goto(&server.url("/rooms/general")).await.unwrap();
@@ -319,7 +319,7 @@ async fn the_room_page_fits_a_phone() {
     server.user("bob").await.say("general", "hello from the desktop").await;
     let driver = Driver::start().await;
     let phone = driver.phone("ada").await;
-    sign_in(&phone, &server.url("/"), "ada").await;
+    sign_up(&phone, &server.url("/"), "ada").await;
     let content = phone.find(Locator::Id("content")).await.unwrap();
     content.send_keys("hello from a phone").await.unwrap();
     content.send_keys("\u{E007}").await.unwrap(); // Enter
@@ -380,7 +380,7 @@ async fn the_largest_messages_fit_a_phone_and_no_message_reorders_its_text() {
     }
     let driver = Driver::start().await;
     let phone = driver.phone("ada").await;
-    sign_in(&phone, &server.url("/"), "ada").await;
+    sign_up(&phone, &server.url("/"), "ada").await;
     wait_for(
         &phone,
         "every message shows",
@@ -455,7 +455,7 @@ async fn the_room_list_comes_a_page_at_a_time() {
 
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     let listed = "[...document.querySelectorAll('#rooms .room')].map((r) => r.dataset.room)";
     assert_eq!(
         eval::<Vec<String>>(&browser, &format!("return {listed};")).await,
@@ -502,7 +502,7 @@ async fn signing_out_elsewhere_sends_the_open_page_to_sign_in() {
     let server = Server::start(&db, &[]).await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     // The browser's own session, revoked from somewhere else.
     let cookie = browser.get_named_cookie("chat_session").await.unwrap();
     let mut elsewhere = server.anonymous();
@@ -532,7 +532,7 @@ async fn changing_the_password_on_the_account_page_signs_the_other_browser_out()
     let driver = Driver::start().await;
     let laptop = driver.browser("laptop").await;
     let phone = driver.phone("phone").await;
-    sign_in(&laptop, &server.url("/"), "ada").await;
+    sign_up(&laptop, &server.url("/"), "ada").await;
     sign_in(&phone, &server.url("/"), "ada").await;
 
     laptop
@@ -620,8 +620,8 @@ async fn an_admin_deactivates_someone_from_the_people_page() {
     let driver = Driver::start().await;
     let admin = driver.browser("ada").await;
     let member = driver.browser("bob").await;
-    sign_in(&admin, &server.url("/"), "ada").await;
-    sign_in(&member, &server.url("/"), "bob").await;
+    sign_up(&admin, &server.url("/"), "ada").await;
+    sign_up(&member, &server.url("/"), "bob").await;
     assert!(
         eval::<bool>(&member, "return !document.querySelector('a.admin-link');").await,
         "no link for members"
@@ -698,7 +698,7 @@ async fn a_message_sent_again_from_the_page_shows_once() {
     let server = Server::start(&db, &[]).await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     // The message sent twice with its client id, as a retry after a lost answer does.
     browser
         .execute(
@@ -735,7 +735,7 @@ async fn a_message_in_flight_shows_as_sending_and_what_is_typed_meanwhile_stays(
     let proxy = address.forward_to(&server.base).await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &proxy.url("/"), "ada").await;
+    sign_up(&browser, &proxy.url("/"), "ada").await;
     proxy.hold_posts();
     type_and_send(&browser, "first").await;
     wait_for(
@@ -767,7 +767,7 @@ async fn a_send_that_cannot_reach_the_server_is_kept_and_the_notice_goes_when_it
     let port = server.base.rsplit(':').next().unwrap().to_owned();
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     server.kill().await;
     type_and_send(&browser, "said while it was down").await;
     wait_for(
@@ -808,7 +808,7 @@ async fn appearing_offline_sticks_and_away_comes_back_away() {
     assert_eq!(bob.create_room("rust").await.status(), 201);
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     let shows = |status: &str| {
         format!(
             "document.getElementById('status').value === '{status}' && \
@@ -871,4 +871,93 @@ async fn appearing_offline_sticks_and_away_comes_back_away() {
     wait_until_connected(&browser).await;
     wait_for(&browser, "ada comes back away", &shows("away")).await;
     finish(browser).await;
+}
+
+/// A new server, end to end in the browser: the first visit gets the first-run screen, which
+/// makes the admin; the admin page makes an invite; a second browser opens its link, joins,
+/// and lands in the chat, where both see each other's messages. No page reports an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_makes_the_admin_whose_invite_link_brings_in_a_second_person() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signup", "invite"]).await;
+    let driver = Driver::start().await;
+    let admin = driver.browser("ada").await;
+    admin.goto(&server.url("/")).await.unwrap();
+    let screen: String = eval(&admin, "return document.getElementById('signup-form').dataset.form;").await;
+    assert_eq!(screen, "first-run");
+    submit_sign_in(&admin, "ada", "correct horse battery").await;
+    wait_until_connected(&admin).await;
+    assert_eq!(
+        api_user(&server, "ada").await.get_json("/api/me").await["role"],
+        "admin"
+    );
+
+    // The admin page: make an invite for one person, lasting a day.
+    admin
+        .find(Locator::Css("a.admin-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "the admin page",
+        "document.getElementById('invite-form') !== null",
+    )
+    .await;
+    let uses = admin.find(Locator::Id("uses")).await.unwrap();
+    uses.clear().await.unwrap();
+    uses.send_keys("1").await.unwrap();
+    let hours = admin.find(Locator::Id("expires_in_hours")).await.unwrap();
+    hours.clear().await.unwrap();
+    hours.send_keys("24").await.unwrap();
+    admin
+        .find(Locator::Css("#invite-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "the invite is listed with its link and a copy button",
+        "document.querySelectorAll('#invites .invite').length === 1 \
+         && !document.querySelector('#invites button.copy').hidden",
+    )
+    .await;
+    let link: String = eval(&admin, "return document.querySelector('#invites .invite-url').value;").await;
+    assert!(link.starts_with(&format!("{}/join/", server.base)), "{link}");
+
+    // A second browser opens the link and joins.
+    let newcomer = driver.browser("bob").await;
+    newcomer.goto(&link).await.unwrap();
+    let screen: String = eval(&newcomer, "return document.getElementById('signup-form').dataset.form;").await;
+    assert_eq!(screen, "join");
+    submit_sign_in(&newcomer, "bob", "correct horse battery").await;
+    wait_until_connected(&newcomer).await;
+    assert_eq!(newcomer.current_url().await.unwrap().path(), "/rooms/general");
+    type_and_send(&newcomer, "hello, I was invited").await;
+    wait_for(
+        &newcomer,
+        "bob's message shows",
+        "[...document.querySelectorAll('#messages .message .text')].some(e => e.textContent === 'hello, I was invited')",
+    )
+    .await;
+
+    // The invite is used up: the admin page lists none, and its link says so.
+    admin.refresh().await.unwrap();
+    wait_for(
+        &admin,
+        "no live invites",
+        "document.getElementById('no-invites') !== null",
+    )
+    .await;
+    let bob = api_user(&server, "bob").await;
+    assert_eq!(bob.get_json("/api/me").await["role"], "member");
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 410);
+
+    finish(admin).await;
+    finish(newcomer).await;
 }

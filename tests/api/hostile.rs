@@ -162,6 +162,13 @@ fn sign_in(name: impl Into<String>, username: &str, password: &str) -> Case {
         .auth(Auth::None)
 }
 
+/// Signs up anonymously as `username` with `password` (the harness's servers are open).
+fn sign_up(name: impl Into<String>, username: &str, password: &str) -> Case {
+    post(name, "/api/users")
+        .json(json!({ "username": username, "password": password }).to_string())
+        .auth(Auth::None)
+}
+
 impl Case {
     fn json(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.content_type = Some(JSON);
@@ -1320,8 +1327,19 @@ fn size_cases() -> Vec<Case> {
             .json(json!({ "name": "a".repeat(BODY_LIMIT) }).to_string())
             .error(413),
         post("sign-in: a password over the limit", "/api/sessions")
+            .json(huge_password.clone())
+            .auth(Auth::None)
+            .error(413),
+        post("sign-up: a password over the limit", "/api/users")
             .json(huge_password)
             .auth(Auth::None)
+            .error(413),
+        post("sign-up: an invite over the limit", "/api/users")
+            .json(json!({"username": "big", "password": PASSWORD, "invite": "i".repeat(BODY_LIMIT)}).to_string())
+            .auth(Auth::None)
+            .error(413),
+        post("invite: a body over the limit", "/api/invites")
+            .json(json!({"uses": 1, "pad": "a".repeat(BODY_LIMIT)}).to_string())
             .error(413),
         // Answered before the body is read, the connection cannot carry another request: the
         // answer must say so, or a client (reqwest's pool, a browser) sends its next request
@@ -1636,18 +1654,27 @@ fn username_cases() -> Vec<Case> {
         .iter()
         .map(|&(name, username)| sign_in(format!("username: {name}"), username, PASSWORD).error(422))
         .collect();
+    cases.extend(
+        BAD_USERNAMES
+            .iter()
+            .map(|&(name, username)| sign_up(format!("new username: {name}"), username, PASSWORD).error(422)),
+    );
     cases.extend([
         sign_in("username: ada in capitals is ada", "ADA", PASSWORD).expect(Expect::Json(200, signed_in_as_ada)),
         sign_in("username: ada in capitals, wrong password", "ADA", "not the password").error(401),
+        sign_in("username: nobody has it", "nobody", PASSWORD).error(401),
         // A name of dots is no name: a new name starts and ends with a letter or digit.
-        sign_in("username: dot dot", "..", PASSWORD).error(422),
-        sign_in("username: a dot on its edge", "ada.", PASSWORD).error(422),
-        sign_in("username: a name with a zero", "n0ah", PASSWORD).expect(Expect::Json(201, |v| {
+        sign_up("username: dot dot", "..", PASSWORD).error(422),
+        sign_up("username: a dot on its edge", "ada.", PASSWORD).error(422),
+        sign_in("username: a dot on its edge signs in to nobody", "ada.", PASSWORD).error(401),
+        sign_up("username: a name with a zero", "n0ah", PASSWORD).expect(Expect::Json(201, |v| {
             (v["username"] == "n0ah").then_some(()).ok_or_else(|| v.to_string())
         })),
-        sign_in("username: a capital O for its zero", "NOAH", PASSWORD).error(409),
-        sign_in("username: a small o for its zero", "noah", "another password").error(409),
-        sign_in("username: 32 letters", &"u".repeat(32), PASSWORD).expect(Expect::Json(201, |v| {
+        sign_up("username: a capital O for its zero", "NOAH", PASSWORD).error(409),
+        sign_up("username: a small o for its zero", "noah", "another password").error(409),
+        sign_up("username: ada again", "ada", PASSWORD).error(409),
+        sign_up("username: ada in capitals", "ADA", PASSWORD).error(409),
+        sign_up("username: 32 letters", &"u".repeat(32), PASSWORD).expect(Expect::Json(201, |v| {
             (v["username"] == "u".repeat(32))
                 .then_some(())
                 .ok_or_else(|| v.to_string())
@@ -1671,6 +1698,162 @@ fn signed_in_as_ada(value: &Value) -> Result<(), String> {
     }
 }
 
+/// `POST /api/users` and the sign-up pages with bodies of the wrong shape: refused, and
+/// nobody is made.
+fn signup_cases() -> Vec<Case> {
+    let users = |name: &str, body: &str| post(name, "/api/users").json(body.to_owned()).auth(Auth::None);
+    vec![
+        users("sign-up: empty body", "").error(400),
+        users("sign-up: truncated JSON", r#"{"username":"#).error(400),
+        users("sign-up: an array", r#"["zed","correct horse battery"]"#).error(422),
+        users("sign-up: null", "null").error(422),
+        users("sign-up: password missing", r#"{"username":"zed"}"#).error(422),
+        users("sign-up: username missing", r#"{"password":"correct horse battery"}"#).error(422),
+        users(
+            "sign-up: username a number",
+            r#"{"username":5,"password":"correct horse battery"}"#,
+        )
+        .error(422),
+        users(
+            "sign-up: password a number",
+            r#"{"username":"zed","password":12345678}"#,
+        )
+        .error(422),
+        users(
+            "sign-up: invite a number",
+            r#"{"username":"zed","password":"correct horse battery","invite":5}"#,
+        )
+        .error(422),
+        users(
+            "sign-up: invite an object",
+            r#"{"username":"zed","password":"correct horse battery","invite":{"code":"x"}}"#,
+        )
+        .error(422),
+        users(
+            "sign-up: a duplicate username",
+            r#"{"username":"zed","username":"zoe","password":"correct horse battery"}"#,
+        )
+        .error(422),
+        post("sign-up: a form body", "/api/users")
+            .form("username=zed&password=correct+horse+battery")
+            .auth(Auth::None)
+            .error(415),
+        post("sign-up form: JSON", "/signup")
+            .json(r#"{"username":"zed","password":"correct horse battery"}"#)
+            .auth(Auth::None)
+            .error(415),
+        post("sign-up form: a name with markup", "/signup")
+            .form("username=%3Cscript%3Ealert(1)%3C%2Fscript%3E&password=correct+horse+battery")
+            .auth(Auth::None)
+            .expect(Expect::Page(422, &["<script>alert(1)"])),
+        post("sign-up form: an invite with markup is not echoed", "/signup")
+            .form("username=zed&password=short&invite=%22%3E%3Cimg+src%3Dx%3E")
+            .auth(Auth::None)
+            .expect(Expect::Page(422, &["<img src=x", "\"><img"])),
+        post("sign-up form: a taken name", "/signup")
+            .form("username=ADA&password=correct+horse+battery")
+            .auth(Auth::None)
+            .expect(Expect::Page(409, &[])),
+        get("join page: no such invite", "/join/AAAAAAAAAAAAAAAAAAAAAA")
+            .auth(Auth::None)
+            .expect(Expect::Page(404, &[])),
+        get(
+            "join page: markup for a code",
+            "/join/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        )
+        .auth(Auth::None)
+        .expect(Expect::Page(404, &["<script>alert(1)"])),
+        get("join page: a huge code", format!("/join/{}", "c".repeat(4000)))
+            .auth(Auth::None)
+            .expect(Expect::Page(404, &[])),
+        get("join page: a percent-encoded NUL", "/join/a%00b")
+            .auth(Auth::None)
+            .expect(Expect::Page(404, &[])),
+        get("sign-up page: open", "/signup")
+            .auth(Auth::None)
+            .expect(Expect::Page(200, &[])),
+    ]
+}
+
+/// The invite routes with what they do not take: admins only, numbers in range, codes that
+/// could be codes.
+fn invite_cases() -> Vec<Case> {
+    let make = |name: &str, body: &str| post(name, "/api/invites").json(body.to_owned());
+    let as_bob = |case: Case| case.auth(Auth::None).header("authorization", "Bearer {bob}").error(403);
+    let made = |v: &Value| match (v["code"].as_str(), v["url"].as_str()) {
+        (Some(code), Some(url)) if code.len() == 22 && url.ends_with(&format!("/join/{code}")) => Ok(()),
+        _ => Err(format!("not an invite: {v}")),
+    };
+    vec![
+        make("invite: the defaults", "{}").expect(Expect::Json(201, |v| {
+            (v["uses_left"] == 1).then_some(()).ok_or_else(|| v.to_string())
+        })),
+        make("invite: every bound", r#"{"uses":1000,"expires_in_hours":8760}"#).expect(Expect::Json(201, made)),
+        make(
+            "invite: nulls are the defaults",
+            r#"{"uses":null,"expires_in_hours":null}"#,
+        )
+        .expect(Expect::Json(201, made)),
+        make("invite: no uses", r#"{"uses":0}"#).error(422),
+        make("invite: negative uses", r#"{"uses":-1}"#).error(422),
+        make("invite: 1,001 uses", r#"{"uses":1001}"#).error(422),
+        make("invite: uses past any integer", r#"{"uses":99999999999999999999999}"#).error(422),
+        make("invite: uses a fraction", r#"{"uses":1.5}"#).error(422),
+        make("invite: uses a string", r#"{"uses":"2"}"#).error(422),
+        make("invite: uses a boolean", r#"{"uses":true}"#).error(422),
+        make("invite: no hours", r#"{"expires_in_hours":0}"#).error(422),
+        make("invite: over a year", r#"{"expires_in_hours":8761}"#).error(422),
+        make("invite: hours an array", r#"{"expires_in_hours":[1]}"#).error(422),
+        make("invite: an array for the object", "[1, 24]").error(422),
+        make("invite: truncated JSON", r#"{"uses":"#).error(400),
+        post("invite: a form body", "/api/invites").form("uses=1").error(415),
+        make("invite: no session", "{}").auth(Auth::None).error(401),
+        as_bob(make("invite: a member makes one", "{}")),
+        as_bob(get("invite: a member lists them", "/api/invites")),
+        as_bob(delete(
+            "invite: a member revokes one",
+            "/api/invites/AAAAAAAAAAAAAAAAAAAAAA",
+        )),
+        get("invite: the list", "/api/invites").expect(Expect::Json(200, |v| match v["invites"].as_array() {
+            Some(invites) if invites.len() == 3 => Ok(()),
+            _ => Err(v.to_string()),
+        })),
+        delete("invite: revoke no such code", "/api/invites/AAAAAAAAAAAAAAAAAAAAAA").error(404),
+        delete(
+            "invite: revoke a huge code",
+            format!("/api/invites/{}", "c".repeat(4000)),
+        )
+        .error(404),
+        delete("invite: revoke markup", "/api/invites/%3Cscript%3E").error(404),
+        delete("invite: revoke a NUL", "/api/invites/a%00b").error(404),
+        delete("invite: revoke a path", "/api/invites/..%2F..%2Fetc").error(404),
+        post("invite form: out of range", "/admin/invites")
+            .form("uses=0&expires_in_hours=1")
+            .auth(Auth::AdaCookie)
+            .header("origin", "{origin}")
+            .expect(Expect::Page(422, &[])),
+        post("invite form: not a number", "/admin/invites")
+            .form("uses=%3Cb%3E&expires_in_hours=x")
+            .auth(Auth::AdaCookie)
+            .header("origin", "{origin}")
+            .expect(Expect::Page(422, &["<b>"])),
+        post("invite form: a member", "/admin/invites")
+            .form("uses=1&expires_in_hours=1")
+            .auth(Auth::None)
+            .header("cookie", "chat_session={bob}")
+            .header("origin", "{origin}")
+            .error(403),
+        post(
+            "invite form: revoke no such code",
+            "/admin/invites/AAAAAAAAAAAAAAAAAAAAAA/revoke",
+        )
+        .form("")
+        .auth(Auth::AdaCookie)
+        .header("origin", "{origin}")
+        .expect(Expect::Page(404, &[])),
+    ]
+}
+
 fn password_cases() -> Vec<Case> {
     vec![
         sign_in("password: empty", "pw", "").error(422),
@@ -1679,8 +1862,12 @@ fn password_cases() -> Vec<Case> {
         sign_in("password: 7 emoji (28 bytes)", "pw", "😀😀😀😀😀😀😀").error(422),
         sign_in("password: 1,025 letters", "pw", &"p".repeat(1025)).error(422),
         sign_in("password: 1,025 two-byte letters", "pw", &"é".repeat(1025)).error(422),
-        sign_in("password: 8 two-byte letters", "pw-short", "éééééééé").expect(Expect::Status(201)),
-        sign_in("password: 1,024 letters", "pw-long", &"p".repeat(1024)).expect(Expect::Status(201)),
+        sign_up("new password: empty", "pw", "").error(422),
+        sign_up("new password: 7 letters", "pw", "1234567").error(422),
+        sign_up("new password: 7 emoji (28 bytes)", "pw", "😀😀😀😀😀😀😀").error(422),
+        sign_up("new password: 1,025 letters", "pw", &"p".repeat(1025)).error(422),
+        sign_up("password: 8 two-byte letters", "pw-short", "éééééééé").expect(Expect::Status(201)),
+        sign_up("password: 1,024 letters", "pw-long", &"p".repeat(1024)).expect(Expect::Status(201)),
         sign_in("password: ada's, wrong", "ada", "not the password").error(401),
         sign_in("password: ada's, 1,024 letters", "ada", &"p".repeat(1024)).error(401),
         sign_in("password: ada's, with a NUL", "ada", "correct horse battery\0").error(401),
@@ -1931,6 +2118,8 @@ async fn names_paths_and_passwords_are_checked() {
     fixture.run(password_cases()).await;
     fixture.run(room_cases()).await;
     fixture.run(account_cases()).await;
+    fixture.run(signup_cases()).await;
+    fixture.run(invite_cases()).await;
     fixture.run(path_cases()).await;
     fixture.finish().await;
 }
@@ -2363,6 +2552,22 @@ fn cross_site_cases() -> Vec<Case> {
             .auth(Auth::None)
             .header("cookie", "chat_session={spare}")
             .expect(Expect::Json(200, rooms_listed)),
+        post("cross-site: sign up", "/api/users")
+            .json(r#"{"username":"csrf","password":"correct horse battery"}"#)
+            .auth(Auth::None)
+            .header("origin", EVIL)
+            .error(403),
+        post("cross-site: the sign-up form", "/signup")
+            .form("username=csrf&password=correct+horse+battery")
+            .auth(Auth::None)
+            .header("origin", EVIL)
+            .error(403),
+        evil(post("cross-site: make an invite", "/api/invites").json("{}")),
+        evil(post("cross-site: the invite form", "/admin/invites").form("uses=1&expires_in_hours=1")),
+        evil(delete(
+            "cross-site: revoke an invite",
+            "/api/invites/AAAAAAAAAAAAAAAAAAAAAA",
+        )),
         post("cross-site: sign in", "/api/sessions")
             .json(r#"{"username":"ada","password":"correct horse battery"}"#)
             .auth(Auth::None)

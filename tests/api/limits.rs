@@ -176,7 +176,7 @@ async fn a_strangers_wrong_passwords_never_keep_the_owner_out() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signin-rate", "100", "--signin-failures", "3"]).await;
     let owner = server.anonymous_from(2);
-    assert_eq!(owner.sign_in("Ada", "correct horse battery").await.status(), 201);
+    assert_eq!(owner.sign_up("Ada", "correct horse battery").await.status(), 201);
 
     // Someone elsewhere guesses, in every case of the name: after three, they wait.
     let stranger = server.anonymous_from(3);
@@ -212,9 +212,9 @@ async fn sign_ups_are_limited_per_address() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signup-rate", "2"]).await;
     let here = server.anonymous_from(2);
-    assert_eq!(here.sign_in("one", "correct horse battery").await.status(), 201);
-    assert_eq!(here.sign_in("two", "correct horse battery").await.status(), 201);
-    let (status, retry_after, error) = refusal(here.sign_in("three", "correct horse battery").await).await;
+    assert_eq!(here.sign_up("one", "correct horse battery").await.status(), 201);
+    assert_eq!(here.sign_up("two", "correct horse battery").await.status(), 201);
+    let (status, retry_after, error) = refusal(here.sign_up("three", "correct horse battery").await).await;
     assert_eq!(status, 429);
     assert!(error.contains("new accounts"), "{error}");
     assert!(retry_after > 60, "by the hour: {retry_after}");
@@ -223,7 +223,7 @@ async fn sign_ups_are_limited_per_address() {
     assert_eq!(
         server
             .anonymous_from(3)
-            .sign_in("three", "correct horse battery")
+            .sign_up("three", "correct horse battery")
             .await
             .status(),
         201
@@ -237,7 +237,7 @@ async fn a_flood_of_sign_ups_is_turned_away_before_it_queues_for_hashing() {
     server.user("owner").await;
     let flood = (0..40).map(|n| {
         let client = server.anonymous_from(10 + (n % 200) as u8);
-        async move { client.sign_in(&format!("flood{n}"), "correct horse battery").await }
+        async move { client.sign_up(&format!("flood{n}"), "correct horse battery").await }
     });
     let mut busy = 0;
     for response in join_all(flood).await {
@@ -262,10 +262,14 @@ async fn sign_in_attempts_count_per_address_across_usernames() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signin-rate", "3"]).await;
     let here = server.anonymous(); // 127.0.0.1
+    for name in ["ada", "bob", "carol", "dave"] {
+        // Sign-ups are not sign-in attempts.
+        assert_eq!(here.sign_up(name, "correct horse battery").await.status(), 201);
+    }
     for name in ["ada", "bob", "carol"] {
         assert_eq!(
             here.sign_in(name, "correct horse battery").await.status(),
-            201,
+            200,
             "{name}"
         );
     }
@@ -289,7 +293,7 @@ async fn sign_in_attempts_count_per_address_across_usernames() {
 
     // Another address still has its own allowance, for the name refused here too.
     let elsewhere = server.anonymous_from(2).sign_in("dave", "correct horse battery").await;
-    assert_eq!(elsewhere.status(), 201);
+    assert_eq!(elsewhere.status(), 200);
 }
 
 #[tokio::test]
@@ -297,10 +301,10 @@ async fn a_signin_rate_of_zero_turns_the_limit_off() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signin-rate", "0"]).await;
     let client = server.anonymous();
+    assert_eq!(client.sign_up("ada", "correct horse battery").await.status(), 201);
     // More than the default allowance of 20, right and wrong, from one address for one name.
     for n in 0..25 {
         let (password, expected) = match n {
-            0 => ("correct horse battery", 201),
             n if n % 2 == 0 => ("correct horse battery", 200),
             _ => ("wrong password!", 401),
         };
@@ -473,6 +477,11 @@ async fn refused_by_limits_counts_each_refusal_and_nothing_else() {
     assert_eq!(server.metric(metric).await, 0.0);
     let ada = server.user("ada").await;
     let bob = server.user("bob").await;
+    // Signing up is no sign-in attempt: two sign-ins use up the allowance of two.
+    for name in ["ada", "bob"] {
+        let signed_in = server.anonymous().sign_in(name, "correct horse battery").await;
+        assert_eq!(signed_in.status(), 200);
+    }
 
     // Refused by limits: a sign-in, a message, a stream per user, a stream in all.
     assert_eq!(

@@ -24,6 +24,7 @@ mod rooms_page;
 mod routes;
 mod sessions;
 mod shutdown;
+mod signup;
 mod sites;
 mod slow;
 mod startup;

@@ -1,4 +1,4 @@
-//! An existing database keeps working: a file written by the previous release (its schema,
+//! An existing database keeps working: a file written by an earlier release (its schema,
 //! made by its own migrations, and its data) is upgraded in place at start-up, and keeps
 //! every event, id and session.
 
@@ -303,4 +303,110 @@ impl Client {
             .status()
             .as_u16()
     }
+}
+
+/// Writes a database as the release before invites left it (every migration before 0007) with
+/// an admin, a member, their sessions, a room and messages.
+async fn before_invites_database(db: &TestDb) {
+    let migrations = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0007" {
+            std::fs::copy(dir.join(&name), migrations.path().join(&name)).unwrap();
+        }
+    }
+    let mut conn = db.connect().await;
+    sqlx::migrate::Migrator::new(migrations.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let script = format!(
+        "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'),
+             (2, 'bob', 'not a hash', 'member');
+         INSERT INTO sessions (token_hash, user_id, id) VALUES (X'{}', 1, 'aaaaaaaaaaaaaaaa'), (X'{}', 2, 'bbbbbbbbbbbbbbbb');
+         INSERT INTO events (id, kind, scope, room_id, user_id, body, created_at) VALUES
+             (1, 'message', 'room', 1, 1, 'before invites', '2026-11-28T08:00:00.000Z'),
+             (2, 'message', 'room', 1, 2, 'me too', '2026-11-28T08:00:01.000Z');",
+        hex(&Sha256::digest(ADA_TOKEN.as_bytes())),
+        hex(&Sha256::digest(BOB_TOKEN.as_bytes())),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_database_from_before_invites_gains_them_in_place_with_nothing_lost() {
+    let db = TestDb::new();
+    before_invites_database(&db).await;
+    let server = Server::start(&db, &["--signup", "invite"]).await;
+    let ada = signed_in(&server, "ada", ADA_TOKEN);
+    let bob = signed_in(&server, "bob", BOB_TOKEN);
+
+    // Who they were, their sessions and what they said are all there.
+    assert_eq!(ada.get_json("/api/me").await["role"], "admin");
+    assert_eq!(bob.get_json("/api/me").await["role"], "member");
+    let said: Vec<String> = bob
+        .history("general", "")
+        .await
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(said, ["before invites", "me too"]);
+
+    // The admin of before makes an invite, and someone joins with it.
+    let made: Value = ada
+        .request(reqwest::Method::POST, "/api/invites")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = made["code"].as_str().unwrap();
+    let joined = server
+        .anonymous()
+        .sign_up_with(serde_json::json!({"username": "carol", "password": "correct horse battery", "invite": code}))
+        .await;
+    assert_eq!(joined.status(), 201);
+    let refused = server
+        .anonymous()
+        .sign_up_with(serde_json::json!({"username": "dave", "password": "correct horse battery"}))
+        .await;
+    assert_eq!(refused.status(), 403, "an upgraded server is not open");
+
+    let mut conn = db.connect().await;
+    let users: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT id, username, invite FROM users ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        users,
+        [
+            (1, "ada".into(), None),
+            (2, "bob".into(), None),
+            (3, "carol".into(), Some(code.to_owned()))
+        ]
+    );
+    let sessions: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id IN (1, 2) ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sessions, ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
+    let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sound, "ok");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_foreign_key_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
 }

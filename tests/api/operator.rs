@@ -122,3 +122,81 @@ async fn the_operator_resets_a_password_makes_accounts_and_promotes_beside_the_r
         200
     );
 }
+
+/// Runs `chat-server --db DB admin ARGS` with `CHAT_PUBLIC_ORIGIN` set to `origin`.
+fn admin_with_origin(db: &TestDb, args: &[&str], origin: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--db")
+        .arg(db.path())
+        .arg("admin")
+        .args(args)
+        .env("CHAT_PUBLIC_ORIGIN", origin)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-server admin")
+}
+
+#[tokio::test]
+async fn the_operator_makes_an_invite_that_signs_someone_up() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--signup", "invite"]).await;
+    server.user("ada").await;
+
+    let (ok, out, err) = said(&admin(&db, &["invite", "--uses", "2", "--expires-in-hours", "5"], ""));
+    assert!(ok, "{err}");
+    let (first, path) = out.split_once('\n').expect("two lines");
+    let code = path.strip_prefix("/join/").expect("the join page's path");
+    assert_eq!(code.len(), 22);
+    assert!(
+        first.starts_with(&format!("invite {code}: 2 use(s), until ")),
+        "{first}"
+    );
+    for name in ["bob", "carol"] {
+        let joined = server
+            .anonymous()
+            .sign_up_with(serde_json::json!({"username": name, "password": "correct horse battery", "invite": code}))
+            .await;
+        assert_eq!(joined.status(), 201, "{name}");
+    }
+    let third = server
+        .anonymous()
+        .sign_up_with(serde_json::json!({"username": "dave", "password": "correct horse battery", "invite": code}))
+        .await;
+    assert_eq!(third.status(), 403);
+    let mut conn = db.connect().await;
+    let made_by: Option<i64> = sqlx::query_scalar("SELECT created_by FROM invites WHERE code = ?")
+        .bind(code)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(made_by, None, "made by the operator, not an account");
+
+    // With the public origin known, the whole link; the defaults are one use for a week.
+    let output = admin_with_origin(&db, &["invite"], "https://chat.example.com/");
+    let (ok, out, _) = said(&output);
+    assert!(ok);
+    let link = out.lines().nth(1).unwrap();
+    assert!(link.starts_with("https://chat.example.com/join/"), "{link}");
+    assert!(
+        out.starts_with("invite ") && out.contains(": 1 use(s), until "),
+        "{out}"
+    );
+
+    // Mistakes: a readable line and a failing status.
+    for (args, says) in [
+        (&["invite", "--uses", "0"][..], "1 to 1,000 uses"),
+        (&["invite", "--uses", "1001"][..], "1 to 1,000 uses"),
+        (&["invite", "--expires-in-hours", "8761"][..], "8,760 hours"),
+    ] {
+        let (ok, _, err) = said(&admin(&db, args, ""));
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.starts_with("chat-server admin: "), "{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (ok, _, err) = said(&admin(&db, &["invite", "--uses", "many"], ""));
+    assert!(!ok);
+    assert!(err.contains("--uses"), "{err}");
+    let (ok, help, _) = said(&admin(&db, &["invite", "--help"], ""));
+    assert!(ok);
+    assert!(help.contains("--uses") && help.contains("--expires-in-hours"), "{help}");
+}

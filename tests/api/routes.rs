@@ -16,12 +16,12 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn signing_in_creates_then_checks_the_account() {
+async fn signing_up_creates_and_signing_in_checks_the_account() {
     let db = TestDb::new();
     let server = Server::start(&db, &[]).await;
     let client = server.anonymous();
 
-    let created = client.sign_in("Ada", "correct horse battery").await;
+    let created = client.sign_up("Ada", "correct horse battery").await;
     assert_eq!(created.status(), 201);
     let cookie = created.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("chat_session="), "{cookie}");
@@ -39,7 +39,7 @@ async fn signing_in_creates_then_checks_the_account() {
     assert_ne!(body["token"], token.as_str());
 
     let (status, error) = error_of(client.sign_in("ADA", "wrong password!").await).await;
-    assert_eq!((status, error.as_str()), (401, "wrong password"));
+    assert_eq!((status, error.as_str()), (401, "wrong name or password"));
 
     // The token is stored only as a hash.
     let mut conn = db.connect().await;

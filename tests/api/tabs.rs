@@ -13,7 +13,7 @@ use fantoccini::wd::WindowHandle;
 use serde_json::Value;
 
 use crate::common::browser::{
-    Driver, eval, finish, finish_with_network_errors, free_port, shown, sign_in, type_and_send, wait_for,
+    Driver, eval, finish, finish_with_network_errors, free_port, shown, sign_up, type_and_send, wait_for,
     wait_until_connected,
 };
 use crate::common::proxy::ProxyAddress;
@@ -113,7 +113,7 @@ async fn twenty_tabs_of_one_browser_are_all_live_on_one_stream() {
     }
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &server.url("/"), "ada").await;
+    sign_up(&browser, &server.url("/"), "ada").await;
     let first = browser.window().await.unwrap();
     let mut tabs = Tabs {
         browser,
@@ -299,7 +299,7 @@ async fn on_plain_http_across_a_network_a_shared_worker_holds_the_one_stream() {
     let bob = server.user("bob").await;
     let driver = Driver::start().await;
     let browser = driver.on_network("ada", "chat.test").await;
-    sign_in(&browser, &format!("{base}/"), "ada").await;
+    sign_up(&browser, &format!("{base}/"), "ada").await;
     let secure: bool = eval(&browser, "return window.isSecureContext;").await;
     assert!(!secure, "http://chat.test is not a secure context: no Web Locks");
     let first = browser.window().await.unwrap();
@@ -342,7 +342,7 @@ async fn a_stream_gone_silent_is_reopened_and_nothing_is_missed() {
     let bob = server.user("bob").await;
     let driver = Driver::start().await;
     let browser = driver.browser("ada").await;
-    sign_in(&browser, &proxy.url("/"), "ada").await;
+    sign_up(&browser, &proxy.url("/"), "ada").await;
     bob.say("general", "before the silence").await;
     wait_for(
         &browser,

@@ -5,7 +5,7 @@ use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 
 use super::writes;
-use crate::eventlog::WriteError;
+use crate::eventlog::{Invite, NewInvite, WriteError};
 
 /// Sets `username`'s password hash and ends every session of theirs; how many ended, or
 /// `None` if there is no such account.
@@ -51,4 +51,13 @@ pub async fn promote(conn: &mut SqliteConnection, username: &str) -> Result<bool
     writes::promote(&mut tx, user).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Makes an invite for the operator (made by nobody in particular).
+/// `Conflict("live invites")` if there are as many live ones as `invite.max_live`.
+pub async fn create_invite(conn: &mut SqliteConnection, invite: &NewInvite) -> Result<Invite, WriteError> {
+    let mut tx = conn.begin().await?;
+    let made = writes::insert_invite(&mut tx, invite).await?;
+    tx.commit().await?;
+    Ok(made)
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use sqlx::{FromRow, SqlitePool};
 
+use super::writes::INVITE_COLUMNS;
 use crate::domain::{Event, EventId, EventKind, Membership, Role, RoomId, RoomKind, Status, UserId, View};
+use crate::eventlog::Invite;
 
 /// Read access to the log, shared by every request. Cloning copies two `Arc`s.
 #[derive(Clone)]
@@ -635,4 +637,32 @@ pub struct StoredStatus {
     pub username: String,
     pub shown: Status,
     pub chosen: Status,
+}
+
+/// Sign-up and invites.
+impl Store {
+    /// Whether the server has any account yet (if not, the next one is its admin).
+    pub async fn has_accounts(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// The invite with this code, live or not.
+    pub async fn invite(&self, code: &str) -> Result<Option<Invite>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVITE_COLUMNS} WHERE i.code = ?")))
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// The invites that still let someone in, newest first (there are a bounded number).
+    pub async fn live_invites(&self) -> Result<Vec<Invite>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVITE_COLUMNS} WHERE i.revoked = 0 AND i.uses_left > 0 \
+             AND i.expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ORDER BY i.created_at DESC, i.code"
+        )))
+        .fetch_all(&self.pool)
+        .await
+    }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnection;
 
+use crate::domain::NotAdmitted;
 use crate::domain::{EventId, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
+use crate::eventlog::{Admission, Invite, Join, Joined, NewInvite};
 use crate::eventlog::{NewSession, Post, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
@@ -590,4 +592,108 @@ async fn sent_before(
         created_at,
         new: false,
     })))
+}
+
+/// An invite's columns as `Invite` reads them, for `SELECT … FROM invites AS i`.
+pub(crate) const INVITE_COLUMNS: &str = "i.code, i.uses, i.uses_left, i.expires_at, i.created_at, \
+     u.username AS created_by, i.revoked, i.expires_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS expired \
+     FROM invites AS i LEFT JOIN users AS u ON u.id = i.created_by";
+
+/// The invite with this code, live or not.
+pub async fn find_invite(conn: &mut SqliteConnection, code: &str) -> Result<Option<Invite>, WriteError> {
+    Ok(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVITE_COLUMNS} WHERE i.code = ?")))
+            .bind(code)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Makes an account if `join.admission` lets it in (the server's first account needs nothing)
+/// and starts its session; an invite's use is taken with it. Refuses with `Joined::Refused`,
+/// having changed nothing, or with `insert_user`'s conflicts, having perhaps taken a use: the
+/// caller undoes the whole join then.
+pub async fn join(conn: &mut SqliteConnection, join: &Join) -> Result<Joined, WriteError> {
+    let first: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM users)")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut invite = None;
+    if !first {
+        match &join.admission {
+            Admission::Open => {}
+            Admission::Closed => return Ok(Joined::Refused(NotAdmitted::Closed)),
+            Admission::Invite(None) => return Ok(Joined::Refused(NotAdmitted::NoInvite)),
+            Admission::Invite(Some(code)) => {
+                let taken: Option<String> = sqlx::query_scalar(
+                    "UPDATE invites SET uses_left = uses_left - 1 \
+                     WHERE code = ? AND revoked = 0 AND uses_left > 0 \
+                       AND expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now') RETURNING code",
+                )
+                .bind(code.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+                if taken.is_none() {
+                    let why = find_invite(conn, code.as_str())
+                        .await?
+                        .map_or(Some(NotAdmitted::UnknownInvite), |found| found.refusal());
+                    return Ok(Joined::Refused(why.unwrap_or(NotAdmitted::UsedUp)));
+                }
+                invite = taken;
+            }
+        }
+    }
+    let user = insert_user(conn, &join.username, &join.password_hash).await?;
+    if let Some(session) = &join.session {
+        insert_session(conn, user, session).await?;
+    }
+    if let Some(code) = invite {
+        sqlx::query("UPDATE users SET invite = ? WHERE id = ?")
+            .bind(code)
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let role = role_of(conn, user).await?;
+    Ok(Joined::Made {
+        user,
+        role: Role::from_stored(&role),
+    })
+}
+
+/// Stores a new invite, refusing (`Conflict("live invites")`) past `invite.max_live` live ones.
+pub async fn insert_invite(conn: &mut SqliteConnection, invite: &NewInvite) -> Result<Invite, WriteError> {
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM invites WHERE revoked = 0 AND uses_left > 0 \
+         AND expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if live >= i64::from(invite.max_live) {
+        return Err(WriteError::Conflict("live invites"));
+    }
+    sqlx::query(
+        "INSERT INTO invites (code, uses, uses_left, expires_at, created_by) \
+         VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?)",
+    )
+    .bind(&invite.code)
+    .bind(invite.terms.uses)
+    .bind(invite.terms.uses)
+    .bind(format!("+{} hours", invite.terms.hours))
+    .bind(invite.created_by)
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict("invite code"))?;
+    find_invite(conn, &invite.code)
+        .await?
+        .ok_or_else(|| WriteError::Database("a new invite went missing".into()))
+}
+
+/// Revokes the invite with this code (again, if it already was); whether there is one.
+pub async fn revoke_invite(conn: &mut SqliteConnection, code: &str) -> Result<bool, WriteError> {
+    let revoked = sqlx::query("UPDATE invites SET revoked = 1 WHERE code = ?")
+        .bind(code)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(revoked > 0)
 }

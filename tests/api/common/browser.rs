@@ -150,9 +150,18 @@ pub async fn finish_with_network_errors(browser: Browser) {
     browser.close().await.unwrap();
 }
 
-/// Signs in through the form at `home` (the server's or a proxy's `/`) and lands on `#general`.
+/// Signs in to an existing account through the form at `home` (the server's or a proxy's
+/// `/`) and lands in `general`.
 pub async fn sign_in(browser: &Browser, home: &str, username: &str) {
     browser.goto(home).await.unwrap();
+    submit_sign_in(browser, username, "correct horse battery").await;
+    wait_until_connected(browser).await;
+}
+
+/// Makes the account through the sign-up form at `home` + `signup` (a server with
+/// `--signup open`, the harness's default, or one with no account yet) and lands in `general`.
+pub async fn sign_up(browser: &Browser, home: &str, username: &str) {
+    browser.goto(&format!("{home}signup")).await.unwrap();
     submit_sign_in(browser, username, "correct horse battery").await;
     wait_until_connected(browser).await;
 }
@@ -166,7 +175,7 @@ pub async fn wait_until_connected(browser: &Browser) {
     .await;
 }
 
-/// Fills in and submits the sign-in form on the page the browser is at.
+/// Fills in and submits the sign-in or sign-up form on the page the browser is at.
 pub async fn submit_sign_in(browser: &Browser, username: &str, password: &str) {
     browser
         .find(Locator::Id("username"))

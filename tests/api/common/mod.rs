@@ -106,6 +106,10 @@ impl Server {
             .env("CHAT_ACCOUNT_RATE", "0")
             .env("CHAT_DM_RATE", "0")
             .env("CHAT_MEMBER_RATE", "0")
+            .env("CHAT_INVITE_RATE", "0")
+            // Anyone may make an account, so a test makes its people with `user`; the tests of
+            // invites and the other modes say `--signup` themselves.
+            .env("CHAT_SIGNUP", "open")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -204,16 +208,22 @@ impl Server {
         }
     }
 
-    /// Signs in as `username` (creating the account) and returns a client carrying the token.
+    /// Signs up as `username` (or, if the account exists, signs in) and returns a client
+    /// carrying the token. Needs a server that lets anyone sign up (the harness's default).
     pub async fn user(&self, username: &str) -> Client {
         let mut client = self.anonymous();
-        let response = client.sign_in(username, "correct horse battery").await;
+        let mut response = client.sign_up(username, "correct horse battery").await;
+        // Taken; or, on a server that takes no sign-up without an invite, refused before the
+        // name is looked at.
+        if matches!(response.status().as_u16(), 403 | 409) {
+            response = client.sign_in(username, "correct horse battery").await;
+        }
         assert!(
             response.status().is_success(),
-            "sign-in of {username}: {}",
+            "sign-up or sign-in of {username}: {}",
             response.status()
         );
-        let body: Value = response.json().await.expect("sign-in body");
+        let body: Value = response.json().await.expect("session body");
         client.token = Some(body["token"].as_str().expect("token").to_owned());
         client.username = username.to_owned();
         client
@@ -259,6 +269,22 @@ impl Client {
             .json()
             .await
             .unwrap_or_else(|error| panic!("GET {path}: not JSON: {error}"))
+    }
+
+    /// `POST /api/users`: signs up, without an invite.
+    pub async fn sign_up(&self, username: &str, password: &str) -> reqwest::Response {
+        self.sign_up_with(json!({ "username": username, "password": password }))
+            .await
+    }
+
+    /// `POST /api/users` with this body, with the client's token if it has one (an admin's
+    /// makes the account for someone else).
+    pub async fn sign_up_with(&self, body: Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, "/api/users")
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /api/users")
     }
 
     pub async fn sign_in(&self, username: &str, password: &str) -> reqwest::Response {
