@@ -28,15 +28,6 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
-/// A new account and its first session, together or not at all. The first account of an
-/// empty server is its admin.
-#[derive(Debug)]
-pub struct SignUp {
-    pub username: String,
-    pub password_hash: String,
-    pub session: NewSession,
-}
-
 /// A session to start, and where it was started from.
 #[derive(Debug, Clone)]
 pub struct NewSession {

@@ -16,7 +16,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, SignUp, StatusChange, WriteError};
+pub use change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, StatusChange, WriteError};
 pub use hub::{Hub, Live};
 pub use sqlite::{Durability, Store};
 pub use subscription::{Item, Subscribed};

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::change::{Invite, Join, Joined, NewInvite};
-use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, SignUp, StatusChange, WriteError};
+use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
 use crate::domain::{Event, EventKind, Role, RoomId, RoomKind, UserId};
@@ -39,7 +39,6 @@ pub type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
 /// A change to make, and where its answer goes.
 enum Request {
-    SignUp(SignUp, Reply<UserId>),
     StartSession(UserId, NewSession, Reply<()>),
     EndSession(UserId, Vec<u8>, Reply<bool>),
     /// A user's session by its public id.
@@ -75,7 +74,6 @@ impl Request {
             let _ = reply.send(Err(error));
         }
         match self {
-            Self::SignUp(_, reply) => send(reply, error),
             Self::StartSession(.., reply) => send(reply, error),
             Self::EndSession(.., reply) | Self::EndSessionById(.., reply) => send(reply, error),
             Self::EndOtherSessions(.., reply) => send(reply, error),
@@ -159,11 +157,6 @@ impl Writer {
     /// recorded again later.
     fn detach(&self, request: Request) {
         let _ = self.requests.try_send(request);
-    }
-
-    /// Creates an account with its first session. `Conflict("username")` if the name is taken.
-    pub async fn sign_up(&self, sign_up: SignUp) -> Result<UserId, WriteError> {
-        self.ask(|reply| Request::SignUp(sign_up, reply)).await
     }
 
     pub async fn start_session(&self, user: UserId, session: NewSession) -> Result<(), WriteError> {
@@ -433,24 +426,6 @@ impl Task {
                     });
                 }
                 return Ok(());
-            }
-            Request::SignUp(sign_up, reply) => {
-                // The session could be refused after the user is stored: both or neither.
-                writes::exec(conn, "SAVEPOINT sign_up").await?;
-                let outcome = async {
-                    let user = writes::insert_user(conn, &sign_up.username, &sign_up.password_hash).await?;
-                    writes::insert_session(conn, user, &sign_up.session).await?;
-                    Ok(user)
-                }
-                .await;
-                let end = match outcome {
-                    Ok(_) => "RELEASE sign_up",
-                    Err(_) => "ROLLBACK TO sign_up; RELEASE sign_up",
-                };
-                // If SQLite rolled the whole transaction back, the savepoint is gone and this
-                // fails: the batch fails with it.
-                writes::exec(conn, end).await?;
-                Applied::answer(Some(reply), refusal_only(outcome)?)
             }
             Request::StartSession(user, session, reply) => {
                 let outcome = writes::insert_session(conn, user, &session).await;

@@ -8,8 +8,8 @@ use fantoccini::Locator;
 use serde_json::json;
 
 use crate::common::browser::{
-    Driver, eval, finish, finish_with_network_errors, shown, sign_in, sign_up, submit_sign_in, type_and_send, wait_for,
-    wait_until_connected,
+    Driver, eval, finish, finish_with_network_errors, page_errors, shown, sign_in, sign_up, submit_sign_in,
+    type_and_send, wait_for, wait_until_connected,
 };
 use crate::common::proxy::{EventsRequest, Proxy, ProxyAddress};
 use crate::common::{Client, Server, TestDb};
@@ -875,9 +875,11 @@ async fn appearing_offline_sticks_and_away_comes_back_away() {
 
 /// A new server, end to end in the browser: the first visit gets the first-run screen, which
 /// makes the admin; the admin page makes an invite; a second browser opens its link, joins,
-/// and lands in the chat, where both see each other's messages. No page reports an error.
+/// and lands in the chat; the two talk in a direct message; the admin makes a private room
+/// for both, which a third person, invited later, cannot see, even by typing its address. No
+/// page reports an error but that `404`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_run_makes_the_admin_whose_invite_link_brings_in_a_second_person() {
+async fn first_run_an_invite_a_direct_message_and_a_private_room_a_third_person_cannot_see() {
     let db = TestDb::new();
     let server = Server::start(&db, &["--signup", "invite"]).await;
     let driver = Driver::start().await;
@@ -958,6 +960,119 @@ async fn first_run_makes_the_admin_whose_invite_link_brings_in_a_second_person()
     let page = reqwest::get(&link).await.unwrap();
     assert_eq!(page.status(), 410);
 
+    // Bob starts a direct message from ada's name; it shows on both pages as the other one.
+    newcomer
+        .find(Locator::Css("#member-ada .who"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &newcomer,
+        "bob is in the direct room",
+        "document.querySelector('.app')?.dataset.kind === 'direct'",
+    )
+    .await;
+    wait_until_connected(&newcomer).await;
+    type_and_send(&newcomer, "a word in private").await;
+    let direct: String = eval(&newcomer, "return document.querySelector('.app').dataset.room;").await;
+    admin.goto(&server.url("/rooms/general")).await.unwrap();
+    wait_until_connected(&admin).await;
+    admin
+        .find(Locator::Css(&format!("#room-{direct} a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &admin,
+        "ada reads bob's direct message",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'a word in private')",
+    )
+    .await;
+    let title: String = eval(&admin, "return document.getElementById('room-title').innerText;").await;
+    assert_eq!(title, "bob");
+
+    // Ada makes a private room and adds bob; cat, invited later, cannot see it, even by its
+    // address.
+    admin
+        .find(Locator::Id("new-room"))
+        .await
+        .unwrap()
+        .send_keys("board")
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css(".private-choice input"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css(".new-room button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&admin, "ada is in board", "document.getElementById('add-member')").await;
+    wait_until_connected(&admin).await;
+    admin
+        .find(Locator::Id("add-name"))
+        .await
+        .unwrap()
+        .send_keys("bob")
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("#add-member button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &newcomer,
+        "bob's sidebar lists board",
+        "document.getElementById('room-board')",
+    )
+    .await;
+    type_and_send(&admin, "board business").await;
+
+    let invite = api_user(&server, "ada")
+        .await
+        .request(reqwest::Method::POST, "/api/invites")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let third = driver.browser("cat").await;
+    third.goto(invite["url"].as_str().unwrap()).await.unwrap();
+    submit_sign_in(&third, "cat", "correct horse battery").await;
+    wait_until_connected(&third).await;
+    let private_rooms: usize = eval(
+        &third,
+        "return document.querySelectorAll('#private-rooms .room, #direct-rooms .room').length;",
+    )
+    .await;
+    assert_eq!(private_rooms, 0);
+    third.goto(&server.url("/rooms/board")).await.unwrap();
+    let heading = third.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "No such room");
+    assert!(!third.source().await.unwrap().contains("board business"));
+    let errors = page_errors(&third, false).await;
+    assert!(
+        errors.len() == 1 && errors[0].contains("/rooms/board") && errors[0].contains("404"),
+        "the one error is that answer: {errors:#?}"
+    );
+
     finish(admin).await;
     finish(newcomer).await;
+    finish(third).await;
 }
