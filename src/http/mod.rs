@@ -289,7 +289,8 @@ fn misfit(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
         return format!("`{path}`: {said}");
     }
     let expected = match said.split_once(", expected ").map(|(_, expected)| expected) {
-        Some(expected @ ("a string" | "a boolean" | "a sequence")) => expected,
+        Some(expected @ ("a string" | "a boolean")) => expected,
+        Some("a sequence") => "a list",
         Some(expected) if expected.starts_with("one of ") => expected,
         Some("u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize") => "a whole number",
         Some("f32" | "f64") => "a number",

@@ -1968,6 +1968,62 @@ fn account_cases() -> Vec<Case> {
     cases
 }
 
+/// Private rooms, topics, direct messages and members, with what they do not take.
+fn membership_cases() -> Vec<Case> {
+    let patch = |name: &str, room: &str, body: &str| {
+        put(format!("room change: {name}"), format!("/api/rooms/{room}"))
+            .method("PATCH")
+            .json(body.to_owned())
+    };
+    let dm = |name: &str, body: String| post(format!("dm: {name}"), "/api/dms").json(body);
+    let mut cases = vec![
+        post("private room: private as a string", "/api/rooms")
+            .json(r#"{"name":"quiet","private":"yes"}"#)
+            .error(422),
+        post("private room: a topic that is an object", "/api/rooms")
+            .json(r#"{"name":"quiet","topic":{"a":1}}"#)
+            .error(422),
+        post("private room: a name kept for direct rooms", "/api/rooms")
+            .json(r#"{"name":"dm-0000000000000000","private":true}"#)
+            .error(422),
+        post("private room: a topic of 10,000 characters", "/api/rooms")
+            .json(json!({"name": "quiet", "topic": "t".repeat(10_000)}).to_string())
+            .error(422),
+        post("private room: made", "/api/rooms")
+            .json(r#"{"name":"quiet","private":true,"topic":"shh"}"#)
+            .expect(Expect::Status(201)),
+        patch("a topic that is a number", "general", r#"{"topic":5}"#).error(422),
+        patch("archived as a string", "general", r#"{"archived":"yes"}"#).error(422),
+        patch("an array", "general", "[]").error(422),
+        patch("a topic over a line", "general", r#"{"topic":"a\nb"}"#).error(422),
+        patch("a room that is not there", "nowhere", r#"{"topic":"x"}"#).error(404),
+        patch("a topic", "quiet", r#"{"topic":"<b>bold</b>"}"#).expect(Expect::Status(200)),
+        dm("no body", "{}".into()).error(422),
+        dm("names as a string", r#"{"usernames":"ada"}"#.into()).error(422),
+        dm("a name that is a number", r#"{"usernames":[1]}"#.into()).error(422),
+        dm("nobody named", r#"{"usernames":[]}"#.into()).error(422),
+        dm("a malformed name", r#"{"usernames":["no body"]}"#.into()).error(422),
+        dm("no such account", r#"{"usernames":["nobody"]}"#.into()).error(404),
+        dm("10,000 names", json!({"usernames": vec!["ada"; 10_000]}).to_string()).error(422),
+        dm("with oneself", r#"{"usernames":["ada"]}"#.into()).expect(Expect::Status(201)),
+        put("member: of a public room", "/api/rooms/general/members/ada").error(409),
+        delete("member: leaving a public room", "/api/rooms/general/members/ada").error(409),
+        put("member: of no room", "/api/rooms/nowhere/members/ada").error(404),
+        put("member: nobody", "/api/rooms/quiet/members/nobody").error(404),
+        put(
+            "member: a name of 10,000 letters",
+            format!("/api/rooms/quiet/members/{}", "n".repeat(10_000)),
+        )
+        .error(422),
+        put("member: already in", "/api/rooms/quiet/members/ada").expect(Expect::Status(204)),
+        get("members: of no room", "/api/rooms/nowhere/members").error(404),
+        get("member list: of no room", "/rooms/nowhere/members").expect(Expect::Status(404)),
+    ];
+    cases.push(delete("member: ada leaves quiet", "/api/rooms/quiet/members/ada").expect(Expect::Status(200)));
+    cases.push(get("history: of a room left", "/api/rooms/quiet/messages").error(404));
+    cases
+}
+
 fn room_cases() -> Vec<Case> {
     let mut cases: Vec<Case> = BAD_ROOMS
         .iter()
@@ -2117,6 +2173,7 @@ async fn names_paths_and_passwords_are_checked() {
     fixture.run(username_cases()).await;
     fixture.run(password_cases()).await;
     fixture.run(room_cases()).await;
+    fixture.run(membership_cases()).await;
     fixture.run(account_cases()).await;
     fixture.run(signup_cases()).await;
     fixture.run(invite_cases()).await;

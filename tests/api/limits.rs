@@ -733,3 +733,39 @@ async fn account_changes_are_limited_per_user() {
     assert_eq!(password.status(), 429, "the password change counts too");
     assert_eq!(end(&bob).await.unwrap().status(), 404, "bob has his own allowance");
 }
+
+#[tokio::test]
+async fn direct_messages_started_and_members_changed_are_limited_per_user() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--dm-rate", "2", "--member-rate", "3"]).await;
+    let mallory = server.user("mallory").await;
+    let mut others = Vec::new();
+    for name in ["a1", "a2", "a3", "a4"] {
+        others.push(server.user(name).await);
+    }
+    assert_eq!(mallory.dm(&["a1"]).await.0, 201);
+    assert_eq!(mallory.dm(&["a2"]).await.0, 201);
+    // Opening one that exists is not a new one.
+    assert_eq!(mallory.dm(&["a1"]).await.0, 200);
+    let response = mallory
+        .request(Method::POST, "/api/dms")
+        .json(&serde_json::json!({"usernames": ["a3"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, retry_after, error) = refusal(response).await;
+    assert_eq!(status, 429);
+    assert!(retry_after > 60, "direct messages come back by the hour: {retry_after}");
+    assert!(error.contains("direct messages"), "{error}");
+    assert_eq!(others[2].dm(&["a4"]).await.0, 201, "someone else is not affected");
+
+    mallory.create_private_room("den").await;
+    for name in ["a1", "a2", "a3"] {
+        mallory.add_member("den", name).await;
+    }
+    let (status, body) = mallory.membership("den", "a4", true).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("changes of members"), "{body}");
+    // Leaving is a change of members too, but another member's allowance is their own.
+    assert_eq!(others[0].membership("den", "a1", false).await.0, 200);
+}
