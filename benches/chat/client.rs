@@ -182,6 +182,46 @@ pub async fn sign_in_users(endpoint: &Arc<Endpoint>, count: usize) -> anyhow::Re
     Ok(tokens)
 }
 
+/// Creates a private room whose first member is `token`'s user; one that exists is fine.
+pub async fn create_private_room(endpoint: &Endpoint, token: &str, name: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "name": name, "private": true }).to_string();
+    let (status, body) = request(endpoint, Method::POST, "/api/rooms", Some(token), Some(body)).await?;
+    if !(status.is_success() || status == StatusCode::CONFLICT) {
+        bail!(
+            "create private room {name}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(())
+}
+
+/// Adds the users `bench-{first}..bench-{end}` to the private room `room`, a few at a time.
+pub async fn add_members(
+    endpoint: &Arc<Endpoint>,
+    token: &Arc<str>,
+    room: &str,
+    users: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    let users: Vec<usize> = users.collect();
+    for batch in users.chunks(64) {
+        let adding: Vec<_> = batch
+            .iter()
+            .map(|n| {
+                let (endpoint, token) = (Arc::clone(endpoint), Arc::clone(token));
+                let path = format!("/api/rooms/{room}/members/bench-{n}");
+                tokio::spawn(async move { request(&endpoint, Method::PUT, &path, Some(&token), None).await })
+            })
+            .collect();
+        for added in adding {
+            let (status, body) = added.await??;
+            if !status.is_success() {
+                bail!("add a member to {room}: {status} {}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates a room; one that already exists is fine.
 pub async fn create_room(endpoint: &Endpoint, token: &str, name: &str) -> anyhow::Result<()> {
     let body = serde_json::json!({ "name": name }).to_string();

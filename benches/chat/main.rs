@@ -30,7 +30,8 @@
 //! - `spread`: 2,000 users (`--streams`), each on their own `/api/events`, and 50 messages a
 //!   second (`--rate`) posted into 200 rooms (`--rooms`) at random: every stream carries every
 //!   room, so each event is sent to every user's feed. Latency (p99 <= 100 ms), and nothing lost,
-//!   repeated or reordered.
+//!   repeated or reordered. `--private`: the same over 20 private rooms with every user a
+//!   member, through the access checks.
 //!
 //! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
 //! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -124,6 +125,9 @@ struct Args {
     /// mixed, spread: rooms.
     #[arg(long)]
     rooms: Option<usize>,
+    /// spread: every room private, with every user a member of each (default 20 rooms).
+    #[arg(long)]
+    private: bool,
     /// mixed: percentage of streams reconnecting each second.
     #[arg(long)]
     reconnect_percent: Option<f64>,
@@ -303,10 +307,15 @@ fn plans(args: &Args) -> Vec<Plan> {
     if wanted(Scenario::Spread) {
         plans.push(Plan::Spread(spread::Params {
             users: args.streams.unwrap_or(if quick { 200 } else { 2_000 }),
-            rooms: args.rooms.unwrap_or(if quick { 40 } else { 200 }),
+            rooms: args.rooms.unwrap_or(match (args.private, quick) {
+                (true, _) => 20,
+                (false, true) => 40,
+                (false, false) => 200,
+            }),
             rate: args.rate.unwrap_or(if quick { 20.0 } else { 50.0 }),
             seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
             publishers: args.publishers.unwrap_or(8),
+            private: args.private,
         }));
     }
     plans

@@ -2,6 +2,10 @@
 //! with messages posted into rooms picked at random. Every room is public, so every stream
 //! carries every room's messages: an event costs a send to each user's feed. Latency, and every
 //! stream must see every message exactly once, in order.
+//!
+//! With `--private`, every room is private and every user a member of each: the same messages
+//! reach the same streams, through the access checks (the writer's check of each post's
+//! author, the hub's routing to a room's members) instead of the public path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,8 @@ pub struct Params {
     pub rate: f64,
     pub seconds: f64,
     pub publishers: usize,
+    /// Every room private, with every user a member.
+    pub private: bool,
 }
 
 pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> {
@@ -30,7 +36,12 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
     let endpoint = &server.endpoint;
     let rooms: Vec<String> = (0..params.rooms.max(1)).map(|room| format!("spread-{room}")).collect();
     for room in &rooms {
-        client::create_room(endpoint, &tokens[0], room).await?;
+        if params.private {
+            client::create_private_room(endpoint, &tokens[0], room).await?;
+            client::add_members(endpoint, &tokens[0], room, 1..tokens.len()).await?;
+        } else {
+            client::create_room(endpoint, &tokens[0], room).await?;
+        }
     }
     // Streams start after a marker message, as a page rendered at that id would.
     let marker = Poster::new(endpoint, &tokens[0], &rooms[0])
@@ -75,7 +86,7 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
     let elapsed = published.elapsed.as_secs_f64().max(f64::EPSILON);
     server.stop().await?;
 
-    let mut report = Report::new("spread");
+    let mut report = Report::new(if params.private { "spread-private" } else { "spread" });
     report
         .param("users", params.users)
         .param("streams", opened)

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::{App, Error, sessions::Session};
-use crate::domain::{Event, RoomKind, RoomName, Status, Topic, UserId, Username};
+use crate::domain::{Event, Invalid, RoomId, RoomKind, RoomName, Status, Topic, UserId, Username};
 use crate::eventlog::sqlite::Room;
 use crate::eventlog::{MemberChange, NewRoom, RoomChange, WriteError};
 
@@ -39,7 +39,7 @@ pub const MAX_ROOMS: u32 = 500;
 pub struct RoomPage {
     pub rooms: Vec<Room>,
     /// The members of each members-only room listed, by name.
-    pub members: HashMap<crate::domain::RoomId, Vec<String>>,
+    pub members: HashMap<RoomId, Vec<String>>,
     /// The name to list on from, if there are more.
     pub next: Option<String>,
 }
@@ -114,7 +114,7 @@ pub struct Direct {
 /// The direct room of exactly `usernames` and the caller, made if there is none yet.
 pub async fn direct(app: &App, session: &Session, usernames: &[String]) -> Result<Direct, Error> {
     if usernames.is_empty() {
-        return Err(Error::Invalid(crate::domain::Invalid(
+        return Err(Error::Invalid(Invalid(
             "name at least one person in `usernames`".into(),
         )));
     }
@@ -182,7 +182,7 @@ pub async fn direct(app: &App, session: &Session, usernames: &[String]) -> Resul
 }
 
 fn too_many_people() -> Error {
-    Error::Invalid(crate::domain::Invalid(
+    Error::Invalid(Invalid(
         format!(
             "a direct message is for at most {MAX_DIRECT_MEMBERS} people, you included; make a private room for more"
         )
