@@ -48,15 +48,25 @@ pub struct Opened {
 /// Opens a stream of what `follow` names for `session`'s user, from `cursor`. Refused past the
 /// stream limits; `NotFound` for a room the user cannot read.
 pub async fn open(app: &App, session: Session, follow: Follow<'_>, cursor: Cursor) -> Result<Opened, Error> {
-    let view = match follow {
-        Follow::Room(name) => View::Room(rooms::find(app, &session, name).await?.id, session.user_id),
-        Follow::User => View::User(session.user_id),
+    let (view, room) = match follow {
+        Follow::Room(name) => {
+            let room = rooms::find(app, &session, name).await?;
+            (View::Room(room.id, session.user_id), Some(room))
+        }
+        Follow::User => (View::User(session.user_id), None),
     };
     let permit = app.limits.open_stream(session.user_id)?;
 
     // Subscribe before anything is read from the database. The feed carries the news of the
     // session's end from here on; if it ended since it was checked, say so now.
     let subscribed = app.log.subscribe(view);
+    // Likewise a removal from a members-only room: one after this arrives on the feed, and
+    // ends the stream; one since the room was found refuses it now.
+    if let Some(room) = room.filter(|room| room.kind().members_only())
+        && !app.log.store.is_member(room.id, session.user_id).await?
+    {
+        return Err(rooms::not_found(&room.name));
+    }
     let head = subscribed.head;
     let mut expires_in = session.expires_in;
     if app.log.hub.revocations() != session.revocations {
