@@ -180,6 +180,41 @@ async fn messages_stored_together_are_each_answered_as_if_alone() {
 }
 
 /// Posts `content` to `general`, with `client_id` if given.
+/// A `client_id` stored before, sent again in one batch first with another text and then with
+/// its own: the other text is refused, and the resend still finds its message, whichever of
+/// the two the batch holds first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resend_is_found_even_behind_a_refused_reuse_in_its_batch() {
+    const SENT: &str = "7d0c2b9e-4f61-4a3d-8e25-b1c9f0a6d374";
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let (status, stored) = post(&ada, "the first text", Some(SENT)).await;
+    assert_eq!(status, 201);
+
+    let mut lock = db.connect().await;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+    let spawn = |content: &'static str| {
+        let ada = ada.clone();
+        tokio::spawn(async move { post(&ada, content, Some(SENT)).await })
+    };
+    // The writer waits for the lock with the first; the reuse, then the resend, queue behind.
+    let first = {
+        let ada = ada.clone();
+        tokio::spawn(async move { post(&ada, "holds the writer", None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reuse = spawn("another text");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let resend = spawn("the first text");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    assert_eq!(first.await.unwrap().0, 201);
+    assert_eq!(reuse.await.unwrap().0, 409);
+    assert_eq!(resend.await.unwrap(), (200, stored));
+}
+
 async fn post(client: &Client, content: &str, client_id: Option<&str>) -> (u16, Value) {
     client
         .post_json("general", json!({"content": content, "client_id": client_id}))

@@ -464,22 +464,27 @@ pub async fn insert_posts(
     // without an `INSERT`: SQLite's AUTOINCREMENT uses up an id for a row `ON CONFLICT DO
     // NOTHING` skips, so a client retrying would leave gaps in the log.
     let mut answered: Vec<Option<Result<Stored, WriteError>>> = Vec::with_capacity(posts.len());
-    let mut first_of: HashMap<(UserId, &str), usize> = HashMap::new();
-    // Each repeat's index, and the index of the post it repeats.
+    // The first post of each (user, client_id) in the batch, and whether it was stored before.
+    let mut first_of: HashMap<(UserId, &str), (usize, bool)> = HashMap::new();
+    // Each repeat of a post this batch stores: its index, and the index of the post it repeats.
     let mut again: HashMap<usize, usize> = HashMap::new();
     let mut fresh: Vec<&Post> = Vec::with_capacity(posts.len());
     for (at, post) in posts.iter().enumerate() {
         let known = match post.client_id() {
             None => None,
             Some(client_id) => match first_of.entry((post.user_id, client_id)) {
+                // Stored before the batch: every post of it is judged by the stored message,
+                // whichever of them came first.
+                Entry::Occupied(first) if first.get().1 => sent_before(conn, post).await?,
                 Entry::Occupied(first) => {
-                    again.insert(at, *first.get());
+                    again.insert(at, first.get().0);
                     answered.push(None);
                     continue;
                 }
                 Entry::Vacant(slot) => {
-                    slot.insert(at);
-                    sent_before(conn, post).await?
+                    let known = sent_before(conn, post).await?;
+                    slot.insert((at, known.is_some()));
+                    known
                 }
             },
         };
