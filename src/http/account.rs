@@ -212,7 +212,7 @@ pub async fn admin_page(
         return Ok(StatusCode::SEE_OTHER.with_header(header::LOCATION, "/").into_response());
     };
     if !user.is_admin() {
-        return super::pages::error_page(StatusCode::FORBIDDEN, "For admins", "Only admins manage people here.");
+        return super::reply::error_page(StatusCode::FORBIDDEN, "For admins", "Only admins manage people here.");
     }
     // Only a name the page itself put there is echoed, and only as text.
     let notice = match changed.invite.as_deref() {

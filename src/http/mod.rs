@@ -14,6 +14,7 @@ mod me;
 mod messages;
 mod origin;
 mod pages;
+mod reply;
 mod rooms;
 mod sessions;
 mod signup;

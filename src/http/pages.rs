@@ -13,6 +13,7 @@ use super::assets::{self, AssetUrls};
 use super::auth::{self, CurrentUser};
 use super::error::ApiError;
 use super::messages::parse_id;
+use super::reply::{error_page, see_other};
 use super::sessions::{self, revoke};
 use super::{FormBody, State, signup};
 use crate::app::{self, Error, messages::Page};
@@ -76,30 +77,6 @@ struct OlderControl<'a> {
 struct MoreRooms<'a> {
     /// The last room shown: the next page starts after it.
     after: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    assets: &'static AssetUrls,
-    title: &'a str,
-    message: &'a str,
-}
-
-pub(super) fn see_other(location: &str) -> Response {
-    StatusCode::SEE_OTHER
-        .with_header(header::LOCATION, location)
-        .into_response()
-}
-
-pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Result<Response, ApiError> {
-    let html = ErrorPage {
-        assets: assets::urls(),
-        title,
-        message,
-    }
-    .render()?;
-    Ok(Html(html).with_status(status).into_response())
 }
 
 /// `/`: the sign-in form, or straight to the chat when already signed in; on a server with no

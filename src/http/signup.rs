@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::assets::{self, AssetUrls};
 use super::auth::{self, CurrentUser};
 use super::error::ApiError;
-use super::pages::{error_page, see_other};
+use super::reply::{error_page, see_other};
 use super::{FormBody, JsonBody, State, sessions};
 use crate::app::{self, accounts::NewAccount};
 use crate::config::Signup;
