@@ -10,21 +10,20 @@ use sqlx::Row;
 
 use crate::common::{Client, Server, TestDb};
 
-/// The migrations the previous release shipped.
-const PREVIOUS_RELEASE: [&str; 3] = ["0001_event_log.sql", "0002_status_by_user.sql", "0003_client_id.sql"];
-
 /// Session tokens as the previous release handed them out (43 characters of URL-safe base64).
 const ADA_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0wMDAwMDA";
 const BOB_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0xMTExMTE";
 
-/// Writes a database as the previous release left it: its schema, two users with a session
-/// each, two rooms, messages (one with a client id), statuses, and a deleted newest event, so
-/// the AUTOINCREMENT high-water mark is above the highest id left.
-async fn previous_release_database(db: &TestDb) -> i64 {
+/// Brings `db` to the schema of a release: every migration numbered below `version`, as the
+/// files in `migrations/` say.
+async fn schema_before(db: &TestDb, version: &str) -> sqlx::SqliteConnection {
     let migrations = tempfile::tempdir().unwrap();
-    for name in PREVIOUS_RELEASE {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(name);
-        std::fs::copy(from, migrations.path().join(name)).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < version {
+            std::fs::copy(dir.join(&name), migrations.path().join(&name)).unwrap();
+        }
     }
     let mut conn = db.connect().await;
     sqlx::migrate::Migrator::new(migrations.path())
@@ -33,6 +32,14 @@ async fn previous_release_database(db: &TestDb) -> i64 {
         .run(&mut conn)
         .await
         .unwrap();
+    conn
+}
+
+/// Writes a database as the previous release (migrations 0001-0003) left it: its schema, two users with a session
+/// each, two rooms, messages (one with a client id), statuses, and a deleted newest event, so
+/// the AUTOINCREMENT high-water mark is above the highest id left.
+async fn previous_release_database(db: &TestDb) -> i64 {
+    let mut conn = schema_before(db, "0004").await;
     let script = format!(
         "INSERT INTO users (id, username, password_hash) VALUES (1, 'ada', 'not a hash'), (2, 'bob', 'not a hash');
          INSERT INTO sessions (token_hash, user_id) VALUES (X'{}', 1), (X'{}', 2);
@@ -190,30 +197,10 @@ fn signed_in(server: &Server, username: &str, token: &str) -> Client {
     client
 }
 
-/// The migrations of the release before private rooms: accounts with roles, sessions with ids.
-const ACCOUNTS_RELEASE: [&str; 5] = [
-    "0001_event_log.sql",
-    "0002_status_by_user.sql",
-    "0003_client_id.sql",
-    "0004_events_by_scope.sql",
-    "0005_accounts.sql",
-];
-
 #[tokio::test]
 async fn a_database_of_the_release_before_private_rooms_keeps_its_rooms_public_and_its_events() {
     let db = TestDb::new();
-    let migrations = tempfile::tempdir().unwrap();
-    for name in ACCOUNTS_RELEASE {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(name);
-        std::fs::copy(from, migrations.path().join(name)).unwrap();
-    }
-    let mut conn = db.connect().await;
-    sqlx::migrate::Migrator::new(migrations.path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = schema_before(&db, "0006").await;
     // That release wrote `room` events with no body, and could have stored a topic as text.
     let script = format!(
         "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'), (2, 'bob', 'not a hash', 'member');
@@ -308,21 +295,7 @@ impl Client {
 /// Writes a database as the release before invites left it (every migration before 0007) with
 /// an admin, a member, their sessions, a room and messages.
 async fn before_invites_database(db: &TestDb) {
-    let migrations = tempfile::tempdir().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0007" {
-            std::fs::copy(dir.join(&name), migrations.path().join(&name)).unwrap();
-        }
-    }
-    let mut conn = db.connect().await;
-    sqlx::migrate::Migrator::new(migrations.path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = schema_before(db, "0007").await;
     let script = format!(
         "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'),
              (2, 'bob', 'not a hash', 'member');
