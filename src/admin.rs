@@ -43,6 +43,14 @@ pub async fn run(config: &Config, action: AdminAction, input: impl BufRead) -> a
                 bail!("no account called {username:?}")
             }
         }
+        AdminAction::Deactivate { username } => match operator::deactivate(&mut conn, &username).await {
+            Ok(Some(ended)) => Ok(format!("{username}: deactivated; {ended} session(s) ended")),
+            Ok(None) => bail!("no account called {username:?}"),
+            Err(WriteError::Conflict(_)) => {
+                bail!("{username:?} is the last active admin; promote someone else first")
+            }
+            Err(error) => Err(error.into()),
+        },
         AdminAction::Invite { uses, expires_in_hours } => {
             let terms = InviteTerms::parse(Some(uses.into()), Some(expires_in_hours.into()))
                 .map_err(|invalid| anyhow::anyhow!("{invalid}"))?;

@@ -217,6 +217,9 @@ pub enum AdminAction {
     },
     /// Makes USERNAME an admin, and active again if deactivated.
     Promote { username: String },
+    /// Deactivates USERNAME: their sessions end and they cannot sign in; their messages stay.
+    /// The last active admin cannot be deactivated.
+    Deactivate { username: String },
     /// Makes an invite and prints its code and the path of its join page (`/join/CODE`; the
     /// whole link with `--public-origin` or CHAT_PUBLIC_ORIGIN set).
     Invite {

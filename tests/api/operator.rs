@@ -36,7 +36,7 @@ fn said(output: &Output) -> (bool, String, String) {
 }
 
 #[tokio::test]
-async fn the_operator_resets_a_password_makes_accounts_and_promotes_beside_the_running_server() {
+async fn the_operator_resets_a_password_makes_accounts_promotes_and_deactivates_beside_the_running_server() {
     let db = TestDb::new();
     let server = Server::start(&db, &[]).await;
     let ada = server.user("ada").await;
@@ -107,6 +107,7 @@ async fn the_operator_resets_a_password_makes_accounts_and_promotes_beside_the_r
         (&["create-user", "carol"][..], "another password\n", "taken"),
         (&["create-user", "bad name!"][..], "another password\n", "a username is"),
         (&["promote", "nobody"][..], "", "no account"),
+        (&["deactivate", "nobody"][..], "", "no account"),
     ] {
         let (ok, _, err) = said(&admin(&db, args, stdin));
         assert!(!ok, "{args:?} should fail");
@@ -121,6 +122,24 @@ async fn the_operator_resets_a_password_makes_accounts_and_promotes_beside_the_r
             .status(),
         200
     );
+
+    // Deactivating: the account's sessions end and it cannot sign in; the last admin stays.
+    let (ok, out, _) = said(&admin(&db, &["deactivate", "bob"], ""));
+    assert!(ok, "{out}");
+    assert!(out.starts_with("bob: deactivated; "), "{out}");
+    assert_eq!(
+        server
+            .anonymous()
+            .sign_in("bob", "correct horse battery")
+            .await
+            .status(),
+        403
+    );
+    // Bob was an admin too; of ada and carol, one may go, the other is the last.
+    let (ok, _, _) = said(&admin(&db, &["deactivate", "ada"], ""));
+    assert!(ok);
+    let (ok, _, err) = said(&admin(&db, &["deactivate", "carol"], ""));
+    assert!(!ok && err.contains("last active admin"), "{err}");
 }
 
 /// Runs `chat-server --db DB admin ARGS` with `CHAT_PUBLIC_ORIGIN` set to `origin`.

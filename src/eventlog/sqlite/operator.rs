@@ -53,6 +53,18 @@ pub async fn promote(conn: &mut SqliteConnection, username: &str) -> Result<bool
     Ok(true)
 }
 
+/// Deactivates `username` and ends every session of theirs; how many ended, or `None` if
+/// there is no such account. `Conflict("the last admin")` if they are the last active admin.
+pub async fn deactivate(conn: &mut SqliteConnection, username: &str) -> Result<Option<u64>, WriteError> {
+    let mut tx = conn.begin().await?;
+    let Some(user) = writes::find_user(&mut tx, username).await? else {
+        return Ok(None);
+    };
+    let ended = writes::update_account(&mut tx, user, None, Some(false)).await?;
+    tx.commit().await?;
+    Ok(Some(ended.len() as u64))
+}
+
 /// Makes an invite for the operator (made by nobody in particular).
 /// `Conflict("live invites")` if there are as many live ones as `invite.max_live`.
 pub async fn create_invite(conn: &mut SqliteConnection, invite: &NewInvite) -> Result<Invite, WriteError> {
