@@ -405,6 +405,36 @@
       }, function () { showNotice('Cannot reach the server; try again.', 'connection'); });
     });
   }
+  // The maker or an admin sets the topic and archives the room; the `room` event that follows
+  // shows the change on every page, this one included.
+  const settings = document.getElementById('room-settings');
+  if (settings) {
+    const topicInput = document.getElementById('topic-input');
+    const archive = document.getElementById('archive');
+    const change = function (body) {
+      return fetch('/api/rooms/' + room, {
+        method: 'PATCH',
+        credentials: 'same-origin',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      }).then(function (response) {
+        if (!response.ok) return errorOf(response).then(function (text) { throw new Error(text); });
+        return response.json();
+      }).then(function (changed) {
+        archive.dataset.archived = String(changed.archived);
+        archive.textContent = changed.archived ? 'Unarchive' : 'Archive';
+        if (noticeKind) showNotice('');
+      }, function (error) { showNotice(error.message || 'Cannot reach the server; try again.'); });
+    };
+    settings.addEventListener('submit', function (e) {
+      e.preventDefault();
+      change({ topic: topicInput.value });
+    });
+    archive.addEventListener('click', function () {
+      change({ archived: archive.dataset.archived !== 'true' });
+    });
+  }
+
   const addMember = document.getElementById('add-member');
   if (addMember) {
     const name = document.getElementById('add-name');

@@ -48,6 +48,8 @@ struct RoomPage<'a> {
     archived: bool,
     /// A direct room's people.
     people: Vec<String>,
+    /// The user may change the room's topic and archive it: its maker or an admin.
+    can_change: bool,
     /// The user is an admin: the page links to `/admin`.
     admin: bool,
     /// The sidebar, rendered: public rooms (ending with "more rooms" if there are), private
@@ -188,6 +190,7 @@ pub async fn room_page(
         topic: room.topic.as_deref(),
         archived: room.archived,
         people,
+        can_change: room.kind() != RoomKind::Direct && (room.created_by == Some(user.user_id) || user.is_admin()),
         username: &user.username,
         my_status: chosen.as_str(),
         admin: user.is_admin(),

@@ -205,3 +205,75 @@ async fn a_private_room_and_a_direct_message_made_on_the_page_stay_among_their_p
         finish(browser).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maker_sets_the_topic_and_archives_the_room_and_open_pages_follow() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("ada").await;
+    let bob_api = server.user("bob").await;
+    let made = bob_api.create_room("garden").await;
+    assert_eq!(made.status(), 201);
+    let driver = Driver::start().await;
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    sign_in(&ada, &server.url("/"), "ada").await;
+    sign_in(&bob, &server.url("/"), "bob").await;
+    for browser in [&ada, &bob] {
+        browser.goto(&server.url("/rooms/garden")).await.unwrap();
+        wait_for(
+            browser,
+            "the stream is connected",
+            "document.getElementById('connection')?.dataset.state === 'connected'",
+        )
+        .await;
+    }
+    // Bob made it, so he has its settings; ada is an admin (the first account), so has she.
+    bob.find(Locator::Css(".room-settings summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let topic = bob.find(Locator::Id("topic-input")).await.unwrap();
+    topic.send_keys("tomatoes & <b>beans</b>").await.unwrap();
+    bob.find(Locator::Css("#room-settings button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &ada,
+        "ada's page shows the topic",
+        "document.getElementById('topic')?.textContent === 'tomatoes & <b>beans</b>'",
+    )
+    .await;
+
+    ada.find(Locator::Css(".room-settings summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    ada.find(Locator::Id("archive")).await.unwrap().click().await.unwrap();
+    wait_for(
+        &bob,
+        "bob's message box goes when the room is archived",
+        "document.getElementById('composer').hidden && document.querySelector('.archived-note')",
+    )
+    .await;
+    let archived = bob_api.post("garden", "still open?").await;
+    assert_eq!(archived.status(), 409);
+    ada.find(Locator::Id("archive")).await.unwrap().click().await.unwrap();
+    wait_for(
+        &bob,
+        "and comes back when it is not",
+        "!document.getElementById('composer').hidden && !document.querySelector('.archived-note')",
+    )
+    .await;
+    type_and_send(&bob, "open again").await;
+    for browser in [ada, bob] {
+        finish(browser).await;
+    }
+}
