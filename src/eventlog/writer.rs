@@ -322,9 +322,17 @@ impl Task {
                     for (room, users) in done.admit {
                         self.hub.admit(room, users);
                     }
-                    for event in done.events {
+                    // A request's events are encoded first, then sent one after another: a
+                    // request that makes several (a direct room and its members) reaches the
+                    // feeds as one burst.
+                    let frames: Vec<Arc<Frame>> = done
+                        .events
+                        .into_iter()
+                        .map(|event| Arc::new(Frame::encoded(event)))
+                        .collect();
+                    for frame in frames {
                         self.metrics.events_written.inc();
-                        self.hub.publish(Arc::new(Frame::encoded(event)));
+                        self.hub.publish(frame);
                     }
                     for (room, user) in done.dismiss {
                         self.hub.dismiss(room, user);

@@ -308,6 +308,24 @@ async fn a_removed_member_gets_every_event_before_the_removal_and_none_after_eve
     let mut user_html = bob
         .open_user_stream(&format!("?after={before}&format=html"), None)
         .await;
+    // Bursts of nine events published at once to bob's feed of one slot (a direct room of
+    // eight people and their `member` events): his user streams fall behind, whatever the
+    // batches of posts below do. Three of them, each of another set of people.
+    let mut others = vec!["dan".to_owned()];
+    for n in 0..8 {
+        others.push(server.user(&format!("p{n}")).await.username);
+    }
+    for left_out in 0..3 {
+        let mut people = vec!["bob"];
+        people.extend(
+            others
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| *n != left_out && *n != left_out + 3)
+                .map(|(_, name)| name.as_str()),
+        );
+        assert_eq!(ada.dm(&people).await.0, 201, "{people:?}");
+    }
 
     let poster = |client: Client, tag: &'static str| {
         tokio::spawn(async move {
