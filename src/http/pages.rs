@@ -18,7 +18,7 @@ use super::sessions::{self, revoke};
 use super::{FormBody, State, signup};
 use crate::app::{self, Error, messages::Page};
 use crate::config::Signup;
-use crate::domain::{EventId, RoomKind};
+use crate::domain::{EventId, RoomKind, Status};
 use crate::wire::render::{self, MemberPartial, RoomPartial};
 
 /// Messages a page shows at first, and per "load older".
@@ -171,18 +171,18 @@ pub async fn room_page(
     // reads below miss is sent, and whatever they already have is replaced by its id.
     let after = app.head();
     let (older_before, messages) = message_page(state, &user, &room.name, None).await?;
-    let members = member_list(state, &user, &room.name).await?;
+    // One read of the members: the list, and a direct room's people for its title.
+    let members = app::rooms::members(app, &user, &room.name).await?;
     let sidebar = room_list(state, &user, None).await?;
     let chosen = app::status::chosen(app, &user).await?;
     let people = if room.kind() == RoomKind::Direct {
-        app::rooms::members(app, &user, &room.name)
-            .await?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect()
+        let mut people: Vec<String> = members.iter().map(|(name, _)| name.clone()).collect();
+        people.sort_by_key(|name| name.to_lowercase());
+        people
     } else {
         Vec::new()
     };
+    let members = render_members(&members)?;
     let page = RoomPage {
         assets: assets::urls(),
         room: &room.name,
@@ -209,9 +209,8 @@ pub async fn room_page(
 }
 
 /// The members of `room`, rendered.
-async fn member_list(state: &State, user: &CurrentUser, room: &str) -> Result<Vec<String>, ApiError> {
-    Ok(app::rooms::members(&state.app, user, room)
-        .await?
+fn render_members(members: &[(String, Status)]) -> Result<Vec<String>, ApiError> {
+    Ok(members
         .iter()
         .map(|(username, status)| MemberPartial {
             username,
@@ -229,7 +228,8 @@ pub async fn member_fragment(
     Path(room): Path<String>,
     user: CurrentUser,
 ) -> Result<Response, ApiError> {
-    Ok(Html(member_list(state, &user, &room).await?.concat()).into_response())
+    let members = app::rooms::members(&state.app, &user, &room).await?;
+    Ok(Html(render_members(&members)?.concat()).into_response())
 }
 
 /// A page of the room list, rendered, by kind.

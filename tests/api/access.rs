@@ -615,15 +615,3 @@ async fn a_room_has_a_topic_and_is_archived_by_its_creator_or_an_admin() {
     assert_eq!(status, 200);
     assert_eq!(cat.post("garden", "back").await.status(), 201);
 }
-
-impl Client {
-    /// The status of `GET /api/rooms/{room}/messages`.
-    async fn history_status(&self, room: &str) -> u16 {
-        self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}

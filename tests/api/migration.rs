@@ -261,7 +261,7 @@ async fn a_database_of_the_release_before_private_rooms_keeps_its_rooms_public_a
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
-    assert_eq!(bob.history_status_of("admins").await, 404);
+    assert_eq!(bob.history_status("admins").await, 404);
     let mut conn = db.connect().await;
     let members: Vec<(String, String)> = sqlx::query_as("SELECT room, username FROM memberships")
         .fetch_all(&mut conn)
@@ -278,18 +278,6 @@ async fn a_database_of_the_release_before_private_rooms_keeps_its_rooms_public_a
         .await
         .unwrap();
     assert_eq!(sound, "ok");
-}
-
-impl Client {
-    /// The status of `GET /api/rooms/{room}/messages`.
-    async fn history_status_of(&self, room: &str) -> u16 {
-        self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
 }
 
 /// Writes a database as the release before invites left it (every migration before 0007) with

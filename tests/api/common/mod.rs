@@ -388,6 +388,16 @@ impl Client {
         (status, response.json().await.expect("JSON answer"))
     }
 
+    /// The status of `GET /api/rooms/{room}/messages`.
+    pub async fn history_status(&self, room: &str) -> u16 {
+        self.request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages"))
+            .send()
+            .await
+            .expect("GET history")
+            .status()
+            .as_u16()
+    }
+
     pub async fn history(&self, room: &str, query: &str) -> Vec<Value> {
         let response = self
             .request(reqwest::Method::GET, &format!("/api/rooms/{room}/messages{query}"))
