@@ -610,7 +610,10 @@ impl JsonState {
 #[derive(Clone, Debug, PartialEq)]
 struct HtmlMessage {
     room: String,
-    /// The inner HTML of `#text-N`.
+    /// Whether it shows as edited (`data-edited` on the message).
+    edited: bool,
+    /// The class and the inner HTML of `#text-N`.
+    text_class: String,
     text: String,
     /// The inner HTML of `#reactions-N`.
     reactions: String,
@@ -653,9 +656,9 @@ fn html_message(li: ElementRef) -> Result<(i64, HtmlMessage), String> {
     let part = |css: String| {
         li.select(&selector(&css))
             .next()
-            .map(|element| element.inner_html())
             .ok_or_else(|| format!("no {css} in {}", li.html()))
     };
+    let text = part(format!("#text-{id}"))?;
     let quote = li
         .children()
         .filter_map(ElementRef::wrap)
@@ -682,8 +685,10 @@ fn html_message(li: ElementRef) -> Result<(i64, HtmlMessage), String> {
         id,
         HtmlMessage {
             room: li.value().attr("data-room").unwrap_or_default().to_owned(),
-            text: part(format!("#text-{id}"))?,
-            reactions: part(format!("#reactions-{id}"))?,
+            edited: li.value().attr("data-edited").is_some(),
+            text_class: text.value().attr("class").unwrap_or_default().to_owned(),
+            text: text.inner_html(),
+            reactions: part(format!("#reactions-{id}"))?.inner_html(),
             quote,
         },
     ))
@@ -720,7 +725,10 @@ impl HtmlState {
                     .0
                     .get_mut(&id)
                     .ok_or_else(|| format!("edit {} of message {id}, never seen or gone", event.id))?;
+                // The page replaces `#text-N` with the frame and marks the message edited.
                 message.text = root.inner_html();
+                message.text_class = root.value().attr("class").unwrap_or_default().to_owned();
+                message.edited = true;
                 let excerpt = root
                     .value()
                     .attr("data-excerpt")
@@ -926,8 +934,8 @@ fn seed() -> u64 {
 
 /// A text no one else sends, in one of the shapes Markdown renders, sometimes mentioning
 /// someone who reads the room.
-fn text(rng: &mut Rng, tag: &str, room: &str) -> String {
-    match rng.below(9) {
+fn text(rng: &mut Rng, tag: &str, room: &str, first: bool) -> String {
+    match rng.below(10) {
         0 => tag.to_owned(),
         1 => format!("**{tag}** and _more_"),
         2 => format!("{tag} with `code` and ~~struck~~"),
@@ -936,6 +944,9 @@ fn text(rng: &mut Rng, tag: &str, room: &str) -> String {
         5 => format!("> quoted\n\n{tag}"),
         6 => format!("- {tag}\n- two"),
         7 => format!("{tag} <b>not bold</b> & https://example.com/x?a=1"),
+        // Emoji alone, which may render otherwise; only as a first version, since an edit to
+        // the text a message has already stores nothing.
+        8 if first => format!("{}🦀", rng.pick(&EMOJI[..4])),
         _ => format!("{tag} 🦀 naïve — «ok»"),
     }
 }
@@ -1001,7 +1012,7 @@ async fn act(who: usize, client: Client, dm: String, book: Arc<Mutex<Book>>, mut
         let deletes_below = if who == ADA { 63 } else { 58 };
         let note = if live.is_empty() || roll < 30 {
             let reply_to = (!live.is_empty() && rng.below(3) == 0).then(|| rng.pick(&live).0);
-            let content = text(&mut rng, &tag, &room);
+            let content = text(&mut rng, &tag, &room, true);
             let answer = post(&client, &room, &content, reply_to).await;
             let mut problem = None;
             if answer.status == 201 {
@@ -1026,7 +1037,7 @@ async fn act(who: usize, client: Client, dm: String, book: Arc<Mutex<Book>>, mut
             }
         } else if roll < 48 && !own.is_empty() {
             let target = *rng.pick(&own);
-            let content = text(&mut rng, &format!("{tag} edits {target}"), &room);
+            let content = text(&mut rng, &format!("{tag} edits {target}"), &room, false);
             let answer = edit(&client, target, &content).await;
             let mut problem = None;
             if answer.status == 200 {
@@ -1276,6 +1287,7 @@ async fn every_stream_replays_exactly_and_ends_in_the_state_of_history_across_a_
     let log = Log::read(&db).await;
     let mut encodings = Encodings::default();
     let mut lasts = Vec::new();
+    let mut erased_seen_live = 0;
     for (n, stream) in live.iter_mut().enumerate() {
         let last = *log.replayed(&stream.spec, cursor).last().unwrap();
         lasts.push(last);
@@ -1285,9 +1297,19 @@ async fn every_stream_replays_exactly_and_ends_in_the_state_of_history_across_a_
         stream.reach(last).await;
         let got = stream.got();
         assert_live(&stream.spec, &ids(&got), &log, cursor, last, "live");
+        let erased: HashSet<i64> = log
+            .visible(&stream.spec, cursor)
+            .into_iter()
+            .filter_map(|(id, erased)| erased.then_some(id))
+            .collect();
+        erased_seen_live += got.iter().filter(|event| erased.contains(&event.id)).count();
         encodings.check(&stream.spec, &got);
         assert_final_state(&people, &stream.spec, &got, &dm, "live").await;
     }
+    assert!(
+        erased_seen_live > 0,
+        "live streams got events of messages deleted since, which no replay sends"
+    );
     live[PAUSED].read(60).await;
     let paused = live[PAUSED].got();
     assert_eq!(paused.len(), 60, "bob's paused stream read its first 60 events");
@@ -1794,8 +1816,11 @@ async fn a_deleted_message_leaves_no_byte_of_any_version_in_the_database_files()
     let bob = server.user("bob").await;
     let markers: Vec<String> = (0..3).map(|_| marker()).collect();
     let said = id_of(
-        &ada.say("general", &format!("{} the first version, for @bob. {FILLER}", markers[0]))
-            .await,
+        &ada.say(
+            "general",
+            &format!("{} the first version, for @bob. {FILLER}", markers[0]),
+        )
+        .await,
     );
     for (n, marker) in markers.iter().enumerate().skip(1) {
         let answer = edit(&ada, said, &format!("{marker} version {}. {FILLER}", n + 1)).await;
@@ -1857,6 +1882,16 @@ async fn a_deleted_message_leaves_no_byte_of_any_version_in_the_database_files()
         .await
         .unwrap();
     assert_eq!(edits, 0, "message_edits has none of its edits");
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM reactions WHERE message_id = ?1), \
+                (SELECT count(*) FROM mentions WHERE event_id = ?1 \
+                    OR event_id IN (SELECT id FROM events WHERE message_id = ?1))",
+    )
+    .bind(said)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0), "its reactions and mentions are gone");
     let rows: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT kind, body FROM events WHERE id = ? OR message_id = ? ORDER BY id")
             .bind(said)
