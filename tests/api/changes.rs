@@ -1223,11 +1223,25 @@ fn reader_of(room: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_replays_exactly_and_ends_in_the_state_of_history_across_a_sigkill() {
+    replays_exactly(false).await;
+}
+
+/// The same with feeds of two events: every live stream falls behind again and again, and
+/// catches up from the database, where the events of messages deleted since are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_keep_falling_behind_end_in_the_state_of_history_too() {
+    replays_exactly(true).await;
+}
+
+async fn replays_exactly(lagging: bool) {
     let seed = seed();
     println!("seed {seed} (replay with CHANGES_SEED={seed})");
     let mut rng = Rng::new(seed);
     let db = TestDb::new();
-    let args = ["--rate-limits", "off"];
+    let mut args = vec!["--rate-limits", "off"];
+    if lagging {
+        args.extend(["--hub-capacity", "2"]);
+    }
     let server = Server::start(&db, &args).await;
     let mut people = Vec::new();
     for name in PEOPLE {
@@ -1348,6 +1362,13 @@ async fn every_stream_replays_exactly_and_ends_in_the_state_of_history_across_a_
         deleted.len(),
         replays.iter().map(Vec::len).collect::<Vec<_>>()
     );
+
+    if lagging {
+        assert!(
+            server.metric("chat_lag_recoveries_total").await > 0.0,
+            "the streams fell behind"
+        );
+    }
 
     // SIGKILL, and the same again on the same file.
     server.kill().await;
