@@ -7,6 +7,7 @@ mod common;
 mod access;
 mod accounts;
 mod browser;
+mod changes_page;
 mod connections;
 mod content;
 mod crash;
