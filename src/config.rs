@@ -106,6 +106,14 @@ pub struct Config {
     #[arg(long, env = "CHAT_MEMBER_RATE", default_value_t = 60)]
     pub member_rate: u32,
 
+    /// Messages each user may edit or delete per minute (0: no limit).
+    #[arg(long, env = "CHAT_EDIT_RATE", default_value_t = 60)]
+    pub edit_rate: u32,
+
+    /// Reactions each user may add or take back per minute (0: no limit).
+    #[arg(long, env = "CHAT_REACTION_RATE", default_value_t = 120)]
+    pub reaction_rate: u32,
+
     /// Event streams each user may open per minute, all their devices together (0: no
     /// limit). A browser holds one for all its tabs; this bounds reconnect storms and replays.
     #[arg(long, env = "CHAT_STREAM_RATE", default_value_t = 60)]

@@ -17,8 +17,9 @@
   const kind = app.dataset.kind;
   const me = app.dataset.user;
   const admin = app.dataset.role === 'admin';
-  // A message's own address: the page shows the messages around it, not the newest.
-  const permalink = /^\/rooms\/[^/]+\/messages\/\d+$/.test(location.pathname);
+  // A message's own page (/rooms/{room}/messages/{id}) shows the messages around it, not the
+  // newest: `data-focus` names it.
+  const permalink = Boolean(app.dataset.focus);
   const messages = document.getElementById('messages');
   const rooms = document.getElementById('rooms');
   const roomLists = {

@@ -62,6 +62,8 @@ pub struct Limits {
     rooms: Bucket<UserId>,
     dms: Bucket<UserId>,
     member_changes: Bucket<UserId>,
+    edits: Bucket<UserId>,
+    reactions: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
     account_changes: Bucket<UserId>,
     invites: Bucket<UserId>,
@@ -128,6 +130,8 @@ impl Limits {
             rooms: Bucket::new(rate(config.room_rate).map(Quota::per_hour)),
             dms: Bucket::new(rate(config.dm_rate).map(Quota::per_hour)),
             member_changes: Bucket::new(rate(config.member_rate).map(Quota::per_minute)),
+            edits: Bucket::new(rate(config.edit_rate).map(Quota::per_minute)),
+            reactions: Bucket::new(rate(config.reaction_rate).map(Quota::per_minute)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
             account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
             invites: Bucket::new(rate(config.invite_rate).map(Quota::per_minute)),
@@ -169,6 +173,16 @@ impl Limits {
     /// One member added to or removed from a private room by `user`.
     pub fn member_change(&self, user: UserId) -> Result<(), Error> {
         self.take(&self.member_changes, user, "changes of members")
+    }
+
+    /// One message edited or deleted by `user`.
+    pub fn edit(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.edits, user, "edits and deletions")
+    }
+
+    /// One reaction added or taken back by `user`.
+    pub fn reaction(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.reactions, user, "reactions")
     }
 
     /// One change to accounts or sessions by `user`: a password change, ending a session, an
@@ -282,6 +296,8 @@ impl Limits {
         self.rooms.forget_idle();
         self.dms.forget_idle();
         self.member_changes.forget_idle();
+        self.edits.forget_idle();
+        self.reactions.forget_idle();
         self.stream_opens.forget_idle();
         self.account_changes.forget_idle();
         self.invites.forget_idle();

@@ -77,11 +77,48 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    /// Something said in a room: its content exactly as sent.
+    /// Something said in a room: its content exactly as sent (Markdown source) when it is
+    /// published; read from the database, its state now (newest text, reactions).
     Message {
         room_id: RoomId,
         room: String,
         content: String,
+        /// The message it answers, as that one is now.
+        reply_to: Option<Quote>,
+        /// Whom the content mentions: account names, as spelled by the accounts.
+        mentions: Vec<String>,
+        /// When it was last edited, if ever.
+        edited_at: Option<String>,
+        /// Its reactions, in order of each one's first use.
+        reactions: Vec<Reactions>,
+        /// The content as HTML, when the one who made the event rendered it already (off the
+        /// writer's task); otherwise it is rendered when it is encoded.
+        rendered: Option<String>,
+    },
+    /// A message's author changed its text.
+    Edit {
+        room_id: RoomId,
+        room: String,
+        message_id: EventId,
+        content: String,
+        mentions: Vec<String>,
+        rendered: Option<String>,
+    },
+    /// A message was deleted, by its author or an admin; its text is gone from the database.
+    Delete {
+        room_id: RoomId,
+        room: String,
+        message_id: EventId,
+    },
+    /// Someone added or took back a reaction to a message; `reactions` is every reaction of
+    /// the message after it (so that one frame can replace them all in place).
+    Reaction {
+        room_id: RoomId,
+        room: String,
+        message_id: EventId,
+        emoji: String,
+        added: bool,
+        reactions: Vec<Reactions>,
     },
     /// A user's status changed; everyone sees it.
     Status { status: Status },
@@ -106,10 +143,45 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// A message as just posted: no reply, mention, edit or reaction.
+    pub fn said(room_id: RoomId, room: impl Into<String>, content: impl Into<String>) -> Self {
+        Self::Message {
+            room_id,
+            room: room.into(),
+            content: content.into(),
+            reply_to: None,
+            mentions: Vec::new(),
+            edited_at: None,
+            reactions: Vec::new(),
+            rendered: None,
+        }
+    }
+}
+
+/// A reply's view of the message it answers, as that message is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub id: EventId,
+    pub username: String,
+    /// Its current text; `None` once it is deleted.
+    pub content: Option<String>,
+}
+
+/// One emoji's reactions to a message: who reacted with it, in the order they did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reactions {
+    pub emoji: String,
+    pub usernames: Vec<String>,
+}
+
 impl Event {
     pub fn scope(&self) -> Scope {
         match &self.kind {
             EventKind::Message { room_id, .. }
+            | EventKind::Edit { room_id, .. }
+            | EventKind::Delete { room_id, .. }
+            | EventKind::Reaction { room_id, .. }
             | EventKind::Room { room_id, .. }
             | EventKind::Member { room_id, .. } => Scope::Room(*room_id),
             EventKind::Status { .. } => Scope::Everyone,
@@ -120,6 +192,9 @@ impl Event {
     pub fn name(&self) -> &'static str {
         match self.kind {
             EventKind::Message { .. } => "message",
+            EventKind::Edit { .. } => "edit",
+            EventKind::Delete { .. } => "delete",
+            EventKind::Reaction { .. } => "reaction",
             EventKind::Status { .. } => "status",
             EventKind::Room { .. } => "room",
             EventKind::Member { .. } => "member",
@@ -129,9 +204,12 @@ impl Event {
     /// The room the event happened in or is about, if any.
     pub fn room(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::Message { room, .. } | EventKind::Room { room, .. } | EventKind::Member { room, .. } => {
-                Some(room)
-            }
+            EventKind::Message { room, .. }
+            | EventKind::Edit { room, .. }
+            | EventKind::Delete { room, .. }
+            | EventKind::Reaction { room, .. }
+            | EventKind::Room { room, .. }
+            | EventKind::Member { room, .. } => Some(room),
             EventKind::Status { .. } => None,
         }
     }

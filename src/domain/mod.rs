@@ -12,14 +12,14 @@ mod stream;
 
 pub use access::Membership;
 pub use account::Role;
-pub use event::{Event, EventKind, RoomKind, Scope};
+pub use event::{Event, EventKind, Quote, Reactions, RoomKind, Scope};
 pub use ids::{EventId, RoomId, UserId};
 pub use invite::{
     DEFAULT_INVITE_HOURS, DEFAULT_INVITE_USES, InviteCode, InviteTerms, MAX_INVITE_HOURS, MAX_INVITE_USES, NotAdmitted,
 };
 pub use names::{
-    ClientId, Content, DIRECT_PREFIX, Invalid, MAX_PASSWORD_CHARS, MAX_TOPIC_CHARS, MIN_PASSWORD_CHARS, Password,
-    RoomName, Topic, Username, skeleton,
+    ClientId, Content, DIRECT_PREFIX, Emoji, Invalid, MAX_PASSWORD_CHARS, MAX_TOPIC_CHARS, MIN_PASSWORD_CHARS,
+    Password, RoomName, Topic, Username, skeleton,
 };
 pub use status::Status;
 pub use stream::{Cursor, View};

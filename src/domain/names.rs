@@ -248,9 +248,61 @@ impl ClientId {
     }
 }
 
+/// What a reaction is: 1 to 16 characters (an emoji, which may take several code points, or
+/// a short word), without spaces, line breaks or other control characters. Kept in NFC, so
+/// that the same emoji typed two ways is one reaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub const MAX_CHARS: usize = 16;
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        use unicode_normalization::UnicodeNormalization;
+        let emoji: String = raw.nfc().collect();
+        let count = emoji.chars().count();
+        // Zero-width joiners and variation selectors are what many emoji are made of.
+        let bad = |c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || (c.is_ascii_punctuation() && c != '+' && c != '-' && c != '_' && c != ':')
+        };
+        if count == 0 || count > Self::MAX_CHARS || emoji.chars().any(bad) || emoji.chars().any(is_direction_control) {
+            return Err(Invalid(
+                "a reaction is 1 to 16 characters, such as an emoji, without spaces".into(),
+            ));
+        }
+        Ok(Self(emoji))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The characters that reorder the text around them.
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reactions_are_short_and_have_no_spaces() {
+        for ok in ["👍", "👍🏽", "👨‍👩‍👧", "❤️", "🇫🇷", "+1", ":tada:", &"x".repeat(16)] {
+            assert!(Emoji::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ", "👍 👍", "a\n", &"x".repeat(17), "<b>", "a\u{202E}", "\u{0}"] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Emoji::parse("e\u{301}").unwrap(), Emoji::parse("\u{e9}").unwrap());
+    }
 
     #[test]
     fn usernames_follow_the_rules() {

@@ -1,6 +1,6 @@
 //! The changes the writer makes, as its callers ask for them, and why one may not happen.
 
-use crate::domain::{ClientId, Event, EventId, EventKind, RoomId, RoomKind, Status, UserId};
+use crate::domain::{ClientId, Event, EventId, EventKind, Quote, RoomId, RoomKind, Status, UserId};
 use crate::domain::{InviteCode, InviteTerms, NotAdmitted, Role};
 
 /// Why a write did not happen.
@@ -51,6 +51,13 @@ pub struct Post {
     /// The room is read by its members only, and only a member may post: checked again by the
     /// writer, in order with every change of members.
     pub members_only: bool,
+    /// The message of the same room it answers; the writer refuses the post
+    /// (`Gone("message")`) if that one is not there (any more).
+    pub reply_to: Option<EventId>,
+    /// The accounts it mentions.
+    pub mentions: Vec<(UserId, String)>,
+    /// The content as HTML, rendered by the caller.
+    pub rendered: String,
 }
 
 impl Post {
@@ -58,7 +65,7 @@ impl Post {
         self.client_id.as_ref().map(ClientId::as_str)
     }
 
-    pub(super) fn into_event(self, id: EventId, created_at: String) -> Event {
+    pub(super) fn into_event(self, id: EventId, created_at: String, reply_to: Option<Quote>) -> Event {
         Event {
             id,
             user_id: self.user_id,
@@ -68,9 +75,45 @@ impl Post {
                 room_id: self.room_id,
                 room: self.room,
                 content: self.content,
+                reply_to,
+                mentions: self.mentions.into_iter().map(|(_, name)| name).collect(),
+                edited_at: None,
+                reactions: Vec::new(),
+                rendered: Some(self.rendered),
             },
         }
     }
+}
+
+/// A message of a room, as a change to it names it: checked again by the writer, which
+/// answers `Gone("message")` if it was deleted meanwhile, or its reader can no longer read
+/// the room.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub message_id: EventId,
+    pub room_id: RoomId,
+    pub room: String,
+    pub members_only: bool,
+    /// Who changes it.
+    pub by: UserId,
+    pub by_name: String,
+}
+
+/// A message's author changes its text.
+#[derive(Debug)]
+pub struct Edit {
+    pub target: Target,
+    pub content: String,
+    pub mentions: Vec<(UserId, String)>,
+    pub rendered: String,
+}
+
+/// Someone adds (or takes back) a reaction to a message.
+#[derive(Debug)]
+pub struct React {
+    pub target: Target,
+    pub emoji: String,
+    pub add: bool,
 }
 
 /// A stored message, and whether this request stored it (`false`: an earlier one with the

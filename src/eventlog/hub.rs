@@ -266,11 +266,7 @@ mod tests {
     /// user alone yet.)
     fn frame(id: i64, scope: Scope) -> Arc<Frame> {
         let kind = match scope {
-            Scope::Room(room_id) => EventKind::Message {
-                room_id,
-                room: "r".into(),
-                content: "hi".into(),
-            },
+            Scope::Room(room_id) => EventKind::said(room_id, "r", "hi"),
             Scope::Everyone | Scope::User(_) => EventKind::Status { status: Status::Away },
         };
         Arc::new(Frame::new(Event {

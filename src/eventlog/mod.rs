@@ -22,7 +22,7 @@ pub use sqlite::{Durability, Store};
 pub use subscription::{Item, Subscribed};
 pub use writer::Writer;
 
-pub use change::{Admission, Invite, Join, Joined, NewInvite};
+pub use change::{Admission, Edit, Invite, Join, Joined, NewInvite, React, Target};
 
 use crate::domain::View;
 use crate::metrics::Metrics;
@@ -59,10 +59,20 @@ impl EventLog {
         let membership = store.membership().await.context("cannot read who is in which room")?;
         let hub = Hub::new(capacity, head, membership);
         let writer_stop = CancellationToken::new();
-        let (writer, writer_task) =
-            writer::spawn(opened.writer, hub.clone(), Arc::clone(&metrics), writer_stop.clone());
+        let erased = Arc::new(tokio::sync::Notify::new());
+        let (writer, writer_task) = writer::spawn(
+            opened.writer,
+            hub.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&erased),
+            writer_stop.clone(),
+        );
         let checkpointer_stop = CancellationToken::new();
-        let checkpointer = tokio::spawn(sqlite::run_checkpointer(opened.checkpointer, checkpointer_stop.clone()));
+        let checkpointer = tokio::spawn(sqlite::run_checkpointer(
+            opened.checkpointer,
+            erased,
+            checkpointer_stop.clone(),
+        ));
         let log = Self {
             store,
             writer,

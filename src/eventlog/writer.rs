@@ -18,15 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::change::{Invite, Join, Joined, NewInvite};
+use super::change::{Edit, Invite, Join, Joined, NewInvite, React, Target};
 use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
-use crate::domain::{Event, EventKind, Role, RoomId, RoomKind, UserId};
+use crate::domain::{Event, EventKind, Quote, Role, RoomId, RoomKind, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Frame;
 
@@ -59,6 +59,12 @@ enum Request {
     /// A room's topic or archived flag; `None` when both were already so.
     ChangeRoom(RoomChange, Reply<Option<Event>>),
     Post(Post, Reply<Posted>),
+    /// A message's new text; `None` when it already says that.
+    Edit(Edit, Reply<Option<Event>>),
+    /// A message erased; its `delete` event.
+    Delete(Target, Reply<Event>),
+    /// A reaction added or taken back; `None` when it already was (or was not) there.
+    React(React, Reply<Option<Event>>),
     SetStatus(StatusChange, Reply<Event>),
     /// A sign-up, or an account an admin makes: admitted, and any invite's use taken, with it.
     Join(Join, Reply<Joined>),
@@ -83,6 +89,8 @@ impl Request {
             Self::CreateRoom(_, reply) => send(reply, error),
             Self::ChangeMember(_, reply) | Self::ChangeRoom(_, reply) => send(reply, error),
             Self::Post(_, reply) => send(reply, error),
+            Self::Edit(_, reply) | Self::React(_, reply) => send(reply, error),
+            Self::Delete(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
             Self::Join(_, reply) => send(reply, error),
             Self::CreateInvite(_, reply) => send(reply, error),
@@ -106,6 +114,8 @@ struct Applied {
     revoke: Vec<(UserId, Vec<u8>)>,
     /// Some credential allows something else now: sessions are checked again.
     credentials_changed: bool,
+    /// Text was erased: the WAL's copies of it are to go soon.
+    erased: bool,
     /// Sends the request's answer; given the batch's failure, sends that instead.
     answer: Answer,
 }
@@ -120,6 +130,7 @@ impl Applied {
             dismiss: Vec::new(),
             revoke: Vec::new(),
             credentials_changed: false,
+            erased: false,
             answer: Box::new(move |failed| {
                 if let Some(reply) = reply {
                     let _ = reply.send(match failed {
@@ -229,9 +240,29 @@ impl Writer {
         self.ask(|reply| Request::ChangeRoom(change, reply)).await
     }
 
-    /// Stores a message. `Gone("room")` if the room is members-only and its author is not one.
+    /// Stores a message. `Gone("room")` if the room is members-only and its author is not one;
+    /// `Gone("message")` if the message it answers is not in the room (any more).
     pub async fn post(&self, post: Post) -> Result<Posted, WriteError> {
         self.ask(|reply| Request::Post(post, reply)).await
+    }
+
+    /// Stores a message's new text: its `edit` event, or `None` when it already says that.
+    /// `Gone` if the message was deleted, or its room can no longer be read by its author.
+    pub async fn edit(&self, edit: Edit) -> Result<Option<Event>, WriteError> {
+        self.ask(|reply| Request::Edit(edit, reply)).await
+    }
+
+    /// Erases a message's text and every version of it; its `delete` event. `Gone` as for
+    /// `edit`.
+    pub async fn delete(&self, target: Target) -> Result<Event, WriteError> {
+        self.ask(|reply| Request::Delete(target, reply)).await
+    }
+
+    /// Adds or takes back a reaction: its `reaction` event, or `None` when nothing changed.
+    /// `Gone` as for `edit`; `Conflict("reactions")` when the message has as many different
+    /// reactions as it may.
+    pub async fn react(&self, react: React) -> Result<Option<Event>, WriteError> {
+        self.ask(|reply| Request::React(react, reply)).await
     }
 
     /// Queues a status change behind every request queued before it, waiting only for room
@@ -260,10 +291,13 @@ impl Writer {
 
 /// Starts the writer on `conn`. It runs until `stop` is cancelled, then finishes what is
 /// queued and returns.
+/// `erased` is notified after a commit that erased text (a deleted message), so that the
+/// copies of it in the WAL go soon.
 pub fn spawn(
     conn: SqliteConnection,
     hub: Hub,
     metrics: Arc<Metrics>,
+    erased: Arc<Notify>,
     stop: CancellationToken,
 ) -> (Writer, JoinHandle<()>) {
     let (requests, requests_rx) = mpsc::channel(QUEUE_DEPTH);
@@ -271,6 +305,7 @@ pub fn spawn(
         conn,
         hub,
         metrics,
+        erased,
         requests: requests_rx,
     };
     (Writer { requests }, tokio::spawn(task.run(stop)))
@@ -280,6 +315,7 @@ struct Task {
     conn: SqliteConnection,
     hub: Hub,
     metrics: Arc<Metrics>,
+    erased: Arc<Notify>,
     requests: mpsc::Receiver<Request>,
 }
 
@@ -342,6 +378,9 @@ impl Task {
                     }
                     if done.credentials_changed {
                         self.hub.credentials_changed();
+                    }
+                    if done.erased {
+                        self.erased.notify_one();
                     }
                     (done.answer)(None);
                 }
@@ -406,21 +445,42 @@ impl Task {
                 }
                 // A members-only room takes messages from its members as of now, after every
                 // change of members before it.
+                // A reply answers a message of its room that is still there.
                 let mut allowed = Vec::with_capacity(run.len());
                 for (post, reply) in run {
                     if post.members_only && !writes::is_member(conn, post.room_id, post.user_id).await? {
                         applied.push(Applied::answer(Some(reply), Err::<Posted, _>(WriteError::Gone("room"))));
-                    } else {
-                        allowed.push((post, reply));
+                        continue;
                     }
+                    let quote = match post.reply_to {
+                        None => None,
+                        Some(id) => match writes::live_message(conn, id, post.room_id).await? {
+                            Some((username, content)) => Some(Quote {
+                                id,
+                                username,
+                                content: Some(content),
+                            }),
+                            None => {
+                                applied.push(Applied::answer(
+                                    Some(reply),
+                                    Err::<Posted, _>(WriteError::Gone("message")),
+                                ));
+                                continue;
+                            }
+                        },
+                    };
+                    allowed.push((post, reply, quote));
                 }
                 let run = allowed;
-                let posts: Vec<&Post> = run.iter().map(|(post, _)| post).collect();
+                let posts: Vec<&Post> = run.iter().map(|(post, ..)| post).collect();
                 let stored = writes::insert_posts(conn, &posts).await?;
-                for ((post, reply), stored) in run.into_iter().zip(stored) {
+                for ((post, reply, quote), stored) in run.into_iter().zip(stored) {
                     applied.push(match stored {
                         Ok(stored) => {
-                            let event = post.into_event(stored.id, stored.created_at);
+                            if stored.new && !post.mentions.is_empty() {
+                                writes::insert_mentions(conn, stored.id, &post.mentions).await?;
+                            }
+                            let event = post.into_event(stored.id, stored.created_at, quote);
                             let done = Applied::answer(
                                 Some(reply),
                                 Ok(Posted {
@@ -435,6 +495,104 @@ impl Task {
                 }
                 return Ok(());
             }
+            Request::Edit(edit, reply) => match self.reachable(&edit.target).await? {
+                None => Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("message"))),
+                Some(now) if now == edit.content => Applied::answer(Some(reply), Ok(None)),
+                Some(_) => {
+                    let conn = &mut self.conn;
+                    let target = edit.target;
+                    let (id, created_at) = writes::insert_change(
+                        conn,
+                        "edit",
+                        target.room_id,
+                        target.by,
+                        target.message_id,
+                        Some(&edit.content),
+                    )
+                    .await?;
+                    writes::insert_mentions(conn, id, &edit.mentions).await?;
+                    let event = Event {
+                        id,
+                        user_id: target.by,
+                        username: target.by_name,
+                        created_at,
+                        kind: EventKind::Edit {
+                            room_id: target.room_id,
+                            room: target.room,
+                            message_id: target.message_id,
+                            content: edit.content,
+                            mentions: edit.mentions.into_iter().map(|(_, name)| name).collect(),
+                            rendered: Some(edit.rendered),
+                        },
+                    };
+                    Applied::answer(Some(reply), Ok(Some(event.clone()))).publishing(event)
+                }
+            },
+            Request::Delete(target, reply) => match self.reachable(&target).await? {
+                None => Applied::answer(Some(reply), Err::<Event, _>(WriteError::Gone("message"))),
+                Some(_) => {
+                    let conn = &mut self.conn;
+                    writes::erase_message(conn, target.message_id).await?;
+                    let (id, created_at) =
+                        writes::insert_change(conn, "delete", target.room_id, target.by, target.message_id, None)
+                            .await?;
+                    let event = Event {
+                        id,
+                        user_id: target.by,
+                        username: target.by_name,
+                        created_at,
+                        kind: EventKind::Delete {
+                            room_id: target.room_id,
+                            room: target.room,
+                            message_id: target.message_id,
+                        },
+                    };
+                    let mut done = Applied::answer(Some(reply), Ok(event.clone())).publishing(event);
+                    done.erased = true;
+                    done
+                }
+            },
+            Request::React(react, reply) => match self.reachable(&react.target).await? {
+                None => Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("message"))),
+                Some(_) => {
+                    let conn = &mut self.conn;
+                    let target = react.target;
+                    let now = writes::reaction_now(conn, target.message_id, &react.emoji, target.by).await?;
+                    if now.mine == react.add {
+                        Applied::answer(Some(reply), Ok(None))
+                    } else if react.add && !now.used && now.kinds >= MAX_REACTION_KINDS {
+                        Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Conflict("reactions")))
+                    } else {
+                        let body = writes::reaction_body(&react.emoji, react.add);
+                        let (id, created_at) = writes::insert_change(
+                            conn,
+                            "reaction",
+                            target.room_id,
+                            target.by,
+                            target.message_id,
+                            Some(&body),
+                        )
+                        .await?;
+                        writes::set_reaction(conn, target.message_id, &react.emoji, target.by, id, react.add).await?;
+                        let reactions = writes::reactions_of(conn, target.message_id).await?;
+                        let event = Event {
+                            id,
+                            user_id: target.by,
+                            username: target.by_name,
+                            created_at,
+                            kind: EventKind::Reaction {
+                                room_id: target.room_id,
+                                room: target.room,
+                                message_id: target.message_id,
+                                emoji: react.emoji,
+                                added: react.add,
+                                reactions,
+                            },
+                        };
+                        Applied::answer(Some(reply), Ok(Some(event.clone()))).publishing(event)
+                    }
+                }
+            },
             Request::StartSession(user, session, reply) => {
                 let outcome = writes::insert_session(conn, user, &session).await;
                 Applied::answer(Some(reply), refusal_only(outcome)?)
@@ -667,11 +825,26 @@ impl Task {
         Ok(())
     }
 
+    /// The current text of the message a change names, if it is still there and its room can
+    /// still be read by whoever changes it.
+    async fn reachable(&mut self, target: &Target) -> Result<Option<String>, WriteError> {
+        let conn = &mut self.conn;
+        if target.members_only && !writes::is_member(conn, target.room_id, target.by).await? {
+            return Ok(None);
+        }
+        Ok(writes::live_message(conn, target.message_id, target.room_id)
+            .await?
+            .map(|(_, content)| content))
+    }
+
     async fn rollback(&mut self) {
         // Fails harmlessly when SQLite already rolled back.
         let _ = writes::exec(&mut self.conn, "ROLLBACK").await;
     }
 }
+
+/// Most different emoji one message takes.
+const MAX_REACTION_KINDS: i64 = 50;
 
 /// A request's own refusal is its answer; any other failure spoils the batch.
 fn refusal_only<T>(outcome: Result<T, WriteError>) -> Result<Result<T, WriteError>, WriteError> {

@@ -138,6 +138,16 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
             get(messages::history).post(messages::post_message),
         )
         .at("/api/rooms/:room/events", get(events::room_events))
+        .at(
+            "/api/messages/:id",
+            get(messages::get_message)
+                .patch(messages::edit_message)
+                .delete(messages::delete_message),
+        )
+        .at(
+            "/api/messages/:id/reactions/:emoji",
+            put(messages::add_reaction).delete(messages::remove_reaction),
+        )
         .at("/api/rooms/:room", patch(rooms::update_room))
         .at("/api/rooms/:room/members", get(rooms::list_members))
         .at(
@@ -174,6 +184,7 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/account/sessions/:id/end", post(account::end_session_form))
         .at("/rooms/:room/messages", post(pages::post_message_form))
         .at("/rooms/:room/older", get(pages::older))
+        .at("/rooms/:room/messages/:id", get(pages::permalink_page))
         .at("/rooms/:room/members", get(pages::member_fragment))
         .at("/static/*path", get(assets::static_file))
         .data(state)

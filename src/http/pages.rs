@@ -65,6 +65,8 @@ struct RoomPage<'a> {
     older_before: Option<EventId>,
     messages: Vec<String>,
     members: Vec<String>,
+    /// The message a permalink shows, among those around it (not the newest).
+    focus: Option<EventId>,
 }
 
 #[derive(Template)]
@@ -159,8 +161,44 @@ pub async fn room_page(
     user: Option<CurrentUser>,
 ) -> Result<Response, ApiError> {
     let Some(user) = user else { return Ok(see_other("/")) };
+    show_room(state, &user, &room, None).await
+}
+
+/// `/rooms/{room}/messages/{id}`: a message's permalink: the room page with the messages
+/// around that one, which is highlighted.
+#[handler]
+pub async fn permalink_page(
+    Data(state): Data<&State>,
+    Path((room, id)): Path<(String, String)>,
+    user: Option<CurrentUser>,
+) -> Result<Response, ApiError> {
+    let Some(user) = user else { return Ok(see_other("/")) };
+    let missing = || {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "No such message",
+            "That message was deleted, or is in a room you cannot read.",
+        )
+    };
+    let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0).map(EventId) else {
+        return missing();
+    };
+    match app::messages::get(&state.app, &user, id).await {
+        Ok((_, found)) if found.name == room => show_room(state, &user, &room, Some(id)).await,
+        Ok(_) | Err(Error::NotFound(_)) => missing(),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The room page, showing the newest messages, or those around `focus`.
+async fn show_room(
+    state: &State,
+    user: &CurrentUser,
+    room: &str,
+    focus: Option<EventId>,
+) -> Result<Response, ApiError> {
     let app = &state.app;
-    let room = match app::rooms::find(app, &user, &room).await {
+    let room = match app::rooms::find(app, user, room).await {
         Ok(room) => room,
         Err(Error::NotFound(what)) => {
             return error_page(StatusCode::NOT_FOUND, "No such room", &format!("There is no {what}."));
@@ -170,11 +208,14 @@ pub async fn room_page(
     // Read the head first: everything after it comes through the stream, so whatever the
     // reads below miss is sent, and whatever they already have is replaced by its id.
     let after = app.head();
-    let (older_before, messages) = message_page(state, &user, &room.name, None).await?;
+    let (older_before, messages) = match focus {
+        None => message_page(state, user, &room.name, None).await?,
+        Some(focus) => focused_page(state, user, &room.name, focus).await?,
+    };
     // One read of the members: the list, and a direct room's people for its title.
-    let members = app::rooms::members(app, &user, &room.name).await?;
-    let sidebar = room_list(state, &user, None).await?;
-    let chosen = app::status::chosen(app, &user).await?;
+    let members = app::rooms::members(app, user, &room.name).await?;
+    let sidebar = room_list(state, user, None).await?;
+    let chosen = app::status::chosen(app, user).await?;
     let people = if room.kind() == RoomKind::Direct {
         let mut people: Vec<String> = members.iter().map(|(name, _)| name.clone()).collect();
         people.sort_by_key(|name| name.to_lowercase());
@@ -202,6 +243,7 @@ pub async fn room_page(
         older_before,
         messages,
         members,
+        focus,
     };
     Ok(Html(page.render()?)
         .with_header(header::CACHE_CONTROL, "no-store")
@@ -300,6 +342,7 @@ async fn message_page(
     let page = Page {
         before,
         after: None,
+        around: None,
         limit: PAGE_MESSAGES + 1,
     };
     let mut events = app::messages::history(&state.app, user, room, page).await?;
@@ -309,6 +352,32 @@ async fn message_page(
     }
     let older_before = more.then(|| events.first().map(|e| e.id)).flatten();
     let html = events.iter().map(render::html).collect::<Result<_, _>>()?;
+    Ok((older_before, html))
+}
+
+/// The messages around `focus`, rendered with it highlighted, and where older ones start if
+/// there may be any.
+async fn focused_page(
+    state: &State,
+    user: &CurrentUser,
+    room: &str,
+    focus: EventId,
+) -> Result<(Option<EventId>, Vec<String>), ApiError> {
+    let page = Page {
+        before: None,
+        after: None,
+        around: Some(focus),
+        limit: PAGE_MESSAGES,
+    };
+    let events = app::messages::history(&state.app, user, room, page).await?;
+    let up_to_focus = events.iter().filter(|event| event.id <= focus).count();
+    let older_before = (up_to_focus >= PAGE_MESSAGES.div_ceil(2) as usize)
+        .then(|| events.first().map(|e| e.id))
+        .flatten();
+    let html = events
+        .iter()
+        .map(|event| render::message_html(event, event.id == focus))
+        .collect::<Result<_, _>>()?;
     Ok((older_before, html))
 }
 
@@ -343,6 +412,8 @@ pub struct MessageForm {
     content: String,
     /// Set by the page's script, so a retried or double-clicked send is stored once.
     client_id: Option<String>,
+    /// The message it answers.
+    reply_to: Option<String>,
 }
 
 /// The message box without script. The message itself reaches the page through the stream.
@@ -354,7 +425,11 @@ pub async fn post_message_form(
     FormBody(form): FormBody<MessageForm>,
 ) -> Result<StatusCode, ApiError> {
     let client_id = form.client_id.as_deref().filter(|id| !id.is_empty());
-    app::messages::post(&state.app, &user, &room, form.content, client_id).await?;
+    let reply_to = match form.reply_to.as_deref().filter(|id| !id.is_empty()) {
+        None => None,
+        Some(raw) => Some(parse_id("reply_to", raw)?),
+    };
+    app::messages::post(&state.app, &user, &room, form.content, client_id, reply_to).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,6 +2,7 @@
 //! renderings of events.
 
 mod frame;
+pub mod markdown;
 pub mod render;
 pub mod sse;
 

@@ -6,17 +6,77 @@
 use askama::Template;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::domain::{Event, EventId, EventKind, Status};
+use super::markdown;
+use crate::domain::{Event, EventId, EventKind, Reactions, Status};
 
-/// One message as the page shows it.
+/// One message as the page shows it, in its state as read (or as just posted).
 #[derive(Template)]
 #[template(path = "_message.html")]
 pub struct MessagePartial<'a> {
     pub id: EventId,
     pub room: &'a str,
     pub username: &'a str,
-    pub content: &'a str,
     pub created_at: &'a str,
+    pub edited_at: Option<&'a str>,
+    /// The rendered Markdown: safe HTML.
+    pub html: &'a str,
+    pub emoji_only: bool,
+    pub mentions: &'a [String],
+    pub quote: Option<QuoteView<'a>>,
+    pub reactions: &'a [Reactions],
+    /// The message a permalink points at.
+    pub highlight: bool,
+}
+
+/// A reply's quote of the message it answers.
+pub struct QuoteView<'a> {
+    pub id: EventId,
+    pub username: &'a str,
+    /// `None`: that message was deleted.
+    pub excerpt: Option<String>,
+}
+
+/// A message's reactions, which a `reaction` frame replaces whole.
+#[derive(Template)]
+#[template(path = "_reactions.html")]
+pub struct ReactionsPartial<'a> {
+    pub id: EventId,
+    pub room: &'a str,
+    pub reactions: &'a [Reactions],
+}
+
+/// A message's new text, which replaces its old one in place; it carries what the page also
+/// updates: the "edited" mark and the quotes of replies to it.
+#[derive(Template)]
+#[template(path = "_edit.html")]
+pub struct EditPartial<'a> {
+    pub id: EventId,
+    pub room: &'a str,
+    pub edited_at: &'a str,
+    pub html: &'a str,
+    pub emoji_only: bool,
+    pub excerpt: String,
+    pub mentions: &'a [String],
+}
+
+/// A deleted message: the page removes it, and says so in the replies that quote it.
+#[derive(Template)]
+#[template(path = "_delete.html")]
+pub struct DeletePartial<'a> {
+    pub id: EventId,
+    pub room: &'a str,
+}
+
+/// How long a reply's quote of a message is, in characters.
+pub const EXCERPT_CHARS: usize = 100;
+
+/// The excerpt of `content` a reply's quote shows: plain text, with no character that could
+/// reorder what follows it (the page sets it as text).
+pub fn excerpt(content: &str) -> String {
+    markdown::excerpt(content, EXCERPT_CHARS)
+        .chars()
+        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .collect()
 }
 
 /// One member and their status, in the member list.
@@ -67,10 +127,59 @@ impl Serialize for Json<'_> {
         map.serialize_entry("id", &event.id)?;
         map.serialize_entry("type", event.name())?;
         match &event.kind {
-            EventKind::Message { room, content, .. } => {
+            EventKind::Message {
+                room,
+                content,
+                reply_to,
+                mentions,
+                edited_at,
+                reactions,
+                ..
+            } => {
                 map.serialize_entry("room", room)?;
                 map.serialize_entry("username", &event.username)?;
                 map.serialize_entry("content", content)?;
+                map.serialize_entry("created_at", &event.created_at)?;
+                if let Some(edited_at) = edited_at {
+                    map.serialize_entry("edited_at", edited_at)?;
+                }
+                if let Some(quote) = reply_to {
+                    map.serialize_entry("reply_to", &quote.id)?;
+                }
+                map.serialize_entry("mentions", mentions)?;
+                map.serialize_entry("reactions", &ReactionsJson(reactions))?;
+                return map.end();
+            }
+            EventKind::Edit {
+                room,
+                message_id,
+                content,
+                mentions,
+                ..
+            } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("message_id", message_id)?;
+                map.serialize_entry("username", &event.username)?;
+                map.serialize_entry("content", content)?;
+                map.serialize_entry("mentions", mentions)?;
+            }
+            EventKind::Delete { room, message_id, .. } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("message_id", message_id)?;
+                map.serialize_entry("username", &event.username)?;
+            }
+            EventKind::Reaction {
+                room,
+                message_id,
+                emoji,
+                added,
+                ..
+            } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("message_id", message_id)?;
+                map.serialize_entry("username", &event.username)?;
+                map.serialize_entry("emoji", emoji)?;
+                map.serialize_entry("added", added)?;
             }
             EventKind::Status { status } => {
                 map.serialize_entry("username", &event.username)?;
@@ -109,6 +218,23 @@ impl Serialize for Json<'_> {
     }
 }
 
+/// `[{"emoji","usernames"}]`.
+struct ReactionsJson<'a>(&'a [Reactions]);
+
+impl Serialize for ReactionsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for reactions in self.0 {
+            seq.serialize_element(&serde_json::json!({
+                "emoji": reactions.emoji,
+                "usernames": reactions.usernames,
+            }))?;
+        }
+        seq.end()
+    }
+}
+
 /// The event as JSON text.
 pub fn json(event: &Event) -> String {
     // A map of strings, numbers and booleans cannot fail to serialise.
@@ -117,13 +243,87 @@ pub fn json(event: &Event) -> String {
 
 /// The event as the page's HTML fragment.
 pub fn html(event: &Event) -> Result<String, askama::Error> {
+    message_html(event, false)
+}
+
+/// The event as the page's HTML fragment; a message `highlight`ed is the one a permalink
+/// points at.
+pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Error> {
     match &event.kind {
-        EventKind::Message { room, content, .. } => MessagePartial {
-            id: event.id,
+        EventKind::Message {
             room,
-            username: &event.username,
             content,
-            created_at: &event.created_at,
+            reply_to,
+            mentions,
+            edited_at,
+            reactions,
+            rendered,
+            ..
+        } => {
+            let fresh;
+            let html = match rendered {
+                Some(html) => html.as_str(),
+                None => {
+                    fresh = markdown::render(content, mentions);
+                    fresh.as_str()
+                }
+            };
+            MessagePartial {
+                id: event.id,
+                room,
+                username: &event.username,
+                created_at: &event.created_at,
+                edited_at: edited_at.as_deref(),
+                html,
+                emoji_only: markdown::emoji_only(content),
+                mentions,
+                quote: reply_to.as_ref().map(|quote| QuoteView {
+                    id: quote.id,
+                    username: &quote.username,
+                    excerpt: quote.content.as_deref().map(excerpt),
+                }),
+                reactions,
+                highlight,
+            }
+            .render()
+        }
+        EventKind::Edit {
+            room,
+            message_id,
+            content,
+            mentions,
+            rendered,
+            ..
+        } => {
+            let fresh;
+            let html = match rendered {
+                Some(html) => html.as_str(),
+                None => {
+                    fresh = markdown::render(content, mentions);
+                    fresh.as_str()
+                }
+            };
+            EditPartial {
+                id: *message_id,
+                room,
+                edited_at: &event.created_at,
+                html,
+                emoji_only: markdown::emoji_only(content),
+                excerpt: excerpt(content),
+                mentions,
+            }
+            .render()
+        }
+        EventKind::Delete { room, message_id, .. } => DeletePartial { id: *message_id, room }.render(),
+        EventKind::Reaction {
+            room,
+            message_id,
+            reactions,
+            ..
+        } => ReactionsPartial {
+            id: *message_id,
+            room,
+            reactions,
         }
         .render(),
         EventKind::Status { status } => MemberPartial {
@@ -161,41 +361,6 @@ pub fn html(event: &Event) -> Result<String, askama::Error> {
     }
 }
 
-mod filters {
-    use askama::filters::Safe;
-
-    /// HTML-escapes user text and writes its line ends as character references, so that the
-    /// text arrives in the page exactly as it was sent: an SSE parser would turn a raw `\r` or
-    /// `\r\n` into `\n`.
-    ///
-    /// Each bidirectional embedding, override or isolate control is put in an element of its
-    /// own, which the page's style isolates and labels (`.bidi`): it stays in the text, but
-    /// cannot reorder what follows it, so no message can show its characters in another order
-    /// than they were written (`invoice\u{202E}fdp.exe`).
-    #[askama::filter_fn]
-    pub fn verbatim(value: &str, _env: &dyn askama::Values) -> askama::Result<Safe<String>> {
-        use std::fmt::Write as _;
-        let mut out = String::with_capacity(value.len() + 16);
-        for c in value.chars() {
-            match c {
-                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-                    // Writing into a `String` cannot fail.
-                    let _ = write!(out, r#"<span class="bidi" data-cp="U+{:04X}">{c}</span>"#, u32::from(c));
-                }
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '&' => out.push_str("&amp;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                '\r' => out.push_str("&#13;"),
-                '\n' => out.push_str("&#10;"),
-                c => out.push(c),
-            }
-        }
-        Ok(Safe(out))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,11 +372,7 @@ mod tests {
             user_id: UserId(1),
             username: "ada".into(),
             created_at: "2026-11-21T09:30:00.123Z".into(),
-            kind: EventKind::Message {
-                room_id: RoomId(1),
-                room: "general".into(),
-                content: content.into(),
-            },
+            kind: EventKind::said(RoomId(1), "general", content),
         }
     }
 
@@ -219,7 +380,7 @@ mod tests {
     fn json_matches_the_contract() {
         assert_eq!(
             json(&message("hi")),
-            r#"{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"2026-11-21T09:30:00.123Z"}"#
+            r#"{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"2026-11-21T09:30:00.123Z","mentions":[],"reactions":[]}"#
         );
         let status = Event {
             kind: EventKind::Status { status: Status::Away },

@@ -11,13 +11,15 @@ mod reads;
 pub(super) mod writes;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use reads::{Account, AccountListing, Room, SessionRow, Store, StoredStatus};
+pub use reads::{Account, AccountListing, HistoryPage, Room, SessionRow, Store, StoredStatus};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,9 @@ fn connect_options(path: &Path, sync: Durability) -> SqliteConnectOptions {
         .foreign_keys(true)
         // Commits must never wait for a checkpoint: the checkpoint task does that work.
         .pragma("wal_autocheckpoint", "0")
+        // What is deleted is overwritten, not only unlinked: a deleted message's text does
+        // not stay in free space.
+        .pragma("secure_delete", "ON")
         // After a burst, the WAL goes back to this size at the next checkpoint instead of
         // keeping its high-water mark on disk.
         .pragma("journal_size_limit", "67108864")
@@ -136,24 +141,45 @@ fn explain(error: sqlx::Error, path: &Path, doing: &str) -> anyhow::Error {
 }
 
 /// Copies the WAL back into the database file now and then, off the writer's path, so that
-/// no commit ever waits for a checkpoint and the WAL does not grow without bound. On `stop`
-/// it truncates the WAL, leaving a tidy file for `sqlite3`.
-pub async fn run_checkpointer(mut conn: SqliteConnection, stop: CancellationToken) {
+/// no commit ever waits for a checkpoint and the WAL does not grow without bound. When text
+/// was erased (`erased` is notified), it also truncates the WAL, which holds the pages as they
+/// were before: until then a deleted message's text is still in the file. On `stop` it
+/// truncates the WAL, leaving a tidy file for `sqlite3`.
+pub async fn run_checkpointer(mut conn: SqliteConnection, erased: Arc<Notify>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Text was erased and the WAL not yet truncated since.
+    let mut to_truncate = false;
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                // PASSIVE never blocks the writer or readers; it copies what it can.
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
-                    tracing::warn!(%error, "checkpoint failed");
-                }
-            }
+            _ = tick.tick() => {}
+            () = erased.notified() => to_truncate = true,
             () = stop.cancelled() => break,
         }
+        if to_truncate {
+            // Waits (up to the busy timeout) for readers of older pages and for the writer;
+            // a reader still holding a snapshot makes it give up, to be tried again.
+            match truncate(&mut conn).await {
+                Ok(true) => to_truncate = false,
+                Ok(false) => tracing::debug!("the WAL could not be truncated yet"),
+                Err(error) => tracing::warn!(%error, "checkpoint failed"),
+            }
+        } else if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+            // PASSIVE never blocks the writer or readers; it copies what it can.
+            tracing::warn!(%error, "checkpoint failed");
+        }
     }
-    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
+    if let Err(error) = truncate(&mut conn).await {
         tracing::warn!(%error, "final checkpoint failed");
     }
     let _ = conn.close().await;
+}
+
+/// Copies the whole WAL into the database file and truncates it to nothing; whether it could
+/// (no reader was still using a page of it).
+async fn truncate(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(conn)
+        .await?;
+    Ok(busy == 0)
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use sqlx::{FromRow, SqlitePool};
 
 use super::writes::INVITE_COLUMNS;
-use crate::domain::{Event, EventId, EventKind, Membership, Role, RoomId, RoomKind, Status, UserId, View};
+use super::writes::group_reactions;
+use crate::domain::{
+    Event, EventId, EventKind, Membership, Quote, Reactions, Role, RoomId, RoomKind, Status, UserId, View,
+};
 use crate::eventlog::Invite;
 
 /// Read access to the log, shared by every request. Cloning copies two `Arc`s.
@@ -35,6 +38,12 @@ struct EventRow {
     subject: Option<String>,
     body: Option<String>,
     created_at: String,
+    /// The message an edit, deletion or reaction changes.
+    message_id: Option<EventId>,
+    /// The message a message answers.
+    reply_to: Option<EventId>,
+    /// Whom a message or edit mentions: names, space-separated.
+    mentions: Option<String>,
 }
 
 /// A `room` event's stored state: `{"topic","archived"}`, or (written before rooms changed)
@@ -67,7 +76,51 @@ impl TryFrom<EventRow> for Event {
                 room_id,
                 room,
                 content: row.body.clone().ok_or_else(shape)?,
+                // Who wrote it and what it says now are read next (`Store::complete`).
+                reply_to: row.reply_to.map(|id| Quote {
+                    id,
+                    username: String::new(),
+                    content: None,
+                }),
+                mentions: names(row.mentions.as_deref()),
+                edited_at: None,
+                reactions: Vec::new(),
+                rendered: None,
             },
+            ("edit", Some(room_id), Some(room)) => EventKind::Edit {
+                room_id,
+                room,
+                message_id: row.message_id.ok_or_else(shape)?,
+                content: row.body.clone().ok_or_else(shape)?,
+                mentions: names(row.mentions.as_deref()),
+                rendered: None,
+            },
+            ("delete", Some(room_id), Some(room)) => EventKind::Delete {
+                room_id,
+                room,
+                message_id: row.message_id.ok_or_else(shape)?,
+            },
+            ("reaction", Some(room_id), Some(room)) => {
+                #[derive(serde::Deserialize)]
+                struct Change {
+                    emoji: String,
+                    added: bool,
+                }
+                let change: Change = row
+                    .body
+                    .as_deref()
+                    .and_then(|body| serde_json::from_str(body).ok())
+                    .ok_or_else(shape)?;
+                EventKind::Reaction {
+                    room_id,
+                    room,
+                    message_id: row.message_id.ok_or_else(shape)?,
+                    emoji: change.emoji,
+                    added: change.added,
+                    // The message's reactions are read next (`Store::complete`).
+                    reactions: Vec::new(),
+                }
+            }
             ("status", None, _) => EventKind::Status {
                 status: row
                     .body
@@ -110,7 +163,10 @@ macro_rules! select_events {
     ($($rest:expr),*) => {
         concat!(
             "SELECT e.id, e.kind, e.room_id, r.name AS room, r.kind AS room_kind, e.user_id, u.username, \
-                    e.subject_id, s.username AS subject, e.body, e.created_at \
+                    e.subject_id, s.username AS subject, e.body, e.created_at, e.message_id, e.reply_to, \
+                    CASE WHEN e.kind IN ('message', 'edit') THEN \
+                      (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
+                       WHERE m.event_id = e.id) END AS mentions \
              FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id \
              LEFT JOIN users AS s ON s.id = e.subject_id ",
             $($rest),*
@@ -127,6 +183,15 @@ macro_rules! readable_by_user_2 {
           WHERE a.user_id = ?2 AND a.room_id = e.room_id AND a.from_id <= e.id \
             AND (a.until_id IS NULL OR a.until_id >= e.id)))"
     };
+}
+
+/// Which page of a room's history (`Store::history`); `limit` is at least 1.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPage {
+    pub before: Option<EventId>,
+    pub after: Option<EventId>,
+    pub around: Option<EventId>,
+    pub limit: u32,
 }
 
 /// A room, as the app finds it by name. The name, kind and creator never change; the topic and
@@ -217,6 +282,32 @@ fn events(rows: Vec<EventRow>) -> Result<Vec<Event>, sqlx::Error> {
     rows.into_iter().map(Event::try_from).collect()
 }
 
+/// Space-separated names as a list.
+fn names(joined: Option<&str>) -> Vec<String> {
+    joined
+        .map(|joined| {
+            joined
+                .split(' ')
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A list of ids as the JSON array `json_each` reads.
+fn id_list(ids: &[EventId]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// Whether a row is still to be replayed: not the message, an edit or a reaction of a message
+/// since deleted (whose text is gone; its `delete` event is replayed).
+macro_rules! not_erased {
+    () => {
+        "NOT (e.kind IN ('message', 'edit', 'reaction') AND e.body IS NULL)"
+    };
+}
+
 impl Store {
     pub(super) fn new(pool: SqlitePool) -> Self {
         Self {
@@ -236,6 +327,8 @@ impl Store {
                     "SELECT * FROM (",
                     select_events!(
                         "WHERE e.room_id = ?1 AND e.scope = 'room' AND e.id > ?3 AND ",
+                        not_erased!(),
+                        " AND ",
                         readable_by_user_2!()
                     ),
                     " UNION ALL ",
@@ -257,6 +350,8 @@ impl Store {
                 const SQL: &str = select_events!(
                     "WHERE e.id > ?1 AND (e.scope = 'everyone' OR (e.scope = 'user' AND e.user_id = ?2) \
                      OR (e.scope = 'room' AND ",
+                    not_erased!(),
+                    " AND ",
                     readable_by_user_2!(),
                     ")) ORDER BY e.id LIMIT ?3"
                 );
@@ -268,7 +363,9 @@ impl Store {
                     .await?
             }
         };
-        events(rows)
+        let mut events = events(rows)?;
+        self.complete(&mut events).await?;
+        Ok(events)
     }
 
     /// How many events `view` shows after `after`, counting no further than `at_most`: the
@@ -311,22 +408,45 @@ impl Store {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
-    /// A page of a room's messages, oldest first: the newest `limit` before `before` (or
-    /// the newest of all), or, given `after`, the oldest `limit` after it.
-    pub async fn history(
-        &self,
-        room: RoomId,
-        before: Option<EventId>,
-        after: Option<EventId>,
-        limit: u32,
-    ) -> Result<Vec<Event>, sqlx::Error> {
-        let before = before.unwrap_or(EventId::MAX);
-        let rows: Vec<EventRow> = match after {
-            Some(after) => {
-                const SQL: &str = select_events!(
-                    "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.id > ?2 AND e.id < ?3 ORDER BY e.id LIMIT ?4"
-                );
-                sqlx::query_as(SQL)
+    /// A page of a room's messages in their current state, oldest first, deleted ones left
+    /// out: the newest `limit` before `page.before` (or the newest of all), the oldest `limit`
+    /// after `page.after`, or `limit` centred on `page.around` (half of them up to it, and it).
+    pub async fn history(&self, room: RoomId, page: HistoryPage) -> Result<Vec<Event>, sqlx::Error> {
+        const NEWEST_BEFORE: &str = concat!(
+            "SELECT * FROM (",
+            select_events!(
+                "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.body IS NOT NULL AND e.id < ?2 \
+                 ORDER BY e.id DESC LIMIT ?3"
+            ),
+            ") ORDER BY id"
+        );
+        const OLDEST_AFTER: &str = select_events!(
+            "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.body IS NOT NULL AND e.id > ?2 AND e.id < ?3 \
+             ORDER BY e.id LIMIT ?4"
+        );
+        let before = page.before.unwrap_or(EventId::MAX);
+        let limit = page.limit;
+        let rows: Vec<EventRow> = match (page.around, page.after) {
+            (Some(around), _) => {
+                let up_to = limit.div_ceil(2);
+                let mut rows: Vec<EventRow> = sqlx::query_as(NEWEST_BEFORE)
+                    .bind(room)
+                    .bind(EventId(around.get().saturating_add(1)))
+                    .bind(up_to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let after: Vec<EventRow> = sqlx::query_as(OLDEST_AFTER)
+                    .bind(room)
+                    .bind(around)
+                    .bind(EventId::MAX)
+                    .bind(limit - up_to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.extend(after);
+                rows
+            }
+            (None, Some(after)) => {
+                sqlx::query_as(OLDEST_AFTER)
                     .bind(room)
                     .bind(after)
                     .bind(before)
@@ -334,15 +454,8 @@ impl Store {
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => {
-                const SQL: &str = concat!(
-                    "SELECT * FROM (",
-                    select_events!(
-                        "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3"
-                    ),
-                    ") ORDER BY id"
-                );
-                sqlx::query_as(SQL)
+            (None, None) => {
+                sqlx::query_as(NEWEST_BEFORE)
                     .bind(room)
                     .bind(before)
                     .bind(limit)
@@ -350,7 +463,142 @@ impl Store {
                     .await?
             }
         };
-        events(rows)
+        let mut events = events(rows)?;
+        self.current_state(&mut events).await?;
+        Ok(events)
+    }
+
+    /// One message in its current state; `None` if there is none with this id (or it was
+    /// deleted).
+    pub async fn message(&self, id: EventId) -> Result<Option<Event>, sqlx::Error> {
+        const SQL: &str = select_events!("WHERE e.id = ? AND e.kind = 'message' AND e.body IS NOT NULL");
+        let row: Option<EventRow> = sqlx::query_as(SQL).bind(id).fetch_optional(&self.pool).await?;
+        let mut events = row.map(Event::try_from).transpose()?.into_iter().collect::<Vec<_>>();
+        self.current_state(&mut events).await?;
+        Ok(events.pop())
+    }
+
+    /// Brings messages read as first posted to their state now: newest text, when it was
+    /// edited, whom that version mentions, and their reactions; then as `complete`.
+    async fn current_state(&self, events: &mut [Event]) -> Result<(), sqlx::Error> {
+        let ids: Vec<EventId> = events
+            .iter()
+            .filter(|event| matches!(event.kind, EventKind::Message { .. }))
+            .map(|event| event.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list = id_list(&ids);
+        // SQLite returns the bare columns of the row holding max(id): each message's newest
+        // edit, and whom that one mentions.
+        let edits: Vec<(EventId, String, String, EventId, Option<String>)> = sqlx::query_as(
+            "SELECT x.message_id, x.body, x.created_at, max(x.id), \
+                    (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
+                     WHERE m.event_id = x.id) \
+             FROM events AS x WHERE x.kind = 'edit' AND x.message_id IN (SELECT value FROM json_each(?1)) \
+             GROUP BY x.message_id",
+        )
+        .bind(&list)
+        .fetch_all(&self.pool)
+        .await?;
+        let reactions = self.reactions_of(&list).await?;
+        let mut edits: HashMap<EventId, (String, String, Option<String>)> = edits
+            .into_iter()
+            .map(|(message, body, at, _, mentions)| (message, (body, at, mentions)))
+            .collect();
+        for event in events.iter_mut() {
+            let id = event.id;
+            if let EventKind::Message {
+                content,
+                mentions,
+                edited_at,
+                reactions: now,
+                ..
+            } = &mut event.kind
+            {
+                if let Some((body, at, mentioned)) = edits.remove(&id) {
+                    *content = body;
+                    *edited_at = Some(at);
+                    *mentions = names(mentioned.as_deref());
+                }
+                *now = reactions.get(&id).cloned().unwrap_or_default();
+            }
+        }
+        self.complete(events).await
+    }
+
+    /// Reads what a page of events names but its rows do not hold: for a reply, the message it
+    /// answers as it is now; for a reaction, every reaction of its message now.
+    async fn complete(&self, events: &mut [Event]) -> Result<(), sqlx::Error> {
+        let mut quoted = Vec::new();
+        let mut reacted = Vec::new();
+        for event in events.iter() {
+            match &event.kind {
+                EventKind::Message {
+                    reply_to: Some(quote), ..
+                } => quoted.push(quote.id),
+                EventKind::Reaction { message_id, .. } => reacted.push(*message_id),
+                _ => {}
+            }
+        }
+        if !quoted.is_empty() {
+            let rows: Vec<(EventId, String, Option<String>)> = sqlx::query_as(
+                "SELECT q.id, u.username, \
+                        coalesce((SELECT x.body FROM events AS x WHERE x.kind = 'edit' AND x.message_id = q.id \
+                                  ORDER BY x.id DESC LIMIT 1), q.body) \
+                 FROM events AS q JOIN users AS u ON u.id = q.user_id \
+                 WHERE q.id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(id_list(&quoted))
+            .fetch_all(&self.pool)
+            .await?;
+            let quotes: HashMap<EventId, (String, Option<String>)> =
+                rows.into_iter().map(|(id, name, text)| (id, (name, text))).collect();
+            for event in events.iter_mut() {
+                if let EventKind::Message {
+                    reply_to: Some(quote), ..
+                } = &mut event.kind
+                    && let Some((username, content)) = quotes.get(&quote.id)
+                {
+                    quote.username.clone_from(username);
+                    quote.content.clone_from(content);
+                }
+            }
+        }
+        if !reacted.is_empty() {
+            let reactions = self.reactions_of(&id_list(&reacted)).await?;
+            for event in events.iter_mut() {
+                if let EventKind::Reaction {
+                    message_id,
+                    reactions: now,
+                    ..
+                } = &mut event.kind
+                {
+                    *now = reactions.get(message_id).cloned().unwrap_or_default();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The reactions of the messages a JSON list of ids names, by message.
+    async fn reactions_of(&self, list: &str) -> Result<HashMap<EventId, Vec<Reactions>>, sqlx::Error> {
+        let rows: Vec<(EventId, String, String)> = sqlx::query_as(
+            "SELECT r.message_id, r.emoji, u.username FROM reactions AS r JOIN users AS u ON u.id = r.user_id \
+             WHERE r.message_id IN (SELECT value FROM json_each(?)) ORDER BY r.message_id, r.event_id",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_message: HashMap<EventId, Vec<(String, String)>> = HashMap::new();
+        for (message, emoji, username) in rows {
+            by_message.entry(message).or_default().push((emoji, username));
+        }
+        Ok(by_message
+            .into_iter()
+            .map(|(message, rows)| (message, group_reactions(rows)))
+            .collect())
     }
 
     /// The newest id ever handed out, even if its row has since been deleted (AUTOINCREMENT
@@ -463,6 +711,27 @@ impl Store {
             rooms.entry(room).or_default().extend(member);
         }
         Ok(Membership::new(rooms))
+    }
+
+    /// The active accounts with these names (in any case), as they spell them, in the order
+    /// the names are given.
+    pub async fn accounts_named(&self, names: &[String]) -> Result<Vec<(UserId, String)>, sqlx::Error> {
+        let list = serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
+        let found: Vec<(UserId, String)> = sqlx::query_as(
+            "SELECT id, username FROM users WHERE active = 1 AND username IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                found
+                    .iter()
+                    .find(|(_, found)| found.eq_ignore_ascii_case(name))
+                    .cloned()
+            })
+            .collect())
     }
 
     pub async fn account(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {

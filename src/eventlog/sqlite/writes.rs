@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnection;
 
 use crate::domain::NotAdmitted;
-use crate::domain::{EventId, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
+use crate::domain::{EventId, Reactions, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
 use crate::eventlog::{Admission, Invite, Join, Joined, NewInvite};
 use crate::eventlog::{NewSession, Post, WriteError};
 
@@ -433,9 +433,9 @@ const MAX_POSTS_PER_INSERT: usize = 256;
 static INSERT_POSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
     (0..=MAX_POSTS_PER_INSERT.ilog2())
         .map(|power| {
-            let rows = vec!["('message', 'room', ?, ?, ?, ?)"; 1 << power].join(", ");
+            let rows = vec!["('message', 'room', ?, ?, ?, ?, ?)"; 1 << power].join(", ");
             format!(
-                "INSERT INTO events (kind, scope, room_id, user_id, body, client_id) VALUES {rows} \
+                "INSERT INTO events (kind, scope, room_id, user_id, body, client_id, reply_to) VALUES {rows} \
                  ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
                  RETURNING id, created_at, user_id, client_id"
             )
@@ -536,7 +536,8 @@ async fn insert_fresh_posts(
                 .bind(post.room_id)
                 .bind(post.user_id)
                 .bind(&post.content)
-                .bind(post.client_id());
+                .bind(post.client_id())
+                .bind(post.reply_to);
         }
         let mut stored = insert.fetch_all(&mut *conn).await?;
         // SQLite inserts the rows in the order given, so ids follow it; `RETURNING` does not
@@ -701,4 +702,173 @@ pub async fn revoke_invite(conn: &mut SqliteConnection, code: &str) -> Result<bo
         .await?
         .rows_affected();
     Ok(revoked > 0)
+}
+
+/// Records whom a message, or one version of it (`event`: the message or an edit), mentions.
+pub async fn insert_mentions(
+    conn: &mut SqliteConnection,
+    event: EventId,
+    mentions: &[(UserId, String)],
+) -> Result<(), WriteError> {
+    for (user, _) in mentions {
+        sqlx::query("INSERT OR IGNORE INTO mentions (event_id, user_id) VALUES (?, ?)")
+            .bind(event)
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A message as a change to it finds it: in `room`, not deleted; its author and its current
+/// text. `None` if there is no such message (any more).
+pub async fn live_message(
+    conn: &mut SqliteConnection,
+    message: EventId,
+    room: RoomId,
+) -> Result<Option<(String, String)>, WriteError> {
+    Ok(sqlx::query_as(
+        "SELECT u.username, coalesce((SELECT x.body FROM events AS x WHERE x.kind = 'edit' AND x.message_id = e.id \
+                                      ORDER BY x.id DESC LIMIT 1), e.body) \
+         FROM events AS e JOIN users AS u ON u.id = e.user_id \
+         WHERE e.id = ? AND e.room_id = ? AND e.kind = 'message' AND e.body IS NOT NULL",
+    )
+    .bind(message)
+    .bind(room)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Appends a change to a message (`edit`, `delete` or `reaction`); returns its id and time.
+pub async fn insert_change(
+    conn: &mut SqliteConnection,
+    kind: &'static str,
+    room: RoomId,
+    by: UserId,
+    message: EventId,
+    body: Option<&str>,
+) -> Result<(EventId, String), WriteError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO events (kind, scope, room_id, user_id, message_id, body) VALUES (?, 'room', ?, ?, ?, ?) \
+         RETURNING id, created_at",
+    )
+    .bind(kind)
+    .bind(room)
+    .bind(by)
+    .bind(message)
+    .bind(body)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Erases a message: its text, every earlier version of it and its reactions' records (the
+/// rows stay, for their ids), its reactions and whom it mentioned. With `secure_delete` on,
+/// the freed bytes are overwritten in the pages; the WAL's copies go at the next truncating
+/// checkpoint.
+pub async fn erase_message(conn: &mut SqliteConnection, message: EventId) -> Result<(), WriteError> {
+    sqlx::query(
+        "DELETE FROM mentions WHERE event_id = ?1 \
+            OR event_id IN (SELECT id FROM events WHERE kind = 'edit' AND message_id = ?1)",
+    )
+    .bind(message)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM reactions WHERE message_id = ?")
+        .bind(message)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE events SET body = NULL \
+         WHERE id = ?1 OR (message_id = ?1 AND kind IN ('edit', 'reaction'))",
+    )
+    .bind(message)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One emoji's reactions to a message as a reaction finds them.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ReactionNow {
+    /// The user reacted with it.
+    pub mine: bool,
+    /// Someone did.
+    pub used: bool,
+    /// How many different emoji the message has.
+    pub kinds: i64,
+}
+
+pub async fn reaction_now(
+    conn: &mut SqliteConnection,
+    message: EventId,
+    emoji: &str,
+    user: UserId,
+) -> Result<ReactionNow, WriteError> {
+    Ok(sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3) AS mine, \
+                EXISTS (SELECT 1 FROM reactions WHERE message_id = ?1 AND emoji = ?2) AS used, \
+                (SELECT count(DISTINCT emoji) FROM reactions WHERE message_id = ?1) AS kinds",
+    )
+    .bind(message)
+    .bind(emoji)
+    .bind(user)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Adds or removes one reaction, recorded by the event `event`.
+pub async fn set_reaction(
+    conn: &mut SqliteConnection,
+    message: EventId,
+    emoji: &str,
+    user: UserId,
+    event: EventId,
+    add: bool,
+) -> Result<(), WriteError> {
+    let sql = if add {
+        "INSERT INTO reactions (message_id, emoji, user_id, event_id) VALUES (?, ?, ?, ?)"
+    } else {
+        "DELETE FROM reactions WHERE message_id = ? AND emoji = ? AND user_id = ? AND ? IS NOT NULL"
+    };
+    sqlx::query(sql)
+        .bind(message)
+        .bind(emoji)
+        .bind(user)
+        .bind(event)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A message's reactions now: each emoji in order of its first use, and who reacted with it,
+/// in order.
+pub async fn reactions_of(conn: &mut SqliteConnection, message: EventId) -> Result<Vec<Reactions>, WriteError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT r.emoji, u.username FROM reactions AS r JOIN users AS u ON u.id = r.user_id \
+         WHERE r.message_id = ? ORDER BY r.event_id",
+    )
+    .bind(message)
+    .fetch_all(conn)
+    .await?;
+    Ok(group_reactions(rows))
+}
+
+/// `(emoji, username)` pairs in reaction order, grouped by emoji in order of first use.
+pub fn group_reactions(rows: impl IntoIterator<Item = (String, String)>) -> Vec<Reactions> {
+    let mut grouped: Vec<Reactions> = Vec::new();
+    for (emoji, username) in rows {
+        match grouped.iter_mut().find(|r| r.emoji == emoji) {
+            Some(reactions) => reactions.usernames.push(username),
+            None => grouped.push(Reactions {
+                emoji,
+                usernames: vec![username],
+            }),
+        }
+    }
+    grouped
+}
+
+/// A reaction event's `body`.
+pub fn reaction_body(emoji: &str, added: bool) -> String {
+    serde_json::json!({ "emoji": emoji, "added": added }).to_string()
 }
