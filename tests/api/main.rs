@@ -8,6 +8,7 @@ mod access;
 mod accounts;
 mod browser;
 mod changes;
+mod changes_page;
 mod connections;
 mod content;
 mod crash;
