@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fantoccini::Client as Browser;
 use fantoccini::Locator;
-use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, TouchActions};
 use serde_json::{Value, json};
 
 use crate::common::browser::{
@@ -65,6 +65,28 @@ async fn act(browser: &Browser, id: i64, action: &str) {
     )
     .await;
     click(browser, &format!("#actions [data-action={action}]")).await;
+}
+
+/// Touches the element `css` with a finger and lifts it: a tap on a phone's screen.
+async fn tap(browser: &Browser, css: &str) {
+    browser
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
+            vec![Value::from(css)],
+        )
+        .await
+        .unwrap();
+    let element = browser.find(Locator::Css(css)).await.unwrap();
+    let actions = TouchActions::new("finger".into())
+        .then(PointerAction::MoveToElement {
+            element,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down { button: 0 })
+        .then(PointerAction::Up { button: 0 });
+    browser.perform_actions(actions).await.unwrap();
 }
 
 async fn click(browser: &Browser, css: &str) {
@@ -166,7 +188,11 @@ async fn edits_reactions_replies_and_deletions_made_on_one_page_show_live_and_in
 
     // Ada writes Markdown that names bob: it shows rendered, the link safe, the mention marked
     // on bob's page alone.
-    type_and_send(&ada, "hello @bob, **bold** news: see [the docs](https://example.com/docs)").await;
+    type_and_send(
+        &ada,
+        "hello @bob, **bold** news: see [the docs](https://example.com/docs)",
+    )
+    .await;
     wait_for(&ada, "ada's message is stored", "!document.querySelector('.pending')").await;
     let first = newest_id(&ada).await;
     wait_for(
@@ -183,7 +209,10 @@ async fn edits_reactions_replies_and_deletions_made_on_one_page_show_live_and_in
         ),
     )
     .await;
-    assert_eq!(link, json!(["https://example.com/docs", "noopener noreferrer", "the docs"]));
+    assert_eq!(
+        link,
+        json!(["https://example.com/docs", "noopener noreferrer", "the docs"])
+    );
     assert_eq!(
         count(&bob, &format!("#msg-{first}.mentions-me:not(.mine) .mention.me")).await,
         1
@@ -191,7 +220,12 @@ async fn edits_reactions_replies_and_deletions_made_on_one_page_show_live_and_in
     assert_eq!(count(&ada, &format!("#msg-{first}.mine:not(.mentions-me)")).await, 1);
     // Bob cannot change ada's message; he may react and reply.
     hover(&bob, &format!("#msg-{first}")).await;
-    wait_for(&bob, "bob's toolbar shows", &format!("document.querySelector('#msg-{first} > #actions:not([hidden])')")).await;
+    wait_for(
+        &bob,
+        "bob's toolbar shows",
+        &format!("document.querySelector('#msg-{first} > #actions:not([hidden])')"),
+    )
+    .await;
     let offered: Vec<String> = eval(
         &bob,
         "return [...document.querySelectorAll('#actions button:not([hidden])')].map((b) => b.dataset.action);",
@@ -251,12 +285,19 @@ async fn edits_reactions_replies_and_deletions_made_on_one_page_show_live_and_in
     type_and_send(&bob, "a question from bob").await;
     wait_for(&bob, "it is stored", "!document.querySelector('.pending')").await;
     let question = newest_id(&bob).await;
-    wait_for(&ada, "ada sees it", &format!("document.getElementById('msg-{question}')")).await;
+    wait_for(
+        &ada,
+        "ada sees it",
+        &format!("document.getElementById('msg-{question}')"),
+    )
+    .await;
     act(&ada, question, "react").await;
     wait_for(&ada, "the picker opens", "!document.getElementById('picker').hidden").await;
     click(&ada, "#picker [data-emoji=\"🎉\"]").await;
     let party = |n: usize| {
-        format!("document.querySelector('#reactions-{question} .reaction[data-emoji=\"🎉\"] .count')?.textContent === '{n}'")
+        format!(
+            "document.querySelector('#reactions-{question} .reaction[data-emoji=\"🎉\"] .count')?.textContent === '{n}'"
+        )
     };
     wait_all(&both, "the reaction shows", &party(1)).await;
     assert_eq!(reactions(&ada, question).await, ["🎉:1:ada*"]);
@@ -432,7 +473,11 @@ async fn edit(api: &Client, id: i64, content: &str) -> i64 {
 }
 
 async fn react(api: &Client, id: i64, emoji: &str, add: bool) {
-    let method = if add { reqwest::Method::PUT } else { reqwest::Method::DELETE };
+    let method = if add {
+        reqwest::Method::PUT
+    } else {
+        reqwest::Method::DELETE
+    };
     change(api, method, &format!("/api/messages/{id}/reactions/{emoji}"), None).await;
 }
 
@@ -513,7 +558,12 @@ async fn a_page_cut_off_during_changes_shows_their_end_state_when_it_is_back_wit
     // Let the page back in.
     proxy.fail_next_events(0);
     wait_until_connected(&bob).await;
-    let back = proxy.events_requests().into_iter().skip(opened).find(|r| r.status == 200).unwrap();
+    let back = proxy
+        .events_requests()
+        .into_iter()
+        .skip(opened)
+        .find(|r| r.status == 200)
+        .unwrap();
     let resumed_from: i64 = back.after.or(back.last_event_id).unwrap().parse().unwrap();
     assert!(
         resumed_from < first_change,
@@ -539,7 +589,11 @@ async fn a_page_cut_off_during_changes_shows_their_end_state_when_it_is_back_wit
     assert_eq!(shown_ids(&bob).await, history_ids(&ada).await);
     assert_each_message_once(&bob).await;
     assert_eq!(
-        eval::<String>(&bob, &format!("return document.getElementById('text-{one}').innerHTML;")).await,
+        eval::<String>(
+            &bob,
+            &format!("return document.getElementById('text-{one}').innerHTML;")
+        )
+        .await,
         "<p>one, <strong>edited</strong> twice</p>"
     );
     assert_eq!(reactions(&bob, one).await, ["❤️:2:ada bob*"]);
@@ -554,7 +608,11 @@ async fn a_page_cut_off_during_changes_shows_their_end_state_when_it_is_back_wit
     );
     for id in [one, three] {
         assert!(
-            eval::<bool>(&bob, &format!("return !document.querySelector('#msg-{id} > .edited').hidden;")).await,
+            eval::<bool>(
+                &bob,
+                &format!("return !document.querySelector('#msg-{id} > .edited').hidden;")
+            )
+            .await,
             "message {id} shows it was edited"
         );
     }
@@ -587,6 +645,250 @@ async fn a_page_cut_off_during_changes_shows_their_end_state_when_it_is_back_wit
     .await;
     assert_eq!(compared["live"], compared["fresh"]);
     std::fs::create_dir_all("target/screenshots").unwrap();
-    std::fs::write("target/screenshots/changes-caught-up.png", bob.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        "target/screenshots/changes-caught-up.png",
+        bob.screenshot().await.unwrap(),
+    )
+    .unwrap();
     finish_with_network_errors(bob).await;
+}
+
+/// On a phone nothing hovers: a tap on a message opens its toolbar, and a second tap closes
+/// it; the emoji picker fits the screen; an edit is saved with its button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_a_tap_opens_the_toolbar_and_the_picker_fits_the_screen() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("root").await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let asked = bob.say("general", "tap me").await["id"].as_i64().unwrap();
+    let mine = ada.say("general", "mine to fix").await["id"].as_i64().unwrap();
+    let driver = Driver::start().await;
+    let phone = driver.phone("ada").await;
+    sign_in(&phone, &server.url("/"), "ada").await;
+
+    let toolbar_on = |id: i64| format!("document.querySelector('#msg-{id} > #actions:not([hidden])')");
+    tap(&phone, &format!("#text-{asked}")).await;
+    wait_for(&phone, "a tap opens the toolbar", &toolbar_on(asked)).await;
+    tap(&phone, &format!("#text-{asked}")).await;
+    wait_for(
+        &phone,
+        "a second tap closes it",
+        "document.getElementById('actions').hidden",
+    )
+    .await;
+    tap(&phone, &format!("#text-{asked}")).await;
+    wait_for(&phone, "and a third opens it again", &toolbar_on(asked)).await;
+    tap(&phone, "#actions [data-action=react]").await;
+    wait_for(&phone, "the picker opens", "!document.getElementById('picker').hidden").await;
+    let fits: bool = eval(
+        &phone,
+        "const r = document.getElementById('picker').getBoundingClientRect();
+         const box = document.getElementById('composer').getBoundingClientRect();
+         return r.left >= 0 && r.right <= innerWidth + 0.5 && r.top >= 0 && r.bottom <= box.top + 0.5
+           && document.documentElement.scrollWidth <= innerWidth;",
+    )
+    .await;
+    assert!(fits, "the picker is on the screen, above the message box");
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/phone-picker.png", phone.screenshot().await.unwrap()).unwrap();
+    tap(&phone, "#picker [data-emoji=\"👍\"]").await;
+    wait_for(
+        &phone,
+        "the reaction shows, marked mine",
+        &format!("document.querySelector('#reactions-{asked} .reaction.mine[data-emoji=\"👍\"]')"),
+    )
+    .await;
+
+    tap(&phone, &format!("#text-{mine}")).await;
+    wait_for(&phone, "the toolbar opens on her message", &toolbar_on(mine)).await;
+    tap(&phone, "#actions [data-action=edit]").await;
+    wait_for(
+        &phone,
+        "the edit box opens",
+        &format!("document.querySelector('#msg-{mine} .edit-box textarea:not([disabled])')?.value === 'mine to fix'"),
+    )
+    .await;
+    let area = phone
+        .find(Locator::Css(&format!("#msg-{mine} .edit-box textarea")))
+        .await
+        .unwrap();
+    area.clear().await.unwrap();
+    area.send_keys("mine, fixed").await.unwrap();
+    tap(&phone, &format!("#msg-{mine} .edit-save")).await;
+    wait_for(
+        &phone,
+        "the edit shows",
+        &format!(
+            "document.getElementById('text-{mine}').textContent === 'mine, fixed' \
+             && !document.querySelector('#msg-{mine} .edit-box')"
+        ),
+    )
+    .await;
+    assert_eq!(
+        ada.get_json(&format!("/api/messages/{mine}")).await["content"],
+        "mine, fixed"
+    );
+    finish(phone).await;
+}
+
+/// Whether the page's day separators are exactly where the local day changes between two
+/// messages (and above the first), above the "new messages" line if that is there too; and
+/// each day's first message, and the first below that line, keeps its header while the rest
+/// of one person's run close together shares it.
+const DAYS_ARE_RIGHT: &str = "(() => {
+  const items = [...document.getElementById('messages').children];
+  const marker = (item) => item?.classList.contains('new-marker');
+  let day = null;
+  for (const [i, item] of items.entries()) {
+    if (item.classList.contains('day')) {
+      let next = i + 1;
+      while (marker(items[next])) next++;
+      if (!items[next]?.matches('.message[data-id]')) return false;
+    }
+    if (!item.matches('.message[data-id]')) continue;
+    const today = new Date(item.querySelector(':scope > time').getAttribute('datetime')).toDateString();
+    let before = i - 1;
+    while (marker(items[before])) before--;
+    const separated = items[before]?.classList.contains('day') === true;
+    if (separated !== (today !== day)) return false;
+    if (item.classList.contains('continued') === (separated || before !== i - 1)) return false;
+    day = today;
+  }
+  return true;
+})()";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_keeps_their_place_across_days_older_messages_new_ones_and_a_permalink() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    server.user("root").await;
+    server.user("ada").await;
+    let bob = server.user("bob").await;
+    let mut ids = Vec::new();
+    for n in 0..120 {
+        ids.push(
+            bob.say("general", &format!("message {n:03}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    // The first forty were said three days ago, the next forty two days ago.
+    let mut file = db.connect().await;
+    for (range, days) in [(0..40, 3), (40..80, 2)] {
+        sqlx::query(
+            "UPDATE events SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, ?) WHERE id BETWEEN ? AND ?",
+        )
+        .bind(format!("-{days} days"))
+        .bind(ids[range.start])
+        .bind(ids[range.end - 1])
+        .execute(&mut file)
+        .await
+        .unwrap();
+    }
+    let driver = Driver::start().await;
+    let ada = driver.browser("ada").await;
+    sign_in(&ada, &server.url("/"), "ada").await;
+    assert_eq!(shown_ids(&ada).await, ids[70..]);
+    assert!(eval::<bool>(&ada, &format!("return {DAYS_ARE_RIGHT};")).await);
+    assert_eq!(count(&ada, "#messages > .day").await, 2);
+
+    // Older messages load above the one read, which stays where it was; focus stays on the
+    // control.
+    for (loaded, days) in [(100, 3), (120, 3)] {
+        let before: Value = eval(
+            &ada,
+            "const list = document.getElementById('messages');
+             list.scrollTop = 0;
+             const top = list.getBoundingClientRect().top;
+             const first = [...list.querySelectorAll(':scope > .message')].find((m) => m.getBoundingClientRect().bottom > top);
+             return [first.id, first.getBoundingClientRect().top - top];",
+        )
+        .await;
+        click(&ada, "#older button").await;
+        wait_for(
+            &ada,
+            "older messages load",
+            &format!("document.querySelectorAll('#messages > .message').length === {loaded}"),
+        )
+        .await;
+        let after: f64 = eval(
+            &ada,
+            &format!(
+                "const list = document.getElementById('messages');
+                 return document.getElementById({}).getBoundingClientRect().top - list.getBoundingClientRect().top;",
+                before[0]
+            ),
+        )
+        .await;
+        let was = before[1].as_f64().unwrap();
+        assert!(
+            (after - was).abs() <= 1.0,
+            "the message read moved from {was}px to {after}px"
+        );
+        let focused: bool = eval(
+            &ada,
+            "const older = document.querySelector('#older button');
+             return older ? document.activeElement === older : document.activeElement === document.getElementById('messages');",
+        )
+        .await;
+        assert!(
+            focused,
+            "focus stays on the control, or on the list when nothing older remains"
+        );
+        assert!(eval::<bool>(&ada, &format!("return {DAYS_ARE_RIGHT};")).await);
+        assert_eq!(count(&ada, "#messages > .day").await, days);
+    }
+    assert_eq!(shown_ids(&ada).await, ids);
+
+    // Scrolled up, the reader is told of a new message below and taken to it.
+    ada.execute("document.getElementById('messages').scrollTop = 0;", vec![])
+        .await
+        .unwrap();
+    let new = bob.say("general", "while you read").await["id"].as_i64().unwrap();
+    wait_for(
+        &ada,
+        "the page says something new came",
+        &format!(
+            "document.getElementById('msg-{new}')?.previousElementSibling?.classList.contains('new-marker') \
+             && !document.getElementById('jump').hidden \
+             && document.getElementById('jump').textContent === '1 new message ↓'"
+        ),
+    )
+    .await;
+    click(&ada, "#jump").await;
+    wait_for(
+        &ada,
+        "the page is at the newest",
+        "(() => { const l = document.getElementById('messages');
+           return l.scrollHeight - l.scrollTop - l.clientHeight < 2 && document.getElementById('jump').hidden; })()",
+    )
+    .await;
+    assert!(eval::<bool>(&ada, &format!("return {DAYS_ARE_RIGHT};")).await);
+
+    // A message's own page shows it, marked, in view, with the way to the newest.
+    let focus = ids[30];
+    ada.goto(&server.url(&format!("/rooms/general/messages/{focus}")))
+        .await
+        .unwrap();
+    wait_until_connected(&ada).await;
+    let shown: Value = eval(
+        &ada,
+        "const list = document.getElementById('messages').getBoundingClientRect();
+         const marked = document.querySelector('#messages > .message.highlight');
+         const r = marked.getBoundingClientRect();
+         const latest = document.getElementById('latest');
+         return [marked.id, r.top >= list.top && r.bottom <= list.bottom, !latest.hidden,
+                 latest.getAttribute('href'), document.getElementById('jump').hidden];",
+    )
+    .await;
+    assert_eq!(
+        shown,
+        json!([format!("msg-{focus}"), true, true, "/rooms/general", true])
+    );
+    assert!(eval::<bool>(&ada, &format!("return {DAYS_ARE_RIGHT};")).await);
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write("target/screenshots/permalink.png", ada.screenshot().await.unwrap()).unwrap();
+    finish(ada).await;
 }
