@@ -20,7 +20,8 @@
 //!   two runs: 10,000 streams at 10 msg/s (p99 <= 100 ms, nothing lost) and 1,000 streams as
 //!   fast as possible (>= 200,000 deliveries/s).
 //! - `ingest`: 64 posters as fast as acks come back, at `--sync full` (>= 10,000 acked/s, p99 <=
-//!   50 ms) and `--sync normal` (>= 25,000/s).
+//!   50 ms) and `--sync normal` (>= 25,000/s). `--markdown`: every message a Markdown-heavy text
+//!   of 200 to 400 characters with an `@mention` (reported as `ingest-markdown`).
 //! - `replay`: a stream opened 100,000 events behind: time to catch up (>= 250,000 events/s)
 //!   and the server's RSS growth meanwhile (<= 50 MiB, sampled every 10 ms).
 //! - `idle`: 10,000 open idle streams: server RSS per stream (<= 8 KiB).
@@ -58,6 +59,7 @@ mod spread;
 mod sse;
 mod stats;
 mod streams;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +118,10 @@ struct Args {
     /// ingest: only this `--sync` setting (default: both).
     #[arg(long, value_enum)]
     sync: Option<Sync>,
+    /// ingest: Markdown-heavy messages (emphasis, code, links, a list or quote, a mention)
+    /// instead of short plain ones.
+    #[arg(long)]
+    markdown: bool,
     /// replay, cold-start: events in the database.
     #[arg(long)]
     events: Option<u64>,
@@ -163,6 +169,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     sse::self_check();
+    text::self_check();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -272,6 +279,7 @@ fn plans(args: &Args) -> Vec<Plan> {
                 seconds: args.seconds.unwrap_or(if quick { 3.0 } else { 10.0 }),
                 sync,
                 users: args.users,
+                markdown: args.markdown,
             })
         }));
     }
