@@ -140,7 +140,7 @@ async fn run_poster(mut poster: Poster, n: usize, deadline: Instant, params: Par
 }
 
 /// The writer's batch-size histogram: (sum, count).
-async fn batch_totals(server: &crate::server::Server) -> Option<(f64, f64)> {
+pub async fn batch_totals(server: &crate::server::Server) -> Option<(f64, f64)> {
     Some((
         server.metric("chat_write_batch_size_sum").await?,
         server.metric("chat_write_batch_size_count").await?,

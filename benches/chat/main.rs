@@ -33,6 +33,12 @@
 //!   room, so each event is sent to every user's feed. Latency (p99 <= 100 ms), and nothing lost,
 //!   repeated or reordered. `--private`: the same over 20 private rooms with every user a
 //!   member, through the access checks.
+//! - `changes`: 2,000 messages (`--messages`) seeded in 4 rooms, 500 streams (`--streams`) on
+//!   `/api/events`, each its own user, then 32 clients (`--clients`), each its own user, for 20 s
+//!   as fast as acks come back (or `--rate` changes a second in all): reactions added and taken
+//!   back on any seeded message, edits of their own messages and new posts (`--mix`, percent,
+//!   default `50,30,20`). Acked changes per second and ack latency by kind; every acked change
+//!   must reach every stream exactly once, in order; publish-to-receive latency by kind.
 //!
 //! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
 //! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -44,6 +50,7 @@
 //! the hard limit, and connections spread over 127.0.0.1..=127.0.0.N source addresses
 //! (`--source-addrs`). Its own CPU use is reported beside the server's (100 = one core).
 
+mod changes;
 mod client;
 mod cold_start;
 mod fanout;
@@ -79,6 +86,7 @@ enum Scenario {
     ColdStart,
     Mixed,
     Spread,
+    Changes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,10 +108,11 @@ struct Args {
     /// fanout, idle, mixed: open event streams; spread: users, each with one stream.
     #[arg(long)]
     streams: Option<usize>,
-    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all.
+    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all;
+    /// changes: changes per second in all (0: as fast as acks come back).
     #[arg(long)]
     rate: Option<f64>,
-    /// fanout: messages to publish.
+    /// fanout: messages to publish; changes: messages seeded.
     #[arg(long)]
     messages: Option<u64>,
     /// fanout, spread: concurrent publishers.
@@ -112,7 +121,7 @@ struct Args {
     /// ingest: concurrent posters.
     #[arg(long)]
     posters: Option<usize>,
-    /// ingest, mixed: how long to post.
+    /// ingest, mixed, spread, changes: how long to post.
     #[arg(long)]
     seconds: Option<f64>,
     /// ingest: only this `--sync` setting (default: both).
@@ -122,13 +131,19 @@ struct Args {
     /// instead of short plain ones.
     #[arg(long)]
     markdown: bool,
+    /// changes: clients making changes, each its own user.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// changes: percentages of reactions, edits and posts, adding up to 100.
+    #[arg(long, value_parser = parse_mix, default_value = "50,30,20")]
+    mix: [u32; 3],
     /// replay, cold-start: events in the database.
     #[arg(long)]
     events: Option<u64>,
     /// cold-start: launches to time.
     #[arg(long)]
     runs: Option<usize>,
-    /// mixed, spread: rooms.
+    /// mixed, spread, changes: rooms.
     #[arg(long)]
     rooms: Option<usize>,
     /// spread: every room private, with every user a member of each (default 20 rooms).
@@ -229,6 +244,7 @@ enum Plan {
     ColdStart(cold_start::Params),
     Mixed(mixed::Params),
     Spread(spread::Params),
+    Changes(changes::Params),
 }
 
 impl Plan {
@@ -241,6 +257,7 @@ impl Plan {
             Self::ColdStart(_) => "cold-start",
             Self::Mixed(_) => "mixed",
             Self::Spread(_) => "spread",
+            Self::Changes(_) => "changes",
         }
     }
 
@@ -253,6 +270,7 @@ impl Plan {
             Self::ColdStart(params) => cold_start::run(launcher, params).await,
             Self::Mixed(params) => mixed::run(launcher, params).await,
             Self::Spread(params) => spread::run(launcher, params).await,
+            Self::Changes(params) => changes::run(launcher, params).await,
         }
     }
 }
@@ -326,7 +344,33 @@ fn plans(args: &Args) -> Vec<Plan> {
             private: args.private,
         }));
     }
+    if wanted(Scenario::Changes) {
+        plans.push(Plan::Changes(changes::Params {
+            messages: args.messages.unwrap_or(if quick { 400 } else { 2_000 }),
+            rooms: args.rooms.unwrap_or(4),
+            streams: args.streams.unwrap_or(if quick { 100 } else { 500 }),
+            clients: args.clients.unwrap_or(if quick { 8 } else { 32 }),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+            rate: args.rate.unwrap_or(0.0),
+            mix: args.mix,
+        }));
+    }
     plans
+}
+
+/// `--mix`: three percentages adding up to 100.
+fn parse_mix(raw: &str) -> Result<[u32; 3], String> {
+    let parts: Vec<u32> = raw
+        .split(',')
+        .map(|part| part.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|error| format!("{raw:?}: {error}"))?;
+    match parts[..] {
+        [reactions, edits, posts] if reactions + edits + posts == 100 => Ok([reactions, edits, posts]),
+        _ => Err(format!(
+            "{raw:?}: three percentages (reactions,edits,posts) adding up to 100"
+        )),
+    }
 }
 
 /// The two fan-out runs of the issue (steady rate, and as fast as possible), or the one run
