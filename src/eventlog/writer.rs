@@ -461,10 +461,25 @@ impl Task {
                                 content: Some(content),
                             }),
                             None => {
-                                applied.push(Applied::answer(
-                                    Some(reply),
-                                    Err::<Posted, _>(WriteError::Gone("message")),
-                                ));
+                                // A retry of a reply stored before its original was deleted
+                                // finds what was stored.
+                                let outcome = match writes::sent_before(conn, &post).await? {
+                                    Some(Ok(stored)) => Ok(Posted {
+                                        event: post.into_event(
+                                            stored.id,
+                                            stored.created_at,
+                                            Some(Quote {
+                                                id,
+                                                username: String::new(),
+                                                content: None,
+                                            }),
+                                        ),
+                                        new: false,
+                                    }),
+                                    Some(Err(refused)) => Err(refused),
+                                    None => Err(WriteError::Gone("message")),
+                                };
+                                applied.push(Applied::answer(Some(reply), outcome));
                                 continue;
                             }
                         },

@@ -443,7 +443,7 @@ mod tests {
     fn html_escapes_markup_and_keeps_line_ends_out_of_the_frame() {
         let html = html(&message("<script>alert('x')</script>\r\n&\r")).unwrap();
         assert!(
-            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#13;&#10;&amp;&#13;"),
+            html.contains("<p>&lt;script&gt;alert('x')&lt;/script&gt;<br></p><p>&amp;</p>"),
             "{html}"
         );
         assert!(!html.contains("<script"));
@@ -462,9 +462,120 @@ mod tests {
                 r#"<span class="bidi" data-cp="U+2067">"#,
                 "\u{2067}</span>x",
                 r#"<span class="bidi" data-cp="U+2069">"#,
-                "\u{2069}</span></span>"
+                "\u{2069}</span></p>"
             )),
             "{html}"
         );
+    }
+
+    #[test]
+    fn changes_to_a_message_match_the_contract_and_replace_their_elements() {
+        let base = message("");
+        let edit = Event {
+            id: EventId(50),
+            kind: EventKind::Edit {
+                room_id: RoomId(1),
+                room: "general".into(),
+                message_id: EventId(42),
+                content: "now **this** @bob".into(),
+                mentions: vec!["bob".into()],
+                rendered: None,
+            },
+            ..base.clone()
+        };
+        assert_eq!(
+            json(&edit),
+            r#"{"id":50,"type":"edit","room":"general","message_id":42,"username":"ada","content":"now **this** @bob","mentions":["bob"],"created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        let html = html(&edit).unwrap();
+        assert!(
+            html.starts_with(r#"<div id="text-42" class="text" data-room="general" data-message="42" "#),
+            "{html}"
+        );
+        assert!(html.contains(r#"data-excerpt="now this @bob""#), "{html}");
+        assert!(html.contains("<strong>this</strong>"), "{html}");
+        assert!(
+            html.contains(r#"<span class="mention" data-user="bob">@bob</span>"#),
+            "{html}"
+        );
+
+        let delete = Event {
+            id: EventId(51),
+            kind: EventKind::Delete {
+                room_id: RoomId(1),
+                room: "general".into(),
+                message_id: EventId(42),
+            },
+            ..base.clone()
+        };
+        assert_eq!(
+            json(&delete),
+            r#"{"id":51,"type":"delete","room":"general","message_id":42,"username":"ada","created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        assert!(html_of(&delete).starts_with(r#"<li id="msg-42" class="message deleted" "#));
+
+        let reaction = Event {
+            id: EventId(52),
+            kind: EventKind::Reaction {
+                room_id: RoomId(1),
+                room: "general".into(),
+                message_id: EventId(42),
+                emoji: "👍".into(),
+                added: true,
+                reactions: vec![Reactions {
+                    emoji: "👍".into(),
+                    usernames: vec!["ada".into(), "bob".into()],
+                }],
+            },
+            ..base
+        };
+        assert_eq!(
+            json(&reaction),
+            r#"{"id":52,"type":"reaction","room":"general","message_id":42,"username":"ada","emoji":"👍","added":true,"created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        let html = html_of(&reaction);
+        assert!(
+            html.starts_with(r#"<div id="reactions-42" class="reactions" data-room="general""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"data-emoji="👍" data-users="ada bob""#), "{html}");
+    }
+
+    #[test]
+    fn a_message_in_its_current_state_shows_its_edit_its_quote_and_its_reactions() {
+        let mut now = message("hi");
+        now.kind = EventKind::Message {
+            room_id: RoomId(1),
+            room: "general".into(),
+            content: "hi".into(),
+            reply_to: Some(crate::domain::Quote {
+                id: EventId(41),
+                username: "bob".into(),
+                content: None,
+            }),
+            mentions: Vec::new(),
+            edited_at: Some("2026-11-21T09:31:00.000Z".into()),
+            reactions: vec![Reactions {
+                emoji: "🎉".into(),
+                usernames: vec!["bob".into()],
+            }],
+            rendered: None,
+        };
+        assert_eq!(
+            json(&now),
+            r#"{"id":42,"type":"message","room":"general","username":"ada","content":"hi","created_at":"2026-11-21T09:30:00.123Z","edited_at":"2026-11-21T09:31:00.000Z","reply_to":41,"mentions":[],"reactions":[{"emoji":"🎉","usernames":["bob"]}]}"#
+        );
+        let html = html_of(&now);
+        assert!(html.contains(r#"data-edited="2026-11-21T09:31:00.000Z""#), "{html}");
+        assert!(html.contains(r#"<span class="edited">(edited)</span>"#), "{html}");
+        assert!(
+            html.contains(r#"<a class="quote gone" data-quote-of="41">"#),
+            "the original was deleted: {html}"
+        );
+        assert!(html.contains(r#"data-emoji="🎉" data-users="bob""#), "{html}");
+    }
+
+    fn html_of(event: &Event) -> String {
+        html(event).unwrap()
     }
 }

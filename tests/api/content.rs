@@ -2,7 +2,7 @@
 //! the API, the history, the database and both stream formats, and no text can forge an SSE
 //! field.
 
-use crate::common::{Server, TestDb, without_bidi_spans};
+use crate::common::{Server, TestDb, rendered_text, rendering_of, without_bidi_spans};
 
 const TEXTS: &[&str] = &[
     "plain",
@@ -69,14 +69,14 @@ async fn text_round_trips_exactly_everywhere() {
         };
         assert_eq!(event.id, id.to_string());
         assert!(!event.data.contains("<script"), "markup is escaped: {}", event.data);
-        let inner = event
-            .data
-            .split_once(r#"<span class="text">"#)
-            .and_then(|(_, rest)| rest.rsplit_once("</span>"))
-            .map(|(inner, _)| inner)
-            .expect("text span");
-        let inner = without_bidi_spans(inner).expect("well-formed direction controls");
-        assert_eq!(unescape_html(&inner), *text, "HTML partial of {id}");
+        assert!(!event.data.contains(['\r', '\n']), "one data line: {:?}", event.data);
+        let inner = rendered_text(&event.data, *id).expect("the message's text");
+        assert_eq!(inner, rendering_of(text), "HTML partial of {id}");
+        // The text itself is all there: its rendering, without the markup, holds each word.
+        let shown = unescape_html(&without_bidi_spans(inner).expect("well-formed direction controls"));
+        for word in text.split_whitespace().filter(|w| w.chars().all(char::is_alphanumeric)) {
+            assert!(shown.contains(word), "{word:?} of {text:?} in {shown:?}");
+        }
     }
 
     let history = ada.history("general", "").await;

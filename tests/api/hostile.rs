@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use crate::common::{Client, Server, Stream200, TestDb, WAIT, without_bidi_spans};
+use crate::common::{Client, Server, Stream200, TestDb, WAIT, rendered_text, rendering_of};
 use bytes::Bytes;
 use eventsource_stream::{Event as SseEvent, Eventsource};
 use futures_util::StreamExt;
@@ -696,7 +696,7 @@ impl Fixture {
             let page = response.text().await.unwrap();
             for (id, text) in page_messages(&page) {
                 match (text, history.get(&id)) {
-                    (Ok(text), Some(stored)) if text == *stored => {}
+                    (Ok(text), Some(stored)) if text == rendering_of(stored) => {}
                     (Ok(text), stored) => failures.push(format!("{path}: msg-{id} shows {text:?}, stored {stored:?}")),
                     (Err(raw), _) => failures.push(format!("{path}: msg-{id} holds raw markup: {raw:?}")),
                 }
@@ -859,7 +859,8 @@ fn check_stream(what: &str, events: &[SseEvent], history: &BTreeMap<i64, String>
                         .ok_or_else(|| event.data.clone())
                 };
                 match (shown, history.get(&id)) {
-                    (Ok(text), Some(stored)) if text == *stored => {}
+                    (Ok(text), Some(stored))
+                        if (!html && text == *stored) || (html && text == rendering_of(stored)) => {}
                     (Ok(text), stored) => failures.push(format!("{what}: {id} shows {text:?}, stored {stored:?}")),
                     (Err(data), _) => failures.push(format!("{what}: {id} is malformed or holds markup: {data:?}")),
                 }
@@ -887,80 +888,28 @@ fn check_stream(what: &str, events: &[SseEvent], history: &BTreeMap<i64, String>
     failures
 }
 
-/// The text of one message's HTML partial, unescaped; `Err` if it is not a single well-formed
-/// `<li>` whose text holds no raw markup.
+/// The rendered text of one message's HTML partial; `Err` if it is not a single well-formed
+/// `<li>` on one line.
 fn html_message(data: &str, id: i64) -> Result<String, String> {
-    let well_formed = data.starts_with(&format!("<li id=\"msg-{id}\" ")) && data.ends_with("</span></li>");
-    match message_text(data) {
-        Ok(text) if well_formed && !data.contains(['\r', '\n']) => Ok(text),
+    let well_formed = data.starts_with(&format!("<li id=\"msg-{id}\" ")) && data.ends_with("</div></li>");
+    match rendered_text(data, id) {
+        Some(text) if well_formed && !data.contains(['\r', '\n']) => Ok(text.to_owned()),
         _ => Err(data.to_owned()),
     }
 }
 
-/// The unescaped text of the first `<span class="text">` in `html`; `Err` if it holds raw
-/// markup.
-fn message_text(html: &str) -> Result<String, String> {
-    let inner = html
-        .split_once(r#"<span class="text">"#)
-        .and_then(|(_, rest)| rest.split_once("</span></li>"))
-        .map(|(inner, _)| inner)
-        .ok_or_else(|| html.chars().take(200).collect::<String>())?;
-    // The one markup a text may hold: a direction control's element.
-    let inner = without_bidi_spans(inner)?;
-    if inner.contains(['<', '>', '"', '\r', '\n']) {
-        return Err(inner);
-    }
-    Ok(unescape_html(&inner))
-}
-
-/// `(id, text)` of every message on a page, in order.
+/// `(id, rendered text)` of every message on a page, in order.
 fn page_messages(page: &str) -> Vec<(i64, Result<String, String>)> {
     page.split("<li id=\"msg-")
         .skip(1)
         .map(|item| {
             let id = item.split('"').next().and_then(|id| id.parse().ok()).unwrap_or(-1);
-            (id, message_text(item))
+            let text = rendered_text(item, id)
+                .map(str::to_owned)
+                .ok_or_else(|| item.chars().take(200).collect::<String>());
+            (id, text)
         })
         .collect()
-}
-
-fn unescape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let decoded = rest.find(';').and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "amp" => Some('&'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => entity
-                    .strip_prefix('#')
-                    .and_then(|n| match n.strip_prefix(['x', 'X']) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                        None => n.parse().ok(),
-                    })
-                    .and_then(char::from_u32),
-            };
-            c.map(|c| (c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A response read off a socket: its status line, two headers, and the body (de-chunked; a

@@ -17,6 +17,7 @@ mod idempotency;
 mod limits;
 mod migration;
 mod operator;
+mod permalink;
 mod presence;
 mod restart;
 mod resume;

@@ -371,3 +371,119 @@ async fn a_database_from_before_invites_gains_them_in_place_with_nothing_lost() 
         .unwrap();
     assert_eq!(keys, 0);
 }
+
+/// Writes a database as the release before messages could change (every migration before
+/// 0008): a public room, a private room with its stint, messages, a status, and a message a
+/// client sent with its id.
+async fn before_changes_database(db: &TestDb) {
+    let mut conn = schema_before(db, "0008").await;
+    let script = format!(
+        "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'),
+             (2, 'bob', 'not a hash', 'member');
+         INSERT INTO sessions (token_hash, user_id, id) VALUES (X'{}', 1, 'aaaaaaaaaaaaaaaa'), (X'{}', 2, 'bbbbbbbbbbbbbbbb');
+         INSERT INTO rooms (id, name, kind, created_by) VALUES (2, 'ops', 'private', 1);
+         INSERT INTO events (id, kind, scope, room_id, user_id, body, client_id, created_at) VALUES
+             (1, 'message', 'room', 1, 1, 'said **before**', NULL, '2026-11-30T08:00:00.000Z'),
+             (2, 'room', 'room', 2, 1, '{{\"topic\":null,\"archived\":false}}', NULL, '2026-11-30T08:00:01.000Z'),
+             (3, 'member', 'room', 2, 1, 'joined', NULL, '2026-11-30T08:00:02.000Z'),
+             (4, 'message', 'room', 2, 1, 'only for ops', '3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d', '2026-11-30T08:00:03.000Z'),
+             (5, 'status', 'everyone', NULL, 2, 'away', NULL, '2026-11-30T08:00:04.000Z'),
+             (6, 'message', 'room', 1, 2, 'hi @ada', NULL, '2026-11-30T08:00:05.000Z');
+         UPDATE events SET subject_id = 1 WHERE id = 3;
+         INSERT INTO room_access (room_id, user_id, from_id) VALUES (2, 1, 2);",
+        hex(&Sha256::digest(ADA_TOKEN.as_bytes())),
+        hex(&Sha256::digest(BOB_TOKEN.as_bytes())),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_database_from_before_messages_changed_keeps_every_message_and_they_can_change() {
+    let db = TestDb::new();
+    before_changes_database(&db).await;
+    let server = Server::start(&db, &["--rate-limits", "off"]).await;
+    let ada = signed_in(&server, "ada", ADA_TOKEN);
+    let bob = signed_in(&server, "bob", BOB_TOKEN);
+
+    // Everything said before is there, in its shape of now.
+    let general = bob.history("general", "").await;
+    let said: Vec<(i64, &str)> = general
+        .iter()
+        .map(|m| (m["id"].as_i64().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(said, [(1, "said **before**"), (6, "hi @ada")]);
+    assert_eq!(general[0]["reactions"], serde_json::json!([]));
+    assert!(general[0].get("edited_at").is_none());
+    assert_eq!(ada.history("ops", "").await[0]["content"], "only for ops");
+    assert_eq!(bob.history_status("ops").await, 404);
+
+    // The old messages change like new ones, and a resend of the old client id still finds
+    // its message.
+    let edited = ada
+        .request(reqwest::Method::PATCH, "/api/messages/1")
+        .json(&serde_json::json!({"content": "said before, then edited"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let reacted = bob
+        .request(reqwest::Method::PUT, "/api/messages/1/reactions/%F0%9F%91%8D")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reacted.status(), 200);
+    let (status, again) = ada
+        .post_json(
+            "ops",
+            serde_json::json!({"content": "only for ops", "client_id": "3f2b8c1e-9a4d-4e7b-8c2f-1d5e6a7b8c9d"}),
+        )
+        .await;
+    assert_eq!((status, again["id"].as_i64()), (200, Some(4)));
+    let deleted = ada
+        .request(reqwest::Method::DELETE, "/api/messages/6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200, "an admin deletes someone else's message");
+
+    let first = &bob.history("general", "").await[0];
+    assert_eq!(first["content"], "said before, then edited");
+    assert_eq!(first["reactions"][0]["usernames"], serde_json::json!(["bob"]));
+
+    // At the sqlite3 prompt, the views read the same.
+    let mut conn = db.connect().await;
+    let rows: Vec<(i64, String, String, Option<String>)> =
+        sqlx::query_as("SELECT id, room, content, edited_at FROM messages ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let rows: Vec<(i64, &str, &str, bool)> = rows
+        .iter()
+        .map(|(id, room, content, edited)| (*id, room.as_str(), content.as_str(), edited.is_some()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "general", "said before, then edited", true),
+            (4, "ops", "only for ops", false)
+        ]
+    );
+    let edits: Vec<(i64, String)> = sqlx::query_as("SELECT message_id, content FROM message_edits")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(edits, [(1, "said before, then edited".to_owned())]);
+    let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sound, "ok");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_foreign_key_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+}

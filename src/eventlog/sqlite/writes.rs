@@ -575,7 +575,7 @@ async fn insert_fresh_posts(
 /// What became of the message `post`'s user stored earlier with its `client_id`: that
 /// message if it is the same one, `Conflict` if it says something else; `None` if there is
 /// none.
-async fn sent_before(
+pub async fn sent_before(
     conn: &mut SqliteConnection,
     post: &Post,
 ) -> Result<Option<Result<Stored, WriteError>>, WriteError> {

@@ -540,6 +540,22 @@ pub fn ids(events: &[SseEvent]) -> Vec<i64> {
     events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
 }
 
+/// The rendered text of message `id` in an HTML fragment or page: what its
+/// `<div id="text-{id}" …>` holds, up to the reactions that follow it.
+pub fn rendered_text(html: &str, id: i64) -> Option<&str> {
+    let open = format!("<div id=\"text-{id}\" ");
+    let (_, rest) = html.split_once(open.as_str())?;
+    let (_, inner) = rest.split_once('>')?;
+    let close = format!("</div><div id=\"reactions-{id}\" ");
+    inner.split_once(close.as_str()).map(|(inner, _)| inner)
+}
+
+/// What the server shows for `text` (mentioning no one): the one renderer's output, which its
+/// own tests hold to the rules (no raw HTML, only safe links, no line end in a frame).
+pub fn rendering_of(text: &str) -> String {
+    chat::wire::markdown::render(text, &[])
+}
+
 /// A message's HTML text with each direction control's element (`<span class="bidi" ...>`)
 /// replaced by the control it holds; `Err` if such an element is malformed.
 pub fn without_bidi_spans(html: &str) -> Result<String, String> {
