@@ -274,7 +274,7 @@ async fn seed(
     let mut ids = Vec::with_capacity(count as usize);
     for k in 0..count {
         let room = &rooms[(c + k as usize) % rooms.len()];
-        let mention = format!("bench-{}", rng.below(users));
+        let mention = format!("@bench-{}", rng.below(users));
         let content = text::markdown(&mut rng, &mention, &format!("seed {c} {k}"));
         let json = serde_json::json!({ "content": content }).to_string();
         let (status, body) = conn
@@ -437,7 +437,7 @@ impl Client {
 
     /// A request body with a fresh Markdown-heavy text ending with `tag`.
     fn text(&mut self, tag: &str) -> String {
-        let mention = format!("bench-{}", self.rng.below(self.users));
+        let mention = format!("@bench-{}", self.rng.below(self.users));
         let content = text::markdown(&mut self.rng, &mention, tag);
         serde_json::json!({ "content": content }).to_string()
     }

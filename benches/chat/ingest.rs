@@ -23,6 +23,20 @@ pub struct Params {
     pub users: usize,
     /// Markdown-heavy texts instead of plain ones.
     pub markdown: bool,
+    /// Whom a Markdown-heavy text mentions.
+    pub mentions: Mentions,
+}
+
+/// What the `@name` of a Markdown-heavy text names (`--mentions`): the split of what a
+/// mention costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mentions {
+    /// One of the run's accounts: looked up, and stored with the message.
+    Account,
+    /// `@nobody-N`, no account: looked up, nothing stored.
+    Unknown,
+    /// The name without its `@`: not a mention, nothing looked up.
+    None,
 }
 
 pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> {
@@ -73,6 +87,9 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         .param("posters", params.posters)
         .param("seconds", params.seconds)
         .param("content", if params.markdown { "markdown" } else { "plain" });
+    if params.markdown {
+        report.param("mentions", format!("{:?}", params.mentions).to_lowercase());
+    }
     match params.sync {
         Some("normal") => report.checked("acked_per_sec", round(per_sec, 0), Target::AtLeast(25_000.0)),
         _ => report.checked("acked_per_sec", round(per_sec, 0), Target::AtLeast(10_000.0)),
@@ -112,8 +129,13 @@ async fn run_poster(mut poster: Poster, n: usize, deadline: Instant, params: Par
     let mut seq = 0u64;
     while Instant::now() < deadline {
         let content = if params.markdown {
-            // Mentions one of the run's accounts, so each post looks one up as a real one would.
-            let mention = format!("bench-{}", rng.below(params.users.max(1)));
+            // By default one of the run's accounts, so each post looks one up as a real one would.
+            let n = rng.below(params.users.max(1));
+            let mention = match params.mentions {
+                Mentions::Account => format!("@bench-{n}"),
+                Mentions::Unknown => format!("@nobody-{n}"),
+                Mentions::None => format!("bench-{n}"),
+            };
             text::markdown(&mut rng, &mention, &format!("ingest {n} {seq}"))
         } else {
             format!("ingest {n} {seq}")

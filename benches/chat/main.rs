@@ -131,6 +131,10 @@ struct Args {
     /// instead of short plain ones.
     #[arg(long)]
     markdown: bool,
+    /// ingest --markdown: what each text's `@name` names: one of the run's accounts, no
+    /// account (looked up, nothing stored), or nothing (no `@`, no look-up).
+    #[arg(long, value_enum, default_value = "account")]
+    mentions: ingest::Mentions,
     /// changes: clients making changes, each its own user.
     #[arg(long)]
     clients: Option<usize>,
@@ -298,6 +302,7 @@ fn plans(args: &Args) -> Vec<Plan> {
                 sync,
                 users: args.users,
                 markdown: args.markdown,
+                mentions: args.mentions,
             })
         }));
     }

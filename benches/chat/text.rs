@@ -65,12 +65,12 @@ const CLOSERS: &[&str] = &[
     "Ping me if it breaks again.",
 ];
 
-/// One Markdown-heavy text mentioning `@{mention}`, ending with `tag` (which makes it unique:
-/// an edit to the text a message already has is not stored).
+/// One Markdown-heavy text naming `mention` as given (`@bench-3`, a mention), ending with `tag`
+/// (which makes it unique: an edit to the text a message already has is not stored).
 pub fn markdown(rng: &mut Rng, mention: &str, tag: &str) -> String {
     let mut pick = |pieces: &[&'static str]| pieces[rng.below(pieces.len())];
     let (opener, topic, code, link, url) = (pick(OPENERS), pick(TOPICS), pick(CODE), pick(LINKS), pick(URLS));
-    let mut text = format!("{opener} {topic}: @{mention}, does {code} still do it? See {link} and {url}\n\n");
+    let mut text = format!("{opener} {topic}: {mention}, does {code} still do it? See {link} and {url}\n\n");
     if rng.below(2) == 0 {
         let mut pick = |pieces: &[&'static str]| pieces[rng.below(pieces.len())];
         let (first, second) = (pick(ITEMS), pick(ITEMS));
@@ -94,7 +94,7 @@ pub fn markdown(rng: &mut Rng, mention: &str, tag: &str) -> String {
 pub fn self_check() {
     let mut rng = Rng::new(7);
     for n in 0..1_000 {
-        let text = markdown(&mut rng, "bench-123", &format!("63 {n}"));
+        let text = markdown(&mut rng, "@bench-123", &format!("63 {n}"));
         let chars = text.chars().count();
         assert!((200..=400).contains(&chars), "{chars} characters: {text}");
     }
