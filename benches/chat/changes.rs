@@ -135,6 +135,9 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         conns.push(UserConn::new(endpoint, token).await?);
     }
     let batches_before = batch_totals(&server).await;
+    // Counted from here: every user coming online was a status change on every feed, a burst
+    // that the streams of a new feed fall behind once.
+    let lag_before = server.metric("chat_lag_recoveries_total").await;
     let cpu = CpuWindow::start(server.pid);
     let start = Instant::now();
     let start_ns = now_ns();
@@ -168,7 +171,11 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
     let usage = cpu.stop();
     let memory = server.memory_kib();
     let batches_after = batch_totals(&server).await;
-    let lag_recoveries = server.metric("chat_lag_recoveries_total").await;
+    let lag_recoveries = server
+        .metric("chat_lag_recoveries_total")
+        .await
+        .zip(lag_before)
+        .map(|(after, before)| after - before);
     shared.stop.cancel();
     let mut sinks = Vec::with_capacity(tasks.len());
     for task in tasks {
