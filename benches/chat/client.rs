@@ -270,6 +270,34 @@ impl Poster {
     }
 }
 
+/// Any request of one user over one kept-alive connection.
+pub struct UserConn {
+    endpoint: Arc<Endpoint>,
+    conn: Conn,
+    token: Arc<str>,
+}
+
+impl UserConn {
+    pub async fn new(endpoint: &Arc<Endpoint>, token: &Arc<str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            endpoint: Arc::clone(endpoint),
+            conn: Conn::open(endpoint).await?,
+            token: Arc::clone(token),
+        })
+    }
+
+    /// Sends a request with an optional JSON body; returns the status and the whole body.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        json: Option<String>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = json_request(&self.endpoint, method, path, Some(&self.token), json)?;
+        self.conn.send(request).await
+    }
+}
+
 /// How a followed stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {

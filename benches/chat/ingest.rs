@@ -1,5 +1,7 @@
 //! Ingest: C posters, each on its own connection, posting as fast as acknowledgements come back
-//! for S seconds. Acknowledged messages per second and ack latency.
+//! for S seconds. Acknowledged messages per second and ack latency. With `--markdown`, every
+//! message is a Markdown-heavy text (`text::markdown`, 200 to 400 characters, an `@mention` of
+//! one of the run's accounts) instead of a short plain one: the server renders each post.
 
 use std::time::Duration;
 
@@ -9,7 +11,8 @@ use tokio::time::Instant;
 use crate::client::{self, Poster};
 use crate::report::{Report, Target, round};
 use crate::server::Launcher;
-use crate::stats::{CpuWindow, Latencies, new_histogram};
+use crate::stats::{CpuWindow, Latencies, Rng, new_histogram};
+use crate::text;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -18,6 +21,22 @@ pub struct Params {
     /// `full` or `normal`; `None` for a `--url` server, whose setting is its own.
     pub sync: Option<&'static str>,
     pub users: usize,
+    /// Markdown-heavy texts instead of plain ones.
+    pub markdown: bool,
+    /// Whom a Markdown-heavy text mentions.
+    pub mentions: Mentions,
+}
+
+/// What the `@name` of a Markdown-heavy text names (`--mentions`): the split of what a
+/// mention costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mentions {
+    /// One of the run's accounts: looked up, and stored with the message.
+    Account,
+    /// `@nobody-N`, no account: looked up, nothing stored.
+    Unknown,
+    /// The name without its `@`: not a mention, nothing looked up.
+    None,
 }
 
 pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> {
@@ -38,14 +57,15 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
     let tasks: Vec<_> = posters
         .into_iter()
         .enumerate()
-        .map(|(n, poster)| tokio::spawn(run_poster(poster, n, deadline)))
+        .map(|(n, poster)| tokio::spawn(run_poster(poster, n, deadline, params)))
         .collect();
     let latencies = Latencies::new();
-    let (mut acked, mut errors) = (0, 0);
+    let (mut acked, mut errors, mut chars) = (0, 0, 0);
     for task in tasks {
         let outcome = task.await?;
         acked += outcome.acked;
         errors += outcome.errors;
+        chars += outcome.chars;
         latencies.add(&outcome.latencies);
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -61,11 +81,15 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         }
         _ => None,
     };
-    let mut report = Report::new("ingest");
+    let mut report = Report::new(if params.markdown { "ingest-markdown" } else { "ingest" });
     report
         .param("sync", params.sync.unwrap_or("server's own"))
         .param("posters", params.posters)
-        .param("seconds", params.seconds);
+        .param("seconds", params.seconds)
+        .param("content", if params.markdown { "markdown" } else { "plain" });
+    if params.markdown {
+        report.param("mentions", format!("{:?}", params.mentions).to_lowercase());
+    }
     match params.sync {
         Some("normal") => report.checked("acked_per_sec", round(per_sec, 0), Target::AtLeast(25_000.0)),
         _ => report.checked("acked_per_sec", round(per_sec, 0), Target::AtLeast(10_000.0)),
@@ -78,6 +102,7 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         .result("ack_p50_ms", latency.p50)
         .result("ack_max_ms", latency.max)
         .result("acked", acked)
+        .result("mean_chars", round(chars as f64 / (acked + errors).max(1) as f64, 0))
         .checked("errors", errors, Target::AtMost(0.0))
         .result("mean_write_batch", batch_mean)
         .result("server_cpu_pct", usage.server_pct.map(|p| round(p, 0)))
@@ -88,19 +113,36 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
 struct PosterOutcome {
     acked: u64,
     errors: u64,
+    /// Characters of every text sent.
+    chars: u64,
     latencies: Histogram<u64>,
 }
 
-async fn run_poster(mut poster: Poster, n: usize, deadline: Instant) -> PosterOutcome {
+async fn run_poster(mut poster: Poster, n: usize, deadline: Instant, params: Params) -> PosterOutcome {
     let mut outcome = PosterOutcome {
         acked: 0,
         errors: 0,
+        chars: 0,
         latencies: new_histogram(),
     };
+    let mut rng = Rng::new(0x001d_6e57 + n as u64);
     let mut seq = 0u64;
     while Instant::now() < deadline {
+        let content = if params.markdown {
+            // By default one of the run's accounts, so each post looks one up as a real one would.
+            let n = rng.below(params.users.max(1));
+            let mention = match params.mentions {
+                Mentions::Account => format!("@bench-{n}"),
+                Mentions::Unknown => format!("@nobody-{n}"),
+                Mentions::None => format!("bench-{n}"),
+            };
+            text::markdown(&mut rng, &mention, &format!("ingest {n} {seq}"))
+        } else {
+            format!("ingest {n} {seq}")
+        };
+        outcome.chars += content.chars().count() as u64;
         let sent = Instant::now();
-        match poster.post(&format!("ingest {n} {seq}")).await {
+        match poster.post(&content).await {
             Ok(_) => {
                 outcome.acked += 1;
                 outcome
@@ -120,7 +162,7 @@ async fn run_poster(mut poster: Poster, n: usize, deadline: Instant) -> PosterOu
 }
 
 /// The writer's batch-size histogram: (sum, count).
-async fn batch_totals(server: &crate::server::Server) -> Option<(f64, f64)> {
+pub async fn batch_totals(server: &crate::server::Server) -> Option<(f64, f64)> {
     Some((
         server.metric("chat_write_batch_size_sum").await?,
         server.metric("chat_write_batch_size_count").await?,

@@ -20,7 +20,8 @@
 //!   two runs: 10,000 streams at 10 msg/s (p99 <= 100 ms, nothing lost) and 1,000 streams as
 //!   fast as possible (>= 200,000 deliveries/s).
 //! - `ingest`: 64 posters as fast as acks come back, at `--sync full` (>= 10,000 acked/s, p99 <=
-//!   50 ms) and `--sync normal` (>= 25,000/s).
+//!   50 ms) and `--sync normal` (>= 25,000/s). `--markdown`: every message a Markdown-heavy text
+//!   of 200 to 400 characters with an `@mention` (reported as `ingest-markdown`).
 //! - `replay`: a stream opened 100,000 events behind: time to catch up (>= 250,000 events/s)
 //!   and the server's RSS growth meanwhile (<= 50 MiB, sampled every 10 ms).
 //! - `idle`: 10,000 open idle streams: server RSS per stream (<= 8 KiB).
@@ -32,6 +33,12 @@
 //!   room, so each event is sent to every user's feed. Latency (p99 <= 100 ms), and nothing lost,
 //!   repeated or reordered. `--private`: the same over 20 private rooms with every user a
 //!   member, through the access checks.
+//! - `changes`: 2,000 messages (`--messages`) seeded in 4 rooms, 500 streams (`--streams`) on
+//!   `/api/events`, each its own user, then 32 clients (`--clients`), each its own user, for 20 s
+//!   as fast as acks come back (or `--rate` changes a second in all): reactions added and taken
+//!   back on any seeded message, edits of their own messages and new posts (`--mix`, percent,
+//!   default `50,30,20`). Acked changes per second and ack latency by kind; every acked change
+//!   must reach every stream exactly once, in order; publish-to-receive latency by kind.
 //!
 //! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
 //! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -43,6 +50,7 @@
 //! the hard limit, and connections spread over 127.0.0.1..=127.0.0.N source addresses
 //! (`--source-addrs`). Its own CPU use is reported beside the server's (100 = one core).
 
+mod changes;
 mod client;
 mod cold_start;
 mod fanout;
@@ -58,6 +66,7 @@ mod spread;
 mod sse;
 mod stats;
 mod streams;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +86,7 @@ enum Scenario {
     ColdStart,
     Mixed,
     Spread,
+    Changes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,10 +108,11 @@ struct Args {
     /// fanout, idle, mixed: open event streams; spread: users, each with one stream.
     #[arg(long)]
     streams: Option<usize>,
-    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all.
+    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all;
+    /// changes: changes per second in all (0: as fast as acks come back).
     #[arg(long)]
     rate: Option<f64>,
-    /// fanout: messages to publish.
+    /// fanout: messages to publish; changes: messages seeded.
     #[arg(long)]
     messages: Option<u64>,
     /// fanout, spread: concurrent publishers.
@@ -110,19 +121,33 @@ struct Args {
     /// ingest: concurrent posters.
     #[arg(long)]
     posters: Option<usize>,
-    /// ingest, mixed: how long to post.
+    /// ingest, mixed, spread, changes: how long to post.
     #[arg(long)]
     seconds: Option<f64>,
     /// ingest: only this `--sync` setting (default: both).
     #[arg(long, value_enum)]
     sync: Option<Sync>,
+    /// ingest: Markdown-heavy messages (emphasis, code, links, a list or quote, a mention)
+    /// instead of short plain ones.
+    #[arg(long)]
+    markdown: bool,
+    /// ingest --markdown: what each text's `@name` names: one of the run's accounts, no
+    /// account (looked up, nothing stored), or nothing (no `@`, no look-up).
+    #[arg(long, value_enum, default_value = "account")]
+    mentions: ingest::Mentions,
+    /// changes: clients making changes, each its own user.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// changes: percentages of reactions, edits and posts, adding up to 100.
+    #[arg(long, value_parser = parse_mix, default_value = "50,30,20")]
+    mix: [u32; 3],
     /// replay, cold-start: events in the database.
     #[arg(long)]
     events: Option<u64>,
     /// cold-start: launches to time.
     #[arg(long)]
     runs: Option<usize>,
-    /// mixed, spread: rooms.
+    /// mixed, spread, changes: rooms.
     #[arg(long)]
     rooms: Option<usize>,
     /// spread: every room private, with every user a member of each (default 20 rooms).
@@ -163,6 +188,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     sse::self_check();
+    text::self_check();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -222,6 +248,7 @@ enum Plan {
     ColdStart(cold_start::Params),
     Mixed(mixed::Params),
     Spread(spread::Params),
+    Changes(changes::Params),
 }
 
 impl Plan {
@@ -234,6 +261,7 @@ impl Plan {
             Self::ColdStart(_) => "cold-start",
             Self::Mixed(_) => "mixed",
             Self::Spread(_) => "spread",
+            Self::Changes(_) => "changes",
         }
     }
 
@@ -246,6 +274,7 @@ impl Plan {
             Self::ColdStart(params) => cold_start::run(launcher, params).await,
             Self::Mixed(params) => mixed::run(launcher, params).await,
             Self::Spread(params) => spread::run(launcher, params).await,
+            Self::Changes(params) => changes::run(launcher, params).await,
         }
     }
 }
@@ -272,6 +301,8 @@ fn plans(args: &Args) -> Vec<Plan> {
                 seconds: args.seconds.unwrap_or(if quick { 3.0 } else { 10.0 }),
                 sync,
                 users: args.users,
+                markdown: args.markdown,
+                mentions: args.mentions,
             })
         }));
     }
@@ -318,7 +349,33 @@ fn plans(args: &Args) -> Vec<Plan> {
             private: args.private,
         }));
     }
+    if wanted(Scenario::Changes) {
+        plans.push(Plan::Changes(changes::Params {
+            messages: args.messages.unwrap_or(if quick { 400 } else { 2_000 }),
+            rooms: args.rooms.unwrap_or(4),
+            streams: args.streams.unwrap_or(if quick { 100 } else { 500 }),
+            clients: args.clients.unwrap_or(if quick { 8 } else { 32 }),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+            rate: args.rate.unwrap_or(0.0),
+            mix: args.mix,
+        }));
+    }
     plans
+}
+
+/// `--mix`: three percentages adding up to 100.
+fn parse_mix(raw: &str) -> Result<[u32; 3], String> {
+    let parts: Vec<u32> = raw
+        .split(',')
+        .map(|part| part.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|error| format!("{raw:?}: {error}"))?;
+    match parts[..] {
+        [reactions, edits, posts] if reactions + edits + posts == 100 => Ok([reactions, edits, posts]),
+        _ => Err(format!(
+            "{raw:?}: three percentages (reactions,edits,posts) adding up to 100"
+        )),
+    }
 }
 
 /// The two fan-out runs of the issue (steady rate, and as fast as possible), or the one run

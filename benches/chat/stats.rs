@@ -93,7 +93,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn add(&self, delivered: u64, at_ns: u64) {
+    pub fn add(&self, delivered: u64, at_ns: u64) {
         if delivered > 0 {
             self.delivered.fetch_add(delivered, Ordering::Relaxed);
             self.last_delivery_ns.fetch_max(at_ns, Ordering::Relaxed);

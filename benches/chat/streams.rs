@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, End, Endpoint};
-use crate::sse::Parser;
+use crate::sse::{Event, Parser};
 use crate::stats::{Latencies, Progress, Tracker, now_ns};
 
 /// Connections being set up at once; the rest wait their turn. Below the server's listen
@@ -175,5 +175,39 @@ pub fn spawn_idle(spec: Spec, shared: Arc<Shared>) -> JoinHandle<()> {
         if let Err(error) = client::follow(&spec.endpoint, &spec.path, &spec.token, None, stop, opened, |_| {}).await {
             shared.fail(&error);
         }
+    })
+}
+
+/// What a stream opened with `spawn_sink` does with the events it reads.
+pub trait Sink: Send + 'static {
+    /// Takes in one event read at `now_ns`; returns whether it counts as a delivery.
+    fn on_event(&mut self, event: &Event<'_>, now_ns: u64) -> bool;
+}
+
+/// A stream that hands every event to `sink` until `shared.stop`, counting deliveries in
+/// `shared.progress`; returns the sink.
+pub fn spawn_sink<S: Sink>(spec: Spec, shared: Arc<Shared>, mut sink: S) -> JoinHandle<S> {
+    tokio::spawn(async move {
+        let permit = Arc::clone(&shared.gate).acquire_owned().await;
+        let opened = || {
+            drop(permit);
+            shared.opened.fetch_add(1, Ordering::Relaxed);
+        };
+        let mut parser = Parser::default();
+        let on_chunk = |chunk: &[u8]| {
+            let now = now_ns();
+            let mut delivered = 0;
+            parser.feed(chunk, |event| delivered += u64::from(sink.on_event(event, now)));
+            shared.progress.add(delivered, now);
+        };
+        let stop = shared.stop.cancelled();
+        match client::follow(&spec.endpoint, &spec.path, &spec.token, None, stop, opened, on_chunk).await {
+            Ok(End::Stopped) => {}
+            Ok(End::Closed) => {
+                shared.ended_by_server.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => shared.fail(&error),
+        }
+        sink
     })
 }
