@@ -88,7 +88,10 @@ pub async fn history(app: &App, session: &Session, room: &str, page: Page) -> Re
 pub async fn get(app: &App, session: &Session, id: EventId) -> Result<(Event, Room), Error> {
     let message = app.log.store.message(id).await?.ok_or_else(|| not_found(id))?;
     let room = message.room().ok_or_else(|| not_found(id))?;
-    let room = rooms::find(app, session, room).await.map_err(|_| not_found(id))?;
+    let room = rooms::find(app, session, room).await.map_err(|error| match error {
+        Error::NotFound(_) => not_found(id),
+        other => other,
+    })?;
     Ok((message, room))
 }
 

@@ -1247,46 +1247,4 @@ mod tests {
             assert!(!plain(source), "{source}");
         }
     }
-
-    /// Rough per-message cost, by hand: `cargo test --release --lib wire::markdown -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn cost_per_message() {
-        let cases = [
-            (
-                "plain",
-                "see you at the standup tomorrow, bring the slides please".to_owned(),
-            ),
-            (
-                "markdown",
-                "**Heads up** @ada: the _deploy_ is `v2.3`, see https://example.com/notes?x=1&y=2\n\n\
-                 > quoted text\n\n- one\n- two\n\n```rust\nfn main() {}\n```"
-                    .to_owned(),
-            ),
-            (
-                "long markdown",
-                "Some *words* and `code` and a [link](https://x.y).\n".repeat(80),
-            ),
-        ];
-        let mentions = names(&["ada"]);
-        for (label, source) in cases {
-            let rounds = 2_000;
-            let started = std::time::Instant::now();
-            for _ in 0..rounds {
-                std::hint::black_box(render(std::hint::black_box(&source), &mentions));
-            }
-            let each = started.elapsed() / rounds;
-            let started = std::time::Instant::now();
-            for _ in 0..rounds {
-                let mut writer = Writer::new(std::hint::black_box(&source), &mentions);
-                writer.run();
-                std::hint::black_box(writer.out);
-            }
-            let writer = started.elapsed() / rounds;
-            println!(
-                "{label}: {} bytes, {each:?} per render, {writer:?} of it before ammonia",
-                source.len()
-            );
-        }
-    }
 }

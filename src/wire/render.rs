@@ -3,6 +3,8 @@
 //! it arrived. Each fragment's root element carries the DOM id it replaces (`msg-42`,
 //! `member-ada`, `room-general`), so applying a frame twice changes nothing.
 
+use std::borrow::Cow;
+
 use askama::Template;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -65,6 +67,15 @@ pub struct EditPartial<'a> {
 pub struct DeletePartial<'a> {
     pub id: EventId,
     pub room: &'a str,
+}
+
+/// A message's or an edit's HTML: as its maker rendered it, or rendered now (read back from
+/// the database).
+fn rendering<'a>(rendered: Option<&'a str>, content: &str, mentions: &[String]) -> Cow<'a, str> {
+    match rendered {
+        Some(html) => Cow::Borrowed(html),
+        None => Cow::Owned(markdown::render(content, mentions)),
+    }
 }
 
 /// How long a reply's quote of a message is, in characters.
@@ -260,21 +271,14 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
             rendered,
             ..
         } => {
-            let fresh;
-            let html = match rendered {
-                Some(html) => html.as_str(),
-                None => {
-                    fresh = markdown::render(content, mentions);
-                    fresh.as_str()
-                }
-            };
+            let html = rendering(rendered.as_deref(), content, mentions);
             MessagePartial {
                 id: event.id,
                 room,
                 username: &event.username,
                 created_at: &event.created_at,
                 edited_at: edited_at.as_deref(),
-                html,
+                html: &html,
                 emoji_only: markdown::emoji_only(content),
                 mentions,
                 quote: reply_to.as_ref().map(|quote| QuoteView {
@@ -295,19 +299,12 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
             rendered,
             ..
         } => {
-            let fresh;
-            let html = match rendered {
-                Some(html) => html.as_str(),
-                None => {
-                    fresh = markdown::render(content, mentions);
-                    fresh.as_str()
-                }
-            };
+            let html = rendering(rendered.as_deref(), content, mentions);
             EditPartial {
                 id: *message_id,
                 room,
                 edited_at: &event.created_at,
-                html,
+                html: &html,
                 emoji_only: markdown::emoji_only(content),
                 excerpt: excerpt(content),
                 mentions,
