@@ -1950,3 +1950,143 @@ async fn a_deleted_message_leaves_no_byte_of_any_version_in_the_database_files()
     let found = markers_in_files(&db, &markers);
     assert!(found.is_empty(), "after the shutdown: {found:?}");
 }
+
+/// The routes that change a message, given what no page would send: ids that are no id,
+/// emoji that are not text, bodies of the wrong shape and texts past their bounds. Each gets a
+/// fitting 4xx with a JSON error, never a 5xx, and nothing is stored.
+#[tokio::test]
+async fn hostile_input_to_the_routes_that_change_messages_is_refused_plainly() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--rate-limits", "off"]).await;
+    let ada = server.user("ada").await;
+    let id = ada.say("general", "the one message").await["id"].as_i64().unwrap();
+    let too_long = "x".repeat(4_001);
+    let cases: Vec<(reqwest::Method, String, Option<Value>, &[u16])> = vec![
+        (reqwest::Method::GET, "/api/messages/0".into(), None, &[404]),
+        (reqwest::Method::GET, "/api/messages/-1".into(), None, &[404]),
+        (reqwest::Method::GET, "/api/messages/1e3".into(), None, &[404]),
+        (
+            reqwest::Method::GET,
+            "/api/messages/99999999999999999999999".into(),
+            None,
+            &[404],
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/messages/{id}"),
+            Some(json!({"content": ""})),
+            &[422],
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/messages/{id}"),
+            Some(json!({"content": "   "})),
+            &[422],
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/messages/{id}"),
+            Some(json!({"content": too_long})),
+            &[422, 413],
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/messages/{id}"),
+            Some(json!({"content": 5})),
+            &[400, 422],
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/messages/{id}"),
+            Some(json!({})),
+            &[400, 422],
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/messages/{id}/reactions/%FF"),
+            None,
+            &[400, 404, 422],
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/messages/{id}/reactions/%E2%80%AE"),
+            None,
+            &[422],
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/messages/{id}/reactions/a%0Ab"),
+            None,
+            &[422],
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/messages/{id}/reactions/%3Cb%3E"),
+            None,
+            &[422],
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/messages/{id}/reactions/{}", "x".repeat(17)),
+            None,
+            &[422],
+        ),
+        (reqwest::Method::DELETE, "/api/messages/x".into(), None, &[404]),
+        (
+            reqwest::Method::POST,
+            "/api/rooms/general/messages".into(),
+            Some(json!({"content": "r", "reply_to": -4})),
+            &[422],
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/rooms/general/messages".into(),
+            Some(json!({"content": "r", "reply_to": "4"})),
+            &[400, 422],
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/rooms/general/messages".into(),
+            Some(json!({"content": "r", "reply_to": 1.5})),
+            &[400, 422],
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/rooms/general/messages?around=x".into(),
+            None,
+            &[400],
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/rooms/general/messages?around=-1".into(),
+            None,
+            &[400],
+        ),
+    ];
+    for (method, path, body, allowed) in cases {
+        let mut request = ada.request(method.clone(), &path);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(allowed.contains(&status), "{method} {path} {body:?}: {status} {text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"));
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {text}"
+        );
+    }
+    // Nothing was stored: the one message, as it was, and no change to it.
+    let history = ada.history("general", "").await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["content"], "the one message");
+    assert_eq!(history[0]["reactions"], json!([]));
+    let mut conn = db.connect().await;
+    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind IN ('edit', 'delete', 'reaction')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(changes, 0);
+}
