@@ -489,12 +489,16 @@ impl Task {
                 let run = allowed;
                 let posts: Vec<&Post> = run.iter().map(|(post, ..)| post).collect();
                 let stored = writes::insert_posts(conn, &posts).await?;
+                let mentioned: Vec<_> = run
+                    .iter()
+                    .zip(&stored)
+                    .filter_map(|((post, ..), stored)| stored.as_ref().ok().filter(|s| s.new).map(|s| (post, s.id)))
+                    .flat_map(|(post, id)| post.mentions.iter().map(move |(user, _)| (id, *user)))
+                    .collect();
+                writes::insert_mention_rows(conn, &mentioned).await?;
                 for ((post, reply, quote), stored) in run.into_iter().zip(stored) {
                     applied.push(match stored {
                         Ok(stored) => {
-                            if stored.new && !post.mentions.is_empty() {
-                                writes::insert_mentions(conn, stored.id, &post.mentions).await?;
-                            }
                             let event = post.into_event(stored.id, stored.created_at, quote);
                             let done = Applied::answer(
                                 Some(reply),

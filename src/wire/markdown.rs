@@ -9,7 +9,8 @@
 //!
 //! Links are only `http`, `https` and `mailto`; bare URLs and addresses become links too, and
 //! `@name` of a mentioned account a `<span class="mention">`. Each bidirectional control is
-//! isolated in a `<span class="bidi">`, as `render::filters::verbatim` does for plain text.
+//! isolated in a `<span class="bidi">`, which the page's style labels, so no message can show
+//! its characters in another order than they were written (`invoice\u{202E}fdp.exe`).
 //!
 //! Most chat messages have no Markdown at all. Those skip both parsers (`plain`), and a
 //! property test holds the shortcut to the same output as the full path.

@@ -7,6 +7,8 @@ mod common;
 mod access;
 mod accounts;
 mod browser;
+mod changes;
+mod changes_page;
 mod connections;
 mod content;
 mod crash;
