@@ -21,7 +21,8 @@
 //!   fast as possible (>= 200,000 deliveries/s).
 //! - `ingest`: 64 posters as fast as acks come back, at `--sync full` (>= 10,000 acked/s, p99 <=
 //!   50 ms) and `--sync normal` (>= 25,000/s). `--markdown`: every message a Markdown-heavy text
-//!   of 200 to 400 characters with an `@mention` (reported as `ingest-markdown`).
+//!   of 200 to 400 characters with an `@mention` (reported as `ingest-markdown`); `--mentions
+//!   unknown|none` names no account, or drops the `@`.
 //! - `replay`: a stream opened 100,000 events behind: time to catch up (>= 250,000 events/s)
 //!   and the server's RSS growth meanwhile (<= 50 MiB, sampled every 10 ms).
 //! - `idle`: 10,000 open idle streams: server RSS per stream (<= 8 KiB).
