@@ -518,7 +518,7 @@ async fn counts_under_concurrent_posts_edits_deletions_and_reads_match_the_model
         task.await.expect("a person's part");
     }
 
-    let model = model.lock().unwrap();
+    let model = std::mem::take(&mut *model.lock().unwrap());
     let mut conn = db.connect().await;
     let mut checked = 0;
     for client in &people {
