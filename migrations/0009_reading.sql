@@ -25,6 +25,13 @@ UPDATE users SET read_from = coalesce((SELECT max(id) FROM events), 0);
 -- room.
 ALTER TABLE events ADD COLUMN mentions_room INTEGER NOT NULL DEFAULT 0 CHECK (mentions_room IN (0, 1));
 
+-- A room's live messages and their authors, apart from everything else the room's range of
+-- the log holds (edits, reactions, and its readers' `read` events, which outnumber messages in
+-- a busy room): unread counts, the newest message and history read only these.
+CREATE INDEX events_room_messages ON events (room_id, id, user_id) WHERE kind = 'message' AND body IS NOT NULL;
+-- The messages and edits of a room that say `@here` or `@room`, for mention counts.
+CREATE INDEX events_room_mentions ON events (room_id, id) WHERE mentions_room = 1;
+
 -- Where each person has read each room, for people at the `sqlite3` prompt.
 CREATE VIEW read_cursors AS
 SELECT u.username, r.name AS room, x.up_to, x.notify

@@ -715,8 +715,10 @@ impl Store {
     /// What `user` has not read of each room in `rooms`, in one query: their cursor, the
     /// messages after it that are not theirs and not deleted (counted to `MAX_UNREAD`), how
     /// many of those mention them or the room in their newest version, the room's newest
-    /// message, and how loudly the room may call them. Each count is a range scan of the
-    /// room's events after the cursor.
+    /// message, and how loudly the room may call them. The unread count reads at most
+    /// `MAX_UNREAD` entries of the room's index of live messages; the mention count starts
+    /// from the versions that mention them (their mentions after the cursor, in any room) or
+    /// the room, so it costs what there is to count, not what there is unread.
     pub async fn unread(&self, user: UserId, rooms: &[RoomId]) -> Result<HashMap<RoomId, Unread>, sqlx::Error> {
         if rooms.is_empty() {
             return Ok(HashMap::new());
@@ -735,14 +737,18 @@ impl Store {
                     (SELECT count(*) FROM (SELECT 1 FROM events AS e \
                        WHERE e.room_id = c.room_id AND e.id > c.read AND e.kind = 'message' \
                          AND e.body IS NOT NULL AND e.user_id != ?2 LIMIT ?3)) AS unread, \
-                    (SELECT count(*) FROM (SELECT 1 FROM events AS e \
-                       WHERE e.room_id = c.room_id AND e.id > c.read AND e.kind = 'message' \
+                    (SELECT count(*) FROM (SELECT 1 FROM ( \
+                         SELECT m.event_id AS id FROM mentions AS m \
+                         WHERE m.user_id = ?2 AND m.event_id > c.read \
+                         UNION \
+                         SELECT v.id FROM events AS v \
+                         WHERE v.room_id = c.room_id AND v.mentions_room = 1 AND v.id > c.read) AS k \
+                       JOIN events AS v ON v.id = k.id \
+                       JOIN events AS e ON e.id = CASE v.kind WHEN 'edit' THEN v.message_id ELSE v.id END \
+                       WHERE v.room_id = c.room_id AND e.kind = 'message' AND e.id > c.read \
                          AND e.body IS NOT NULL AND e.user_id != ?2 \
-                         AND EXISTS (SELECT 1 FROM events AS v \
-                               WHERE v.id = coalesce((SELECT max(x.id) FROM events AS x \
-                                                      WHERE x.kind = 'edit' AND x.message_id = e.id), e.id) \
-                                 AND (v.mentions_room = 1 OR EXISTS (SELECT 1 FROM mentions AS m \
-                                       WHERE m.event_id = v.id AND m.user_id = ?2))) \
+                         AND v.id = coalesce((SELECT max(x.id) FROM events AS x \
+                                              WHERE x.kind = 'edit' AND x.message_id = e.id), e.id) \
                        LIMIT ?3)) AS mentions, \
                     coalesce((SELECT max(e.id) FROM events AS e \
                               WHERE e.room_id = c.room_id AND e.kind = 'message' AND e.body IS NOT NULL), 0) AS last_id \
