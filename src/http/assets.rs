@@ -22,6 +22,9 @@ pub struct AssetUrls {
     pub htmx: String,
     pub stream: String,
     pub icon: String,
+    /// The icon with a dot: something is unread.
+    pub icon_unread: String,
+    pub attention: String,
     pub chat: String,
     pub admin: String,
 }
@@ -33,6 +36,8 @@ pub fn urls() -> &'static AssetUrls {
         htmx: versioned("vendor/htmx-2.0.11.min.js"),
         stream: versioned("stream.js"),
         icon: versioned("favicon.svg"),
+        icon_unread: versioned("favicon-unread.svg"),
+        attention: versioned("attention.js"),
         chat: versioned("chat.js"),
         admin: versioned("admin.js"),
     })
