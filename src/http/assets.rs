@@ -26,6 +26,7 @@ pub struct AssetUrls {
     pub icon_unread: String,
     pub attention: String,
     pub chat: String,
+    pub mentions: String,
     pub admin: String,
 }
 
@@ -39,6 +40,7 @@ pub fn urls() -> &'static AssetUrls {
         icon_unread: versioned("favicon-unread.svg"),
         attention: versioned("attention.js"),
         chat: versioned("chat.js"),
+        mentions: versioned("mentions.js"),
         admin: versioned("admin.js"),
     })
 }
