@@ -114,6 +114,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_REACTION_RATE", default_value_t = 120)]
     pub reaction_rate: u32,
 
+    /// Times each user may mark a room read, or change how loudly a room notifies them, per
+    /// minute (0: no limit). The page marks a room read at most about once a second while
+    /// new messages arrive in front of its reader.
+    #[arg(long, env = "CHAT_READ_RATE", default_value_t = 300)]
+    pub read_rate: u32,
+
     /// Event streams each user may open per minute, all their devices together (0: no
     /// limit). A browser holds one for all its tabs; this bounds reconnect storms and replays.
     #[arg(long, env = "CHAT_STREAM_RATE", default_value_t = 60)]

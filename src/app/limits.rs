@@ -64,6 +64,7 @@ pub struct Limits {
     member_changes: Bucket<UserId>,
     edits: Bucket<UserId>,
     reactions: Bucket<UserId>,
+    reads: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
     account_changes: Bucket<UserId>,
     invites: Bucket<UserId>,
@@ -132,6 +133,7 @@ impl Limits {
             member_changes: Bucket::new(rate(config.member_rate).map(Quota::per_minute)),
             edits: Bucket::new(rate(config.edit_rate).map(Quota::per_minute)),
             reactions: Bucket::new(rate(config.reaction_rate).map(Quota::per_minute)),
+            reads: Bucket::new(rate(config.read_rate).map(Quota::per_minute)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
             account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
             invites: Bucket::new(rate(config.invite_rate).map(Quota::per_minute)),
@@ -183,6 +185,11 @@ impl Limits {
     /// One reaction added or taken back by `user`.
     pub fn reaction(&self, user: UserId) -> Result<(), Error> {
         self.take(&self.reactions, user, "reactions")
+    }
+
+    /// One read cursor moved, or one notification level set, by `user`.
+    pub fn read(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.reads, user, "marks of rooms read")
     }
 
     /// One change to accounts or sessions by `user`: a password change, ending a session, an

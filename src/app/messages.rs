@@ -33,7 +33,7 @@ pub async fn post(
     let room = rooms::find(app, session, name).await?;
     refuse_archived(&room)?;
     let content = content.into_string();
-    let mentions = mentions(app, &content).await?;
+    let (mentions, mentions_room) = mentions(app, &content).await?;
     let rendered = render(&content, &mentions);
     let post = Post {
         room_id: room.id,
@@ -45,6 +45,7 @@ pub async fn post(
         client_id,
         reply_to,
         mentions,
+        mentions_room,
         rendered,
     };
     match app.log.writer.post(post).await {
@@ -106,12 +107,13 @@ pub async fn edit(app: &App, session: &Session, id: EventId, content: String) ->
     }
     refuse_archived(&room)?;
     let content = content.into_string();
-    let mentions = mentions(app, &content).await?;
+    let (mentions, mentions_room) = mentions(app, &content).await?;
     let rendered = render(&content, &mentions);
     let edit = Edit {
         target: target(session, id, &room),
         content,
         mentions,
+        mentions_room,
         rendered,
     };
     gone_is_not_found(app.log.writer.edit(edit).await, id)
@@ -150,13 +152,17 @@ pub async fn react(app: &App, session: &Session, id: EventId, emoji: &str, add: 
     }
 }
 
-/// The accounts `content` mentions (`@name`), as the accounts spell their names.
-async fn mentions(app: &App, content: &str) -> Result<Vec<(UserId, String)>, Error> {
-    let names = markdown::mentioned_names(content);
+/// The accounts `content` mentions (`@name`), as the accounts spell their names, and whether
+/// it mentions the whole room (`@here`, `@room`): then everyone who can read the room is
+/// mentioned, and nobody who cannot.
+async fn mentions(app: &App, content: &str) -> Result<(Vec<(UserId, String)>, bool), Error> {
+    let mut names = markdown::mentioned_names(content);
+    let whole_room = names.iter().any(|name| markdown::is_room_mention(name));
+    names.retain(|name| !markdown::is_room_mention(name));
     if names.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), whole_room));
     }
-    Ok(app.log.store.accounts_named(&names).await?)
+    Ok((app.log.store.accounts_named(&names).await?, whole_room))
 }
 
 /// `content` as the page shows it, rendered here rather than by the writer: a request's own

@@ -9,6 +9,7 @@ pub mod invites;
 pub mod limits;
 pub mod messages;
 pub mod presence;
+pub mod reads;
 pub mod rooms;
 pub mod sessions;
 pub mod status;

@@ -65,6 +65,23 @@ pub async fn list(app: &App, session: &Session, after: Option<&str>, limit: u32)
     })
 }
 
+/// The room called `name` if `session`'s user can read it, and a members-only room's members
+/// by name.
+pub async fn get(app: &App, session: &Session, name: &str) -> Result<(Room, Vec<String>), Error> {
+    let room = find(app, session, name).await?;
+    let members = if room.kind().members_only() {
+        app.log
+            .store
+            .member_names(&[room.id])
+            .await?
+            .remove(&room.id)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok((room, members))
+}
+
 /// Makes the room `name`, public or private (its creator its first member); returns its
 /// `room` event. `Conflict` if the name is taken.
 pub async fn create(

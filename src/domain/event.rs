@@ -87,6 +87,8 @@ pub enum EventKind {
         reply_to: Option<Quote>,
         /// Whom the content mentions: account names, as spelled by the accounts.
         mentions: Vec<String>,
+        /// Whether it says `@here` or `@room`: it mentions everyone who can read the room.
+        mentions_room: bool,
         /// When it was last edited, if ever.
         edited_at: Option<String>,
         /// Its reactions, in order of each one's first use.
@@ -102,6 +104,7 @@ pub enum EventKind {
         message_id: EventId,
         content: String,
         mentions: Vec<String>,
+        mentions_room: bool,
         rendered: Option<String>,
     },
     /// A message was deleted, by its author or an admin; its text is gone from the database.
@@ -132,6 +135,12 @@ pub enum EventKind {
         /// A direct room's people, by name (they never change); empty for other rooms.
         members: Vec<String>,
     },
+    /// The event's user has read a room up to `up_to`; only they see it, on every device.
+    Read {
+        room_id: RoomId,
+        room: String,
+        up_to: EventId,
+    },
     /// Someone joined or left a private or direct room; the event's user is who did it (`by`),
     /// which is the member themselves when they leave.
     Member {
@@ -152,6 +161,7 @@ impl EventKind {
             content: content.into(),
             reply_to: None,
             mentions: Vec::new(),
+            mentions_room: false,
             edited_at: None,
             reactions: Vec::new(),
             rendered: None,
@@ -184,6 +194,7 @@ impl Event {
             | EventKind::Reaction { room_id, .. }
             | EventKind::Room { room_id, .. }
             | EventKind::Member { room_id, .. } => Scope::Room(*room_id),
+            EventKind::Read { .. } => Scope::User(self.user_id),
             EventKind::Status { .. } => Scope::Everyone,
         }
     }
@@ -198,6 +209,7 @@ impl Event {
             EventKind::Status { .. } => "status",
             EventKind::Room { .. } => "room",
             EventKind::Member { .. } => "member",
+            EventKind::Read { .. } => "read",
         }
     }
 
@@ -209,7 +221,8 @@ impl Event {
             | EventKind::Delete { room, .. }
             | EventKind::Reaction { room, .. }
             | EventKind::Room { room, .. }
-            | EventKind::Member { room, .. } => Some(room),
+            | EventKind::Member { room, .. }
+            | EventKind::Read { room, .. } => Some(room),
             EventKind::Status { .. } => None,
         }
     }

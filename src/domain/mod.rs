@@ -7,6 +7,7 @@ mod event;
 mod ids;
 mod invite;
 mod names;
+mod reading;
 mod status;
 mod stream;
 
@@ -19,7 +20,8 @@ pub use invite::{
 };
 pub use names::{
     ClientId, Content, DIRECT_PREFIX, Emoji, Invalid, MAX_PASSWORD_CHARS, MAX_TOPIC_CHARS, MIN_PASSWORD_CHARS,
-    Password, RoomName, Topic, Username, skeleton,
+    Password, ROOM_MENTIONS, RoomName, Topic, Username, skeleton,
 };
+pub use reading::{MAX_UNREAD, NotifyLevel};
 pub use status::Status;
 pub use stream::{Cursor, View};

@@ -37,6 +37,13 @@ impl Username {
         if !edges_ok {
             return Err(Invalid("a username starts and ends with a letter or digit".into()));
         }
+        if ROOM_MENTIONS
+            .iter()
+            .chain(&["channel", "everyone"])
+            .any(|word| raw.eq_ignore_ascii_case(word))
+        {
+            return Err(Invalid(format!("`{raw}` is kept for mentioning a whole room").into()));
+        }
         Ok(name)
     }
 
@@ -51,6 +58,9 @@ impl Username {
         &self.0
     }
 }
+
+/// The words that, after `@`, mention everyone who can read the room.
+pub const ROOM_MENTIONS: [&str; 2] = ["here", "room"];
 
 /// What `name` looks like: see `Username::skeleton`.
 pub fn skeleton(name: &str) -> String {

@@ -56,6 +56,8 @@ pub struct Post {
     pub reply_to: Option<EventId>,
     /// The accounts it mentions.
     pub mentions: Vec<(UserId, String)>,
+    /// It says `@here` or `@room`.
+    pub mentions_room: bool,
     /// The content as HTML, rendered by the caller.
     pub rendered: String,
 }
@@ -77,6 +79,7 @@ impl Post {
                 content: self.content,
                 reply_to,
                 mentions: self.mentions.into_iter().map(|(_, name)| name).collect(),
+                mentions_room: self.mentions_room,
                 edited_at: None,
                 reactions: Vec::new(),
                 rendered: Some(self.rendered),
@@ -105,7 +108,20 @@ pub struct Edit {
     pub target: Target,
     pub content: String,
     pub mentions: Vec<(UserId, String)>,
+    pub mentions_room: bool,
     pub rendered: String,
+}
+
+/// Someone has read a room up to an event. Checked again by the writer: a members-only room
+/// only by a member (`Gone("room")`), and a cursor only forwards.
+#[derive(Debug, Clone)]
+pub struct ReadMark {
+    pub user_id: UserId,
+    pub username: String,
+    pub room_id: RoomId,
+    pub room: String,
+    pub members_only: bool,
+    pub up_to: EventId,
 }
 
 /// Someone adds (or takes back) a reaction to a message.

@@ -22,7 +22,7 @@ pub use sqlite::{Durability, Store};
 pub use subscription::{Item, Subscribed};
 pub use writer::Writer;
 
-pub use change::{Admission, Edit, Invite, Join, Joined, NewInvite, React, Target};
+pub use change::{Admission, Edit, Invite, Join, Joined, NewInvite, React, ReadMark, Target};
 
 use crate::domain::View;
 use crate::metrics::Metrics;

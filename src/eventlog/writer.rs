@@ -22,11 +22,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::change::{Edit, Invite, Join, Joined, NewInvite, React, Target};
+use super::change::{Edit, Invite, Join, Joined, NewInvite, React, ReadMark, Target};
 use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
-use crate::domain::{Event, EventKind, Quote, Role, RoomId, RoomKind, UserId};
+use crate::domain::{Event, EventKind, NotifyLevel, Quote, Role, RoomId, RoomKind, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Frame;
 
@@ -66,6 +66,10 @@ enum Request {
     /// A reaction added or taken back; `None` when it already was (or was not) there.
     React(React, Reply<Option<Event>>),
     SetStatus(StatusChange, Reply<Event>),
+    /// A read cursor moved forward: its `read` event; `None` when it was not forward.
+    Read(ReadMark, Reply<Option<Event>>),
+    /// How loudly a room may call for a user.
+    SetNotify(UserId, RoomId, NotifyLevel, Reply<()>),
     /// A sign-up, or an account an admin makes: admitted, and any invite's use taken, with it.
     Join(Join, Reply<Joined>),
     CreateInvite(NewInvite, Reply<Invite>),
@@ -92,6 +96,8 @@ impl Request {
             Self::Edit(_, reply) | Self::React(_, reply) => send(reply, error),
             Self::Delete(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
+            Self::Read(_, reply) => send(reply, error),
+            Self::SetNotify(.., reply) => send(reply, error),
             Self::Join(_, reply) => send(reply, error),
             Self::CreateInvite(_, reply) => send(reply, error),
             Self::RevokeInvite(_, reply) => send(reply, error),
@@ -263,6 +269,18 @@ impl Writer {
     /// reactions as it may.
     pub async fn react(&self, react: React) -> Result<Option<Event>, WriteError> {
         self.ask(|reply| Request::React(react, reply)).await
+    }
+
+    /// Moves a read cursor forward: the `read` event, or `None` when `up_to` is not past
+    /// where its user has read to. `Gone("room")` if the room is members-only and they are not
+    /// a member (any more).
+    pub async fn read(&self, mark: ReadMark) -> Result<Option<Event>, WriteError> {
+        self.ask(|reply| Request::Read(mark, reply)).await
+    }
+
+    /// Sets how loudly `room` may call for `user`.
+    pub async fn set_notify(&self, user: UserId, room: RoomId, level: NotifyLevel) -> Result<(), WriteError> {
+        self.ask(|reply| Request::SetNotify(user, room, level, reply)).await
     }
 
     /// Queues a status change behind every request queued before it, waiting only for room
@@ -496,6 +514,18 @@ impl Task {
                     .flat_map(|(post, id)| post.mentions.iter().map(move |(user, _)| (id, *user)))
                     .collect();
                 writes::insert_mention_rows(conn, &mentioned).await?;
+                let calls_room: Vec<_> = run
+                    .iter()
+                    .zip(&stored)
+                    .filter_map(|((post, ..), stored)| {
+                        stored
+                            .as_ref()
+                            .ok()
+                            .filter(|s| s.new && post.mentions_room)
+                            .map(|s| s.id)
+                    })
+                    .collect();
+                writes::mark_room_mentions(conn, &calls_room).await?;
                 for ((post, reply, quote), stored) in run.into_iter().zip(stored) {
                     applied.push(match stored {
                         Ok(stored) => {
@@ -530,6 +560,9 @@ impl Task {
                     )
                     .await?;
                     writes::insert_mentions(conn, id, &edit.mentions).await?;
+                    if edit.mentions_room {
+                        writes::mark_room_mentions(conn, &[id]).await?;
+                    }
                     let event = Event {
                         id,
                         user_id: target.by,
@@ -541,6 +574,7 @@ impl Task {
                             message_id: target.message_id,
                             content: edit.content,
                             mentions: edit.mentions.into_iter().map(|(_, name)| name).collect(),
+                            mentions_room: edit.mentions_room,
                             rendered: Some(edit.rendered),
                         },
                     };
@@ -819,6 +853,33 @@ impl Task {
                     kind: EventKind::Status { status: change.status },
                 };
                 Applied::answer(Some(reply), Ok(event.clone())).publishing(event)
+            }
+            Request::Read(mark, reply) => {
+                if mark.members_only && !writes::is_member(conn, mark.room_id, mark.user_id).await? {
+                    Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("room")))
+                } else {
+                    match writes::move_read_cursor(conn, mark.user_id, mark.room_id, mark.up_to).await? {
+                        None => Applied::answer(Some(reply), Ok(None)),
+                        Some((id, created_at)) => {
+                            let event = Event {
+                                id,
+                                user_id: mark.user_id,
+                                username: mark.username,
+                                created_at,
+                                kind: EventKind::Read {
+                                    room_id: mark.room_id,
+                                    room: mark.room,
+                                    up_to: mark.up_to,
+                                },
+                            };
+                            Applied::answer(Some(reply), Ok(Some(event.clone()))).publishing(event)
+                        }
+                    }
+                }
+            }
+            Request::SetNotify(user, room, level, reply) => {
+                writes::set_notify(conn, user, room, level).await?;
+                Applied::answer(Some(reply), Ok(()))
             }
             Request::Join(join, reply) => {
                 // The name can be refused after an invite's use is taken: both or neither.

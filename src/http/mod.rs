@@ -148,7 +148,9 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
             "/api/messages/:id/reactions/:emoji",
             put(messages::add_reaction).delete(messages::remove_reaction),
         )
-        .at("/api/rooms/:room", patch(rooms::update_room))
+        .at("/api/rooms/:room", get(rooms::get_room).patch(rooms::update_room))
+        .at("/api/rooms/:room/read", put(rooms::mark_read))
+        .at("/api/rooms/:room/notifications", put(rooms::set_notifications))
         .at("/api/rooms/:room/members", get(rooms::list_members))
         .at(
             "/api/rooms/:room/members/:username",

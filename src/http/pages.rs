@@ -19,7 +19,7 @@ use super::{FormBody, State, signup};
 use crate::app::{self, Error, messages::Page};
 use crate::config::Signup;
 use crate::domain::{EventId, RoomKind, Status};
-use crate::wire::render::{self, MemberPartial, RoomPartial};
+use crate::wire::render::{self, MemberPartial, RoomCounts, RoomPartial};
 
 /// Messages a page shows at first, and per "load older".
 const PAGE_MESSAGES: u32 = 50;
@@ -286,6 +286,7 @@ struct Sidebar {
 /// A page of the room list after `after`, rendered, ending with "more rooms" if there are.
 async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Result<Sidebar, ApiError> {
     let page = app::rooms::list(&state.app, user, after, app::rooms::DEFAULT_ROOMS).await?;
+    let unread = app::reads::unread(&state.app, user, &page.rooms).await?;
     let mut sidebar = Sidebar::default();
     for room in &page.rooms {
         let html = RoomPartial {
@@ -294,6 +295,13 @@ async fn room_list(state: &State, user: &CurrentUser, after: Option<&str>) -> Re
             topic: room.topic.as_deref(),
             archived: room.archived,
             members: page.members.get(&room.id).map_or(&[], Vec::as_slice),
+            counts: unread.get(&room.id).map(|unread| RoomCounts {
+                unread: unread.unread,
+                mentions: unread.mentions,
+                read: unread.read,
+                last_id: unread.last_id,
+                notify: unread.notify.0.as_str(),
+            }),
         }
         .render()?;
         match room.kind() {

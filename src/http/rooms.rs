@@ -12,12 +12,13 @@ use super::error::ApiError;
 use super::{JsonBody, State};
 use crate::app;
 use crate::app::rooms::{DEFAULT_ROOMS, MAX_ROOMS};
-use crate::domain::{EventKind, RoomKind};
-use crate::eventlog::sqlite::Room;
+use crate::domain::{EventId, EventKind, RoomKind};
+use crate::eventlog::sqlite::{Room, Unread};
 use crate::wire::render;
 
-/// A room as the API shows it: `{"name","kind","topic","archived","created_at"}`, and a
-/// direct room's `members`.
+/// A room as the API shows it: `{"name","kind","topic","archived","created_at"}`, a direct
+/// room's `members`, and where listed for its reader, what they have not read of it:
+/// `"unread","mentions","last_id","read","notify"`.
 #[derive(Serialize)]
 pub(super) struct RoomView<'a> {
     name: &'a str,
@@ -27,6 +28,31 @@ pub(super) struct RoomView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<&'a [String]>,
     created_at: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    unread: Option<UnreadView>,
+}
+
+/// What the reader has not read of a room.
+#[derive(Serialize)]
+struct UnreadView {
+    /// Counted to `MAX_UNREAD`.
+    unread: u32,
+    mentions: u32,
+    last_id: EventId,
+    read: EventId,
+    notify: &'static str,
+}
+
+impl From<&Unread> for UnreadView {
+    fn from(unread: &Unread) -> Self {
+        Self {
+            unread: unread.unread,
+            mentions: unread.mentions,
+            last_id: unread.last_id,
+            read: unread.read,
+            notify: unread.notify.0.as_str(),
+        }
+    }
 }
 
 impl<'a> RoomView<'a> {
@@ -38,6 +64,14 @@ impl<'a> RoomView<'a> {
             archived: room.archived,
             members: members.filter(|_| room.kind() == RoomKind::Direct),
             created_at: &room.created_at,
+            unread: None,
+        }
+    }
+
+    fn unread(self, unread: Option<&Unread>) -> Self {
+        Self {
+            unread: unread.map(UnreadView::from),
+            ..self
         }
     }
 }
@@ -77,10 +111,11 @@ pub async fn list_rooms(
         return Err(ApiError::BadRequest("`after` is a room name".into()));
     }
     let page = app::rooms::list(&state.app, &user, query.after.as_deref(), limit).await?;
+    let unread = app::reads::unread(&state.app, &user, &page.rooms).await?;
     let rooms = page
         .rooms
         .iter()
-        .map(|room| RoomView::of(room, page.members.get(&room.id).map(Vec::as_slice)))
+        .map(|room| RoomView::of(room, page.members.get(&room.id).map(Vec::as_slice)).unread(unread.get(&room.id)))
         .collect();
     let next = page.next.as_deref();
     Ok(Json(RoomList { rooms, next }).into_response())
@@ -119,8 +154,62 @@ pub async fn create_room(
         archived: *archived,
         members: None,
         created_at: &event.created_at,
+        unread: None,
     };
     Ok(Json(view).with_status(StatusCode::CREATED).into_response())
+}
+
+/// `GET /api/rooms/{room}`: the room as listed, with what the caller has not read of it.
+#[handler]
+pub async fn get_room(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    let (room, members) = app::rooms::get(&state.app, &user, &room).await?;
+    let unread = app::reads::unread(&state.app, &user, std::slice::from_ref(&room)).await?;
+    Ok(Json(RoomView::of(&room, Some(&members)).unread(unread.get(&room.id))).into_response())
+}
+
+/// `PUT /api/rooms/{room}/read` `{"up_to": ID}`: `204`, whether or not the cursor moved (it
+/// never moves back).
+#[derive(Deserialize)]
+pub struct ReadUpTo {
+    up_to: serde_json::Value,
+}
+
+#[handler]
+pub async fn mark_read(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody<ReadUpTo>,
+) -> Result<Response, ApiError> {
+    let up_to = body
+        .up_to
+        .as_i64()
+        .filter(|id| *id >= 0)
+        .map(EventId)
+        .ok_or_else(|| ApiError::Unprocessable("`up_to` must be an event id: a whole number, 0 or more".into()))?;
+    app::reads::mark_read(&state.app, &user, &room, up_to).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT /api/rooms/{room}/notifications` `{"level": "all" | "mentions" | "none"}`: `204`.
+#[derive(Deserialize)]
+pub struct Level {
+    level: String,
+}
+
+#[handler]
+pub async fn set_notifications(
+    Data(state): Data<&State>,
+    Path(room): Path<String>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody<Level>,
+) -> Result<Response, ApiError> {
+    app::reads::set_notify(&state.app, &user, &room, &body.level).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `PATCH /api/rooms/{room}` `{"topic"?, "archived"?}`: a `null` or empty topic clears it.

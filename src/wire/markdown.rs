@@ -23,6 +23,8 @@ use linkify::{LinkFinder, LinkKind};
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd};
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::domain::ROOM_MENTIONS;
+
 /// At most this many `@name`s are looked up for one message.
 pub const MAX_MENTIONS: usize = 32;
 
@@ -60,6 +62,12 @@ pub fn mentioned_names(source: &str) -> Vec<String> {
     let mut writer = Writer::new(source, &[]);
     writer.run();
     writer.found
+}
+
+/// Whether `name` (as `mentioned_names` finds it) is `here` or `room`: a mention of everyone
+/// who can read the room, whatever accounts there are.
+pub fn is_room_mention(name: &str) -> bool {
+    ROOM_MENTIONS.iter().any(|word| word.eq_ignore_ascii_case(name))
 }
 
 /// Whether the message is only emoji (1 to 8 of them, whitespace allowed between): the
@@ -501,12 +509,18 @@ impl<'a> Writer<'a> {
                 };
                 at = here + 1 + name.len();
                 self.found_name(name);
-                let Some(canonical) = self.mentions.iter().find(|m| m.eq_ignore_ascii_case(name)) else {
-                    continue;
-                };
                 if self.depth >= MAX_DEPTH {
                     continue;
                 }
+                if is_room_mention(name) {
+                    self.literal(&text[written..here]);
+                    let _ = write!(self.out, r#"<span class="mention mention-room">@{name}</span>"#);
+                    written = at;
+                    continue;
+                }
+                let Some(canonical) = self.mentions.iter().find(|m| m.eq_ignore_ascii_case(name)) else {
+                    continue;
+                };
                 self.literal(&text[written..here]);
                 let _ = write!(
                     self.out,
@@ -678,7 +692,7 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
             ("ol", set(&["start"])),
         ]))
         .tag_attribute_values(HashMap::new())
-        .allowed_classes(HashMap::from([("span", set(&["mention", "bidi"]))]))
+        .allowed_classes(HashMap::from([("span", set(&["mention", "mention-room", "bidi"]))]))
         .set_tag_attribute_value("a", "target", "_blank")
         .link_rel(Some("noopener noreferrer"))
         .url_schemes(set(&["http", "https", "mailto"]))
@@ -938,6 +952,18 @@ mod tests {
     }
 
     #[test]
+    fn here_and_room_mention_the_room_whatever_the_accounts_and_not_in_code() {
+        assert_eq!(
+            render("@here and @Room, not `@room`", &[]),
+            "<p><span class=\"mention mention-room\">@here</span> and \
+             <span class=\"mention mention-room\">@Room</span>, not <code>@room</code></p>"
+        );
+        assert_eq!(mentioned_names("@here and @Room, not `@room`"), ["here", "Room"]);
+        assert!(is_room_mention("HERE") && is_room_mention("room"));
+        assert!(!is_room_mention("rooms") && !is_room_mention("everyone"));
+    }
+
+    #[test]
     fn mentioned_names_are_what_render_would_mark() {
         assert_eq!(
             mentioned_names("hi @Ada and @bob, @ADA again; @ada."),
@@ -1071,7 +1097,10 @@ mod tests {
                     ),
                     "rel" => assert_eq!(value, "noopener noreferrer"),
                     "target" => assert_eq!(value, "_blank"),
-                    "class" if name == "span" => assert!(value == "mention" || value == "bidi", "{html}"),
+                    "class" if name == "span" => assert!(
+                        value == "mention" || value == "mention mention-room" || value == "bidi",
+                        "{html}"
+                    ),
                     "class" => assert!(value.starts_with("language-"), "{html}"),
                     _ => {}
                 }

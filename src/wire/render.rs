@@ -24,6 +24,8 @@ pub struct MessagePartial<'a> {
     pub html: &'a str,
     pub emoji_only: bool,
     pub mentions: &'a [String],
+    /// It says `@here` or `@room`.
+    pub mentions_room: bool,
     pub quote: Option<QuoteView<'a>>,
     pub reactions: &'a [Reactions],
     /// The message a permalink points at.
@@ -59,6 +61,7 @@ pub struct EditPartial<'a> {
     pub emoji_only: bool,
     pub excerpt: String,
     pub mentions: &'a [String],
+    pub mentions_room: bool,
 }
 
 /// A deleted message: the page removes it, and says so in the replies that quote it.
@@ -108,6 +111,34 @@ pub struct RoomPartial<'a> {
     pub topic: Option<&'a str>,
     pub archived: bool,
     pub members: &'a [String],
+    /// What the reader has not read of it, when it is rendered for one reader's page; `None`
+    /// in a `room` frame, which is the same for everyone.
+    pub counts: Option<RoomCounts>,
+}
+
+/// What one reader has not read of a room, as the sidebar carries it (`data-unread`, ...).
+#[derive(Debug, Clone, Copy)]
+pub struct RoomCounts {
+    pub unread: u32,
+    pub mentions: u32,
+    /// Where they have read to.
+    pub read: EventId,
+    /// The room's newest message.
+    pub last_id: EventId,
+    /// `all`, `mentions` or `none`.
+    pub notify: &'static str,
+}
+
+/// A room read up to an event, on its reader's own streams: the page moves the room's cursor
+/// and clears or recounts its badge.
+#[derive(Template)]
+#[template(
+    source = r#"<div id="read-{{ room }}" class="read" data-room="{{ room }}" data-up-to="{{ up_to }}" hidden></div>"#,
+    ext = "html"
+)]
+pub struct ReadPartial<'a> {
+    pub room: &'a str,
+    pub up_to: EventId,
 }
 
 /// Someone joined or left a room: the page updates its member list and, when it is the
@@ -143,6 +174,7 @@ impl Serialize for Json<'_> {
                 content,
                 reply_to,
                 mentions,
+                mentions_room,
                 edited_at,
                 reactions,
                 ..
@@ -158,6 +190,9 @@ impl Serialize for Json<'_> {
                     map.serialize_entry("reply_to", &quote.id)?;
                 }
                 map.serialize_entry("mentions", mentions)?;
+                if *mentions_room {
+                    map.serialize_entry("mentions_room", &true)?;
+                }
                 map.serialize_entry("reactions", &ReactionsJson(reactions))?;
                 return map.end();
             }
@@ -166,6 +201,7 @@ impl Serialize for Json<'_> {
                 message_id,
                 content,
                 mentions,
+                mentions_room,
                 ..
             } => {
                 map.serialize_entry("room", room)?;
@@ -173,6 +209,9 @@ impl Serialize for Json<'_> {
                 map.serialize_entry("username", &event.username)?;
                 map.serialize_entry("content", content)?;
                 map.serialize_entry("mentions", mentions)?;
+                if *mentions_room {
+                    map.serialize_entry("mentions_room", &true)?;
+                }
             }
             EventKind::Delete { room, message_id, .. } => {
                 map.serialize_entry("room", room)?;
@@ -223,6 +262,10 @@ impl Serialize for Json<'_> {
                 map.serialize_entry("joined", joined)?;
                 map.serialize_entry("by", &event.username)?;
             }
+            EventKind::Read { room, up_to, .. } => {
+                map.serialize_entry("room", room)?;
+                map.serialize_entry("up_to", up_to)?;
+            }
         }
         map.serialize_entry("created_at", &event.created_at)?;
         map.end()
@@ -266,6 +309,7 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
             content,
             reply_to,
             mentions,
+            mentions_room,
             edited_at,
             reactions,
             rendered,
@@ -281,6 +325,7 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
                 html: &html,
                 emoji_only: markdown::emoji_only(content),
                 mentions,
+                mentions_room: *mentions_room,
                 quote: reply_to.as_ref().map(|quote| QuoteView {
                     id: quote.id,
                     username: &quote.username,
@@ -296,6 +341,7 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
             message_id,
             content,
             mentions,
+            mentions_room,
             rendered,
             ..
         } => {
@@ -308,6 +354,7 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
                 emoji_only: markdown::emoji_only(content),
                 excerpt: excerpt(content),
                 mentions,
+                mentions_room: *mentions_room,
             }
             .render()
         }
@@ -341,6 +388,7 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
             topic: topic.as_deref(),
             archived: *archived,
             members,
+            counts: None,
         }
         .render(),
         EventKind::Member {
@@ -355,6 +403,7 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
             joined: *joined,
         }
         .render(),
+        EventKind::Read { room, up_to, .. } => ReadPartial { room, up_to: *up_to }.render(),
     }
 }
 
@@ -466,6 +515,43 @@ mod tests {
     }
 
     #[test]
+    fn a_read_event_and_a_message_to_the_whole_room_match_the_contract() {
+        let read = Event {
+            kind: EventKind::Read {
+                room_id: RoomId(1),
+                room: "general".into(),
+                up_to: EventId(40),
+            },
+            ..message("")
+        };
+        assert_eq!(read.scope(), crate::domain::Scope::User(UserId(1)));
+        assert_eq!(
+            json(&read),
+            r#"{"id":42,"type":"read","room":"general","up_to":40,"created_at":"2026-11-21T09:30:00.123Z"}"#
+        );
+        assert_eq!(
+            html(&read).unwrap(),
+            r#"<div id="read-general" class="read" data-room="general" data-up-to="40" hidden></div>"#
+        );
+
+        let mut calling = message("@here look");
+        if let EventKind::Message { mentions_room, .. } = &mut calling.kind {
+            *mentions_room = true;
+        }
+        assert!(json(&calling).contains(r#""mentions":[],"mentions_room":true,"reactions""#));
+        let fragment = html(&calling).unwrap();
+        assert!(
+            fragment.contains(r#"data-mentions="" data-mentions-room"#),
+            "{fragment}"
+        );
+        assert!(
+            fragment.contains(r#"<span class="mention mention-room">@here</span>"#),
+            "{fragment}"
+        );
+        assert!(!json(&message("@here")).contains("mentions_room"));
+    }
+
+    #[test]
     fn changes_to_a_message_match_the_contract_and_replace_their_elements() {
         let base = message("");
         let edit = Event {
@@ -476,6 +562,7 @@ mod tests {
                 message_id: EventId(42),
                 content: "now **this** @bob".into(),
                 mentions: vec!["bob".into()],
+                mentions_room: false,
                 rendered: None,
             },
             ..base.clone()
@@ -551,6 +638,7 @@ mod tests {
                 content: None,
             }),
             mentions: Vec::new(),
+            mentions_room: false,
             edited_at: Some("2026-11-21T09:31:00.000Z".into()),
             reactions: vec![Reactions {
                 emoji: "🎉".into(),

@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use reads::{Account, AccountListing, HistoryPage, Room, SessionRow, Store, StoredStatus};
+pub use reads::{Account, AccountListing, HistoryPage, Room, SessionRow, Store, StoredStatus, Unread};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use sqlx::{FromRow, SqlitePool};
 use super::writes::INVITE_COLUMNS;
 use super::writes::group_reactions;
 use crate::domain::{
-    Event, EventId, EventKind, Membership, Quote, Reactions, Role, RoomId, RoomKind, Status, UserId, View,
+    Event, EventId, EventKind, MAX_UNREAD, Membership, NotifyLevel, Quote, Reactions, Role, RoomId, RoomKind, Status,
+    UserId, View,
 };
 use crate::eventlog::Invite;
 
@@ -44,6 +45,8 @@ struct EventRow {
     reply_to: Option<EventId>,
     /// Whom a message or edit mentions: names, space-separated.
     mentions: Option<String>,
+    /// Whether a message or edit says `@here` or `@room`.
+    mentions_room: bool,
 }
 
 /// A `room` event's stored state: `{"topic","archived"}`, or (written before rooms changed)
@@ -83,6 +86,7 @@ impl TryFrom<EventRow> for Event {
                     content: None,
                 }),
                 mentions: names(row.mentions.as_deref()),
+                mentions_room: row.mentions_room,
                 edited_at: None,
                 reactions: Vec::new(),
                 rendered: None,
@@ -93,6 +97,7 @@ impl TryFrom<EventRow> for Event {
                 message_id: row.message_id.ok_or_else(shape)?,
                 content: row.body.clone().ok_or_else(shape)?,
                 mentions: names(row.mentions.as_deref()),
+                mentions_room: row.mentions_room,
                 rendered: None,
             },
             ("delete", Some(room_id), Some(room)) => EventKind::Delete {
@@ -146,6 +151,16 @@ impl TryFrom<EventRow> for Event {
                 member_name: row.subject.clone().ok_or_else(shape)?,
                 joined: row.body.as_deref() == Some("joined"),
             },
+            ("read", Some(room_id), Some(room)) => EventKind::Read {
+                room_id,
+                room,
+                up_to: row
+                    .body
+                    .as_deref()
+                    .and_then(|body| body.parse().ok())
+                    .map(EventId)
+                    .ok_or_else(shape)?,
+            },
             _ => return Err(shape()),
         };
         Ok(Event {
@@ -166,7 +181,7 @@ macro_rules! select_events {
                     e.subject_id, s.username AS subject, e.body, e.created_at, e.message_id, e.reply_to, \
                     CASE WHEN e.kind IN ('message', 'edit') THEN \
                       (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
-                       WHERE m.event_id = e.id) END AS mentions \
+                       WHERE m.event_id = e.id) END AS mentions, e.mentions_room \
              FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id \
              LEFT JOIN users AS s ON s.id = e.subject_id ",
             $($rest),*
@@ -232,6 +247,33 @@ macro_rules! select_rooms {
             $rest
         )
     };
+}
+
+/// What one user has not read of one room (`Store::unread`).
+#[derive(Debug, Clone, FromRow)]
+pub struct Unread {
+    pub room_id: RoomId,
+    /// Where they have read to: their cursor, or the moment their account was made, or the
+    /// event that let them into the room, whichever is newest.
+    pub read: EventId,
+    #[sqlx(try_from = "String")]
+    pub notify: NotifyColumn,
+    /// Messages after `read`, not theirs, not deleted: at most `MAX_UNREAD`.
+    pub unread: u32,
+    /// Those of them whose newest version mentions them, or says `@here` or `@room`.
+    pub mentions: u32,
+    /// The room's newest message; 0 when it has none.
+    pub last_id: EventId,
+}
+
+/// `reads.notify` as it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifyColumn(pub NotifyLevel);
+
+impl From<String> for NotifyColumn {
+    fn from(stored: String) -> Self {
+        Self(NotifyLevel::from_stored(&stored))
+    }
 }
 
 /// A session found by its token, with its user.
@@ -492,10 +534,10 @@ impl Store {
         let list = id_list(&ids);
         // SQLite returns the bare columns of the row holding max(id): each message's newest
         // edit, and whom that one mentions.
-        let edits: Vec<(EventId, String, String, EventId, Option<String>)> = sqlx::query_as(
+        let edits: Vec<(EventId, String, String, EventId, Option<String>, bool)> = sqlx::query_as(
             "SELECT x.message_id, x.body, x.created_at, max(x.id), \
                     (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
-                     WHERE m.event_id = x.id) \
+                     WHERE m.event_id = x.id), x.mentions_room \
              FROM events AS x WHERE x.kind = 'edit' AND x.message_id IN (SELECT value FROM json_each(?1)) \
              GROUP BY x.message_id",
         )
@@ -503,24 +545,26 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let reactions = self.reactions_of(&list).await?;
-        let mut edits: HashMap<EventId, (String, String, Option<String>)> = edits
+        let mut edits: HashMap<EventId, (String, String, Option<String>, bool)> = edits
             .into_iter()
-            .map(|(message, body, at, _, mentions)| (message, (body, at, mentions)))
+            .map(|(message, body, at, _, mentions, room)| (message, (body, at, mentions, room)))
             .collect();
         for event in events.iter_mut() {
             let id = event.id;
             if let EventKind::Message {
                 content,
                 mentions,
+                mentions_room,
                 edited_at,
                 reactions: now,
                 ..
             } = &mut event.kind
             {
-                if let Some((body, at, mentioned)) = edits.remove(&id) {
+                if let Some((body, at, mentioned, room)) = edits.remove(&id) {
                     *content = body;
                     *edited_at = Some(at);
                     *mentions = names(mentioned.as_deref());
+                    *mentions_room = room;
                 }
                 *now = reactions.get(&id).cloned().unwrap_or_default();
             }
@@ -666,6 +710,50 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// What `user` has not read of each room in `rooms`, in one query: their cursor, the
+    /// messages after it that are not theirs and not deleted (counted to `MAX_UNREAD`), how
+    /// many of those mention them or the room in their newest version, the room's newest
+    /// message, and how loudly the room may call them. Each count is a range scan of the
+    /// room's events after the cursor.
+    pub async fn unread(&self, user: UserId, rooms: &[RoomId]) -> Result<HashMap<RoomId, Unread>, sqlx::Error> {
+        if rooms.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids = serde_json::to_string(&rooms).unwrap_or_default();
+        let rows: Vec<Unread> = sqlx::query_as(
+            "WITH cursors AS ( \
+               SELECT j.value AS room_id, \
+                      max(coalesce(x.up_to, 0), \
+                          (SELECT read_from FROM users WHERE id = ?2), \
+                          coalesce((SELECT max(a.from_id) FROM room_access AS a \
+                                    WHERE a.room_id = j.value AND a.user_id = ?2), 0)) AS read, \
+                      coalesce(x.notify, 'mentions') AS notify \
+               FROM json_each(?1) AS j LEFT JOIN reads AS x ON x.user_id = ?2 AND x.room_id = j.value) \
+             SELECT c.room_id, c.read, c.notify, \
+                    (SELECT count(*) FROM (SELECT 1 FROM events AS e \
+                       WHERE e.room_id = c.room_id AND e.id > c.read AND e.kind = 'message' \
+                         AND e.body IS NOT NULL AND e.user_id != ?2 LIMIT ?3)) AS unread, \
+                    (SELECT count(*) FROM (SELECT 1 FROM events AS e \
+                       WHERE e.room_id = c.room_id AND e.id > c.read AND e.kind = 'message' \
+                         AND e.body IS NOT NULL AND e.user_id != ?2 \
+                         AND EXISTS (SELECT 1 FROM events AS v \
+                               WHERE v.id = coalesce((SELECT max(x.id) FROM events AS x \
+                                                      WHERE x.kind = 'edit' AND x.message_id = e.id), e.id) \
+                                 AND (v.mentions_room = 1 OR EXISTS (SELECT 1 FROM mentions AS m \
+                                       WHERE m.event_id = v.id AND m.user_id = ?2))) \
+                       LIMIT ?3)) AS mentions, \
+                    coalesce((SELECT max(e.id) FROM events AS e \
+                              WHERE e.room_id = c.room_id AND e.kind = 'message' AND e.body IS NOT NULL), 0) AS last_id \
+             FROM cursors AS c",
+        )
+        .bind(ids)
+        .bind(user)
+        .bind(MAX_UNREAD)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|row| (row.room_id, row)).collect())
     }
 
     /// The direct room of exactly the people whose ids `key` lists (see `NewRoom::direct_key`).

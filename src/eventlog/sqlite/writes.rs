@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnection;
 
 use crate::domain::NotAdmitted;
-use crate::domain::{EventId, Reactions, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
+use crate::domain::{EventId, NotifyLevel, Reactions, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
 use crate::eventlog::{Admission, Invite, Join, Joined, NewInvite};
 use crate::eventlog::{NewSession, Post, WriteError};
 
@@ -52,10 +52,12 @@ pub async fn insert_user(
             "look-alike"
         }));
     }
-    // The first account of an empty server is its admin.
+    // The first account of an empty server is its admin. Nothing said before it was made is
+    // unread to it.
     sqlx::query_scalar(
-        "INSERT INTO users (username, password_hash, role) \
-         VALUES (?, ?, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'member' ELSE 'admin' END) RETURNING id",
+        "INSERT INTO users (username, password_hash, role, read_from) \
+         VALUES (?, ?, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'member' ELSE 'admin' END, \
+                 coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)) RETURNING id",
     )
     .bind(username)
     .bind(password_hash)
@@ -883,4 +885,72 @@ pub fn group_reactions(rows: impl IntoIterator<Item = (String, String)>) -> Vec<
 /// A reaction event's `body`.
 pub fn reaction_body(emoji: &str, added: bool) -> String {
     serde_json::json!({ "emoji": emoji, "added": added }).to_string()
+}
+
+/// Marks the messages or edits `events` as saying `@here` or `@room`, in one statement.
+pub async fn mark_room_mentions(conn: &mut SqliteConnection, events: &[EventId]) -> Result<(), WriteError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(events).map_err(|error| WriteError::Database(error.to_string()))?;
+    sqlx::query("UPDATE events SET mentions_room = 1 WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves `user`'s read cursor in `room` to `up_to` and records the `read` event, if that is
+/// forward of where they have read to (their cursor, the moment their account was made, the
+/// event that let them into the room); `None` when it is not.
+pub async fn move_read_cursor(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    room: RoomId,
+    up_to: EventId,
+) -> Result<Option<(EventId, String)>, WriteError> {
+    let read: i64 = sqlx::query_scalar(
+        "SELECT max(coalesce((SELECT up_to FROM reads WHERE user_id = ?1 AND room_id = ?2), 0), \
+                    coalesce((SELECT read_from FROM users WHERE id = ?1), 0), \
+                    coalesce((SELECT max(from_id) FROM room_access WHERE user_id = ?1 AND room_id = ?2), 0))",
+    )
+    .bind(user)
+    .bind(room)
+    .fetch_one(&mut *conn)
+    .await?;
+    if up_to.get() <= read {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO reads (user_id, room_id, up_to) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (user_id, room_id) DO UPDATE SET up_to = excluded.up_to",
+    )
+    .bind(user)
+    .bind(room)
+    .bind(up_to)
+    .execute(&mut *conn)
+    .await?;
+    let body = up_to.to_string();
+    insert_event(conn, "read", Scope::User(user), Some(room), user, Some(&body))
+        .await
+        .map(Some)
+}
+
+/// Sets how loudly `room` may call for `user`.
+pub async fn set_notify(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    room: RoomId,
+    level: NotifyLevel,
+) -> Result<(), WriteError> {
+    sqlx::query(
+        "INSERT INTO reads (user_id, room_id, notify) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (user_id, room_id) DO UPDATE SET notify = excluded.notify",
+    )
+    .bind(user)
+    .bind(room)
+    .bind(level.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
