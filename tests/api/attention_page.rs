@@ -57,7 +57,11 @@ async fn title(browser: &Browser) -> String {
 }
 
 async fn icon(browser: &Browser) -> String {
-    eval(browser, "return document.querySelector('link[rel=icon]').getAttribute('href');").await
+    eval(
+        browser,
+        "return document.querySelector('link[rel=icon]').getAttribute('href');",
+    )
+    .await
 }
 
 /// `PUT /api/rooms/{room}/read` as `client`.
@@ -252,7 +256,12 @@ async fn a_mention_picked_from_the_list_is_marked_and_counted_for_the_one_named_
     .await;
     // Escape closes the list and keeps what was typed.
     content.send_keys("@bo").await.unwrap();
-    wait_for(&ada, "the list opens again", "!document.getElementById('mention-list').hidden").await;
+    wait_for(
+        &ada,
+        "the list opens again",
+        "!document.getElementById('mention-list').hidden",
+    )
+    .await;
     content.send_keys("\u{E00C}").await.unwrap(); // Escape
     wait_for(
         &ada,
@@ -453,7 +462,12 @@ async fn the_title_and_icon_follow_the_counts_and_a_room_opens_at_its_first_unre
     for n in 0..5 {
         bob.say("alpha", &format!("old {n}")).await;
     }
-    wait_for(&browser, "the title counts five", "document.title === '(5) #general · chat'").await;
+    wait_for(
+        &browser,
+        "the title counts five",
+        "document.title === '(5) #general · chat'",
+    )
+    .await;
     assert!(icon(&browser).await.starts_with("/static/favicon-unread.svg"));
     open_room(&browser, "alpha").await;
     wait_for(&browser, "#alpha is read", "document.title === '#alpha · chat'").await;
@@ -466,14 +480,24 @@ async fn the_title_and_icon_follow_the_counts_and_a_room_opens_at_its_first_unre
     for n in 0..40 {
         ids.push(bob.say("alpha", &format!("new {n}")).await["id"].as_i64().unwrap());
     }
-    wait_for(&browser, "the title counts forty", "document.title === '(40) #general · chat'").await;
+    wait_for(
+        &browser,
+        "the title counts forty",
+        "document.title === '(40) #general · chat'",
+    )
+    .await;
     let deleted = bob
         .request(reqwest::Method::DELETE, &format!("/api/messages/{}", ids[39]))
         .send()
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
-    wait_for(&browser, "the title counts 39", "document.title === '(39) #general · chat'").await;
+    wait_for(
+        &browser,
+        "the title counts 39",
+        "document.title === '(39) #general · chat'",
+    )
+    .await;
     let edited = bob
         .request(reqwest::Method::PATCH, &format!("/api/messages/{}", ids[38]))
         .json(&json!({"content": "new 38, @ada"}))
@@ -487,7 +511,12 @@ async fn the_title_and_icon_follow_the_counts_and_a_room_opens_at_its_first_unre
     // messages are not, so the room is read only as far as the screen shows, and what is
     // below still counts.
     open_room(&browser, "alpha").await;
-    wait_for(&browser, "the line shows", "document.querySelector('.new-marker.since')").await;
+    wait_for(
+        &browser,
+        "the line shows",
+        "document.querySelector('.new-marker.since')",
+    )
+    .await;
     let line: Value = eval(
         &browser,
         "const line = document.querySelector('.new-marker.since'); \
@@ -513,7 +542,11 @@ async fn the_title_and_icon_follow_the_counts_and_a_room_opens_at_its_first_unre
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(title(&browser).await, format!("({below}) #alpha · chat"), "not read further");
+    assert_eq!(
+        title(&browser).await,
+        format!("({below}) #alpha · chat"),
+        "not read further"
+    );
 
     // Scrolling to the newest reads the room: the title and icon go back.
     click(&browser, "#jump").await;
@@ -521,4 +554,75 @@ async fn the_title_and_icon_follow_the_counts_and_a_room_opens_at_its_first_unre
     assert!(icon(&browser).await.starts_with("/static/favicon.svg"));
     wait_for_counts(&browser, "ada", "alpha", 0, 0).await;
     finish(browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_room_watched_on_screen_is_read_in_a_few_writes_within_a_tight_limit() {
+    let db = TestDb::new();
+    // Six cursor writes a minute: a page that wrote one per message would be refused (a
+    // `429`, which the page reports as an error and fails the test).
+    let server = Server::start(&db, &["--read-rate", "6"]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ada").await;
+    sign_in(&browser, &server.url("/"), "ada").await;
+    let mut last = 0;
+    for n in 0..40 {
+        last = bob.say("general", &format!("busy {n}")).await["id"].as_i64().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + crate::common::WAIT;
+    loop {
+        let general = room_counts(&ada, "general").await;
+        if general["read"] == last {
+            assert_eq!(general["unread"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never read to the newest: {general}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(title(&browser).await, "#general · chat");
+    finish(browser).await;
+}
+
+#[tokio::test]
+async fn the_manifest_and_the_service_worker_are_served_from_the_root_with_their_types() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let http = reqwest::Client::new();
+    let manifest = http.get(server.url("/manifest.webmanifest")).send().await.unwrap();
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(manifest.headers()["content-type"], "application/manifest+json");
+    let manifest: Value = manifest.json().await.unwrap();
+    assert_eq!(manifest["start_url"], "/");
+    let mut sizes = Vec::new();
+    for icon in manifest["icons"].as_array().unwrap() {
+        let src = icon["src"].as_str().unwrap();
+        let answer = http.get(server.url(src)).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{src}");
+        assert_eq!(
+            answer.headers()["content-type"],
+            icon["type"].as_str().unwrap(),
+            "{src}"
+        );
+        let body = answer.bytes().await.unwrap();
+        if icon["type"] == "image/png" {
+            // A PNG's header says its size: width and height at bytes 16 and 20.
+            let side = |at: usize| u32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+            assert_eq!(format!("{}x{}", side(16), side(20)), icon["sizes"].as_str().unwrap());
+        }
+        sizes.push(icon["sizes"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sizes, ["192x192", "512x512", "any"]);
+    let worker = http.get(server.url("/sw.js")).send().await.unwrap();
+    assert_eq!(worker.status(), 200);
+    assert_eq!(worker.headers()["content-type"], "text/javascript");
+    assert_eq!(worker.headers()["cache-control"], "no-cache");
+    let csp = worker.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("worker-src 'self'") && csp.contains("manifest-src 'self'"),
+        "{csp}"
+    );
+    assert!(worker.text().await.unwrap().contains("notificationclick"));
 }
