@@ -46,8 +46,9 @@
     return n >= MOST ? '999+' : String(n);
   }
 
-  // options: {room, kind, me, messages (the list element), permalink}. Returns what the
-  // page calls: frame(frame) after it applied one, role(role), state(state), readOf(room).
+  // options: {room, me, messages (the list element)}. Returns what the page calls:
+  // frame(frame) after it applied one, role(role), state(state), readOf(room), and
+  // considerReading() when it moved the list.
   function start(options) {
     const room = options.room;
     const me = options.me;
@@ -455,7 +456,7 @@
       return mention || c.kind === 'direct';
     }
 
-    function placeOf(el, name, c) {
+    function placeOf(name, c) {
       if (c.kind === 'direct') return 'a direct message';
       const entry = document.getElementById('room-' + name);
       return (entry && entry.dataset.kind === 'private' ? '🔒' : '#') + name;
@@ -473,7 +474,7 @@
       let body = (text ? text.textContent : '').replace(/\s+/g, ' ').trim();
       if (body.length > 160) body = body.slice(0, 159) + '…';
       const id = Number(el.dataset.id);
-      const title = el.dataset.user + ' in ' + placeOf(el, name, c);
+      const title = el.dataset.user + ' in ' + placeOf(name, c);
       const details = {
         body: body,
         // One notification per message, whichever tab shows it and however often.
@@ -623,7 +624,6 @@
       state: setState,
       readOf: readOf,
       considerReading: considerReading,
-      rendered: render,
     };
   }
 

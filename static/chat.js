@@ -593,7 +593,7 @@
   let applied = Number(app.dataset.after) || 0;
 
   // Unread counts, the read cursor, notifications (static/attention.js).
-  const attention = ChatAttention.start({ room: room, kind: kind, me: me, messages: messages, permalink: permalink });
+  const attention = ChatAttention.start({ room: room, me: me, messages: messages });
 
   ChatStream.join(
     {

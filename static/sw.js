@@ -25,9 +25,9 @@ self.addEventListener('notificationclick', function (e) {
     const chat = tabs.filter(function (tab) { return new URL(tab.url).pathname.indexOf('/rooms/') === 0; });
     const same = chat.find(function (tab) { return new URL(tab.url).pathname.split('/')[2] === room; });
     const tab = same || chat[0];
-    if (tab) {
-      return tab.focus().then(function (focused) { return (focused || tab).navigate(url.href); });
-    }
-    return self.clients.openWindow(url.href);
+    if (!tab) return self.clients.openWindow(url.href);
+    // Only a tab this worker controls can be sent elsewhere; another opens a new one.
+    return tab.focus().then(function (focused) { return (focused || tab).navigate(url.href); })
+      .catch(function () { return self.clients.openWindow(url.href); });
   }));
 });
