@@ -42,6 +42,25 @@ async fn hold(server: &Server, last: u8, n: usize) -> (Vec<TcpStream>, Vec<Strin
     (kept, refused)
 }
 
+/// On a busy machine a refusal can take longer than `hold` waits to be written: looks again at
+/// the quiet ones, all at once, for long enough, and moves those that were refused.
+async fn settle(kept: Vec<TcpStream>, mut refused: Vec<String>) -> (Vec<TcpStream>, Vec<String>) {
+    let again = futures_util::future::join_all(kept.into_iter().map(|mut socket| async move {
+        let said = what_it_says(&mut socket, Duration::from_millis(500)).await;
+        (socket, said)
+    }))
+    .await;
+    let mut kept = Vec::new();
+    for (socket, said) in again {
+        if said.is_empty() {
+            kept.push(socket);
+        } else {
+            refused.push(said);
+        }
+    }
+    (kept, refused)
+}
+
 #[tokio::test]
 async fn thousands_of_silent_connections_from_one_address_leave_everyone_else_served() {
     let db = TestDb::new();
@@ -52,6 +71,7 @@ async fn thousands_of_silent_connections_from_one_address_leave_everyone_else_se
     let mut stream = bob.open_stream("general", "", None).await;
 
     let (kept, refused) = hold(&server, 9, 2_000).await;
+    let (kept, refused) = settle(kept, refused).await;
     assert_eq!(kept.len(), 100, "the address keeps its hundred");
     assert_eq!(refused.len(), 1_900);
     for answer in &refused {
@@ -97,6 +117,7 @@ async fn past_max_connections_in_all_every_new_connection_gets_503_at_once() {
         kept.extend(k);
         refused.extend(r);
     }
+    let (kept, refused) = settle(kept, refused).await;
     assert_eq!(kept.len(), 40);
     assert_eq!(refused.len(), 40);
     for answer in &refused {
@@ -135,6 +156,7 @@ async fn with_a_low_file_limit_the_server_answers_every_connection_and_never_run
         kept.extend(k);
         refused.extend(r);
     }
+    let (kept, refused) = settle(kept, refused).await;
     // Each connection was answered or kept; none was left waiting for an `accept` that failed.
     assert_eq!(kept.len() + refused.len(), 600);
     assert!(kept.len() <= 225, "{} kept", kept.len());

@@ -22,6 +22,7 @@ mod migration;
 mod operator;
 mod permalink;
 mod presence;
+mod reads;
 mod restart;
 mod resume;
 mod rooms_page;

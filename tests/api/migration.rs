@@ -487,3 +487,100 @@ async fn a_database_from_before_messages_changed_keeps_every_message_and_they_ca
         .unwrap();
     assert_eq!(keys, 0);
 }
+
+/// Writes a database as the release before reading was kept (every migration before 0009):
+/// two people, a public and a private room, messages (one edited, mentioning bob), a reaction.
+async fn before_reading_database(db: &TestDb) {
+    let mut conn = schema_before(db, "0009").await;
+    let script = format!(
+        "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'),
+             (2, 'bob', 'not a hash', 'member');
+         INSERT INTO sessions (token_hash, user_id, id) VALUES (X'{}', 1, 'aaaaaaaaaaaaaaaa'), (X'{}', 2, 'bbbbbbbbbbbbbbbb');
+         INSERT INTO rooms (id, name, kind, created_by) VALUES (2, 'ops', 'private', 1);
+         INSERT INTO events (id, kind, scope, room_id, user_id, body, message_id, created_at) VALUES
+             (1, 'message', 'room', 1, 1, 'said before', NULL, '2026-11-30T08:00:00.000Z'),
+             (2, 'room', 'room', 2, 1, '{{\"topic\":null,\"archived\":false}}', NULL, '2026-11-30T08:00:01.000Z'),
+             (3, 'member', 'room', 2, 1, 'joined', NULL, '2026-11-30T08:00:02.000Z'),
+             (4, 'message', 'room', 2, 1, 'only for ops', NULL, '2026-11-30T08:00:03.000Z'),
+             (5, 'message', 'room', 1, 1, 'hi bob', NULL, '2026-11-30T08:00:04.000Z'),
+             (6, 'edit', 'room', 1, 1, 'hi @bob', 5, '2026-11-30T08:00:05.000Z'),
+             (7, 'reaction', 'room', 1, 2, '{{\"emoji\":\"👍\",\"added\":true}}', 5, '2026-11-30T08:00:06.000Z');
+         UPDATE events SET subject_id = 1 WHERE id = 3;
+         INSERT INTO room_access (room_id, user_id, from_id) VALUES (2, 1, 2);
+         INSERT INTO mentions (event_id, user_id) VALUES (6, 2);
+         INSERT INTO reactions (message_id, emoji, user_id, event_id) VALUES (5, '👍', 2, 7);",
+        hex(&Sha256::digest(ADA_TOKEN.as_bytes())),
+        hex(&Sha256::digest(BOB_TOKEN.as_bytes())),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_database_from_before_reading_starts_with_nothing_unread_and_keeps_everything() {
+    let db = TestDb::new();
+    before_reading_database(&db).await;
+    let server = Server::start(&db, &["--rate-limits", "off"]).await;
+    let ada = signed_in(&server, "ada", ADA_TOKEN);
+    let bob = signed_in(&server, "bob", BOB_TOKEN);
+
+    // Nothing is unread after the upgrade: there were no cursors to say otherwise.
+    let rooms = bob.get_json("/api/rooms").await;
+    let general = &rooms["rooms"][0];
+    assert_eq!(general["name"], "general");
+    assert_eq!(
+        (&general["unread"], &general["mentions"]),
+        (&Value::from(0), &Value::from(0))
+    );
+    assert_eq!(general["last_id"], 5);
+    assert_eq!(general["read"], 7);
+    assert_eq!(general["notify"], "mentions");
+    assert_eq!(rooms["rooms"].as_array().unwrap().len(), 1, "ops is still ada's alone");
+    let history = bob.history("general", "").await;
+    assert_eq!(history[1]["content"], "hi @bob");
+    assert_eq!(history[1]["mentions"], serde_json::json!(["bob"]));
+    assert_eq!(history[1]["reactions"][0]["usernames"], serde_json::json!(["bob"]));
+
+    // What is said now counts, and reading works.
+    let said = ada.say("general", "new, @bob").await;
+    let general = bob.get_json("/api/rooms/general").await;
+    assert_eq!(
+        (&general["unread"], &general["mentions"]),
+        (&Value::from(1), &Value::from(1))
+    );
+    let read = bob
+        .request(reqwest::Method::PUT, "/api/rooms/general/read")
+        .json(&serde_json::json!({"up_to": said["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 204);
+    assert_eq!(bob.get_json("/api/rooms/general").await["unread"], 0);
+
+    let mut conn = db.connect().await;
+    let cursors: Vec<(String, String, i64)> = sqlx::query_as("SELECT username, room, up_to FROM read_cursors")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        cursors,
+        [("bob".to_owned(), "general".to_owned(), said["id"].as_i64().unwrap())]
+    );
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(messages, 4);
+    let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sound, "ok");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_foreign_key_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+}

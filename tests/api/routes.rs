@@ -168,6 +168,9 @@ async fn every_api_route_needs_a_valid_session() {
             (Method::GET, "/api/rooms/general/messages"),
             (Method::POST, "/api/rooms/general/messages"),
             (Method::GET, "/api/rooms/general/events"),
+            (Method::GET, "/api/rooms/general"),
+            (Method::PUT, "/api/rooms/general/read"),
+            (Method::PUT, "/api/rooms/general/notifications"),
             (Method::PUT, "/api/status"),
         ] {
             let response = client
