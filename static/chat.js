@@ -153,13 +153,24 @@
     });
   }
 
-  // Messages that name me, and the mentions of me in any message.
+  // Messages that name me or say @here/@room (someone else's: my own @here calls others),
+  // and those mentions in any message. Names are compared as accounts are: without regard
+  // to case.
+  const meLower = me.toLowerCase();
+  function namesMe(el) {
+    return words(el.dataset.mentions).some(function (name) { return name.toLowerCase() === meLower; });
+  }
   function markMentions(root) {
     messagesIn(root).forEach(function (el) {
-      el.classList.toggle('mentions-me', words(el.dataset.mentions).indexOf(me) >= 0);
+      const toRoom = el.hasAttribute('data-mentions-room') && el.dataset.user !== me;
+      el.classList.toggle('mentions-me', namesMe(el) || toRoom);
     });
     root.querySelectorAll('.mention[data-user]').forEach(function (el) {
-      el.classList.toggle('me', el.dataset.user === me);
+      el.classList.toggle('me', el.dataset.user.toLowerCase() === meLower);
+    });
+    root.querySelectorAll('.mention.mention-room').forEach(function (el) {
+      const msg = el.closest('.message');
+      el.classList.toggle('me', !msg || msg.dataset.user !== me);
     });
   }
 
@@ -204,6 +215,9 @@
   const GROUP_GAP = 5 * 60 * 1000;
   // The line above the first message that arrived while the reader was scrolled up.
   let marker = null;
+  // The line above the first message that was unread when the room was opened ("new since
+  // you were here"): it stays while the page does, so the reader can find the place again.
+  let since = null;
 
   // Day separators before the first message of each local day, and the class `continued` on a
   // message that follows its author's previous one closely (not a reply, not edited: those
@@ -250,6 +264,36 @@
       marker.remove();
       marker = null;
     }
+    // The first unread message was deleted: the line moves down to the next one.
+    if (since && !(since.nextElementSibling && since.nextElementSibling.matches('.message[data-id]'))) {
+      let next = since.nextElementSibling;
+      while (next && !next.matches('.message[data-id]')) next = next.nextElementSibling;
+      if (next) next.before(since);
+      else {
+        since.remove();
+        since = null;
+      }
+    }
+  }
+
+  // The room was opened with messages after `read`, my read cursor: a line above the first of
+  // them, which is scrolled to when the newest messages do not leave room for it on screen.
+  function showSince(read) {
+    if (read === null || permalink || since) return;
+    const first = shownMessages().find(function (el) { return Number(el.dataset.id) > read && el.dataset.user !== me; });
+    if (!first) return;
+    since = document.createElement('li');
+    since.className = 'new-marker since';
+    since.setAttribute('role', 'separator');
+    since.textContent = 'New since you were here';
+    // Right above the message: layout() keeps a day's separator above the line.
+    first.before(since);
+    layout();
+    const stick = nearBottom();
+    const top = since.getBoundingClientRect().top - messages.getBoundingClientRect().top;
+    if (stick && top < 0) messages.scrollTop += top - 8;
+    updateJump();
+    attention.considerReading();
   }
 
   // A message taller than about twelve lines is folded, with a button to show it all. The
@@ -435,6 +479,7 @@
       if (message) {
         if (el.dataset.edited) message.dataset.edited = el.dataset.edited;
         message.dataset.mentions = el.dataset.mentions || '';
+        message.toggleAttribute('data-mentions-room', el.hasAttribute('data-mentions-room'));
         const mark = message.querySelector(':scope > .edited');
         if (mark) {
           mark.hidden = false;
@@ -547,6 +592,9 @@
   // The newest event this tab has applied.
   let applied = Number(app.dataset.after) || 0;
 
+  // Unread counts, the read cursor, notifications (static/attention.js).
+  const attention = ChatAttention.start({ room: room, me: me, messages: messages });
+
   ChatStream.join(
     {
       url: '/api/events?format=html',
@@ -558,14 +606,21 @@
       frame: function (frame) {
         const handler = apply[frame.type];
         if (handler) handler(frame);
+        attention.frame(frame);
         if (frame.id > applied) applied = frame.id;
         // A saved edit closes its box once the page shows it.
         if (editing && editing.awaits && applied >= editing.awaits) closeEdit();
       },
-      state: setConnection,
+      state: function (state) {
+        setConnection(state);
+        attention.state(state);
+      },
       // The stream's owner no longer holds what this page missed: read the page anew.
       gap: function () { location.reload(); },
-      role: function (role) { document.documentElement.dataset.streamRole = role; },
+      role: function (role) {
+        document.documentElement.dataset.streamRole = role;
+        attention.role(role);
+      },
     }
   );
 
@@ -1169,4 +1224,6 @@
   if (highlight) highlight.scrollIntoView({ block: 'center' });
   else scrollToBottom();
   updateJump();
+  attention.readOf(room).then(showSince);
+  attention.considerReading();
 })();

@@ -1,7 +1,8 @@
 //! Static files, embedded in the binary (so it runs from any directory) and served under
 //! `/static/`. Pages link them with a `?v=` content hash, so a browser may cache them for a
 //! year: a changed file gets a new URL. Only embedded files exist here, so no path can reach
-//! outside `static/`.
+//! outside `static/`. Two are served from the root instead, where browsers look for them:
+//! the web app manifest and the service worker (whose scope is the folder it is served from).
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -21,7 +22,11 @@ pub struct AssetUrls {
     pub htmx: String,
     pub stream: String,
     pub icon: String,
+    /// The icon with a dot: something is unread.
+    pub icon_unread: String,
+    pub attention: String,
     pub chat: String,
+    pub mentions: String,
     pub admin: String,
 }
 
@@ -32,7 +37,10 @@ pub fn urls() -> &'static AssetUrls {
         htmx: versioned("vendor/htmx-2.0.11.min.js"),
         stream: versioned("stream.js"),
         icon: versioned("favicon.svg"),
+        icon_unread: versioned("favicon-unread.svg"),
+        attention: versioned("attention.js"),
         chat: versioned("chat.js"),
+        mentions: versioned("mentions.js"),
         admin: versioned("admin.js"),
     })
 }
@@ -58,10 +66,29 @@ fn versioned(path: &str) -> String {
 
 #[handler]
 pub fn static_file(req: &Request, Path(path): Path<String>) -> Response {
-    let Some(file) = Static::get(&path) else {
+    serve(req, &path, None)
+}
+
+/// `/manifest.webmanifest`: what a browser needs to install the chat as an app.
+#[handler]
+pub fn manifest(req: &Request) -> Response {
+    serve(req, "manifest.webmanifest", Some("application/manifest+json"))
+}
+
+/// `/sw.js`: the service worker, from the root so that it may serve every page (a worker's
+/// scope is at most the folder of its script). Its URL cannot carry a version, so it is
+/// always revalidated; browsers check a worker's script for changes on their own as well.
+#[handler]
+pub fn service_worker(req: &Request) -> Response {
+    serve(req, "sw.js", Some("text/javascript"))
+}
+
+/// An embedded file, with `mime` as its type if given (else the one its name says).
+fn serve(req: &Request, path: &str, mime: Option<&str>) -> Response {
+    let Some(file) = Static::get(path) else {
         return super::error::json_error(StatusCode::NOT_FOUND, "not found");
     };
-    let hash = version(&path).unwrap_or_default();
+    let hash = version(path).unwrap_or_default();
     let etag = format!("\"{hash}\"");
     // A URL carrying the current hash never changes; anything else must be revalidated.
     let current = req.uri().query().is_some_and(|q| q == format!("v={hash}"));
@@ -77,7 +104,7 @@ pub fn static_file(req: &Request, Path(path): Path<String>) -> Response {
             .into_response();
     }
     Response::builder()
-        .content_type(file.metadata.mimetype())
+        .content_type(mime.unwrap_or(file.metadata.mimetype()))
         .header(header::ETAG, etag)
         .header(header::CACHE_CONTROL, cache)
         .body(file.data.into_owned())

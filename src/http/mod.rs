@@ -189,6 +189,8 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/rooms/:room/messages/:id", get(pages::permalink_page))
         .at("/rooms/:room/members", get(pages::member_fragment))
         .at("/static/*path", get(assets::static_file))
+        .at("/manifest.webmanifest", get(assets::manifest))
+        .at("/sw.js", get(assets::service_worker))
         .data(state)
         .around(move |next, req| origin::guard(next, req, Arc::clone(&origins)))
         .catch_all_error(into_json_response)
@@ -212,8 +214,8 @@ async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
         (
             "content-security-policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-             frame-ancestors 'none'",
+             connect-src 'self'; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'",
         ),
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "same-origin"),

@@ -6,6 +6,7 @@ mod common;
 
 mod access;
 mod accounts;
+mod attention_page;
 mod browser;
 mod changes;
 mod changes_page;

@@ -58,6 +58,16 @@ impl Driver {
         self.browser_with(name, emulation, &[]).await
     }
 
+    /// A browser whose profile has granted every site the permission to show notifications,
+    /// as a person who pressed "Allow" once has: the page's own request is then answered
+    /// "granted" without a prompt (which headless Chromium could not show).
+    pub async fn browser_allowing_notifications(&self, name: &str) -> Browser {
+        let prefs = json!({
+            "prefs": { "profile.default_content_setting_values.notifications": 1 }
+        });
+        self.browser_with(name, prefs, &[]).await
+    }
+
     /// A browser that reaches 127.0.0.1 as `host`: a plain-http origin that is not
     /// `localhost`, so not a secure context, as a team's server on its network is.
     pub async fn on_network(&self, name: &str, host: &str) -> Browser {
@@ -214,6 +224,13 @@ pub async fn wait_for(browser: &Browser, what: &str, condition: &str) {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs `script` (a function body whose last argument is a callback it calls with its
+/// answer) in the current tab, waiting for the answer.
+pub async fn eval_async<T: serde::de::DeserializeOwned>(browser: &Browser, script: &str) -> T {
+    let value = browser.execute_async(script, vec![]).await.unwrap();
+    serde_json::from_value(value).unwrap()
 }
 
 /// Runs `script` (a function body that returns a value) in the current tab.
