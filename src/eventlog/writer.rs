@@ -530,6 +530,7 @@ impl Task {
                     )
                     .await?;
                     writes::insert_mentions(conn, id, &edit.mentions).await?;
+                    writes::reindex_message(conn, target.message_id, &edit.content).await?;
                     let event = Event {
                         id,
                         user_id: target.by,
