@@ -7,6 +7,7 @@ mod event;
 mod ids;
 mod invite;
 mod names;
+mod search;
 mod status;
 mod stream;
 
@@ -21,5 +22,6 @@ pub use names::{
     ClientId, Content, DIRECT_PREFIX, Emoji, Invalid, MAX_PASSWORD_CHARS, MAX_TOPIC_CHARS, MIN_PASSWORD_CHARS,
     Password, RoomName, Topic, Username, skeleton,
 };
+pub use search::{MATCH_END, MATCH_START, MAX_QUERY_CHARS, SearchQuery, Term, Timestamp};
 pub use status::Status;
 pub use stream::{Cursor, View};
