@@ -250,7 +250,10 @@ impl Timestamp {
         }
         let number = |from: usize, len: usize| -> Option<i64> {
             let digits = raw.get(from..from + len)?;
-            digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok())?
+            digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.parse().ok())?
         };
         let at = |i: usize| raw.as_bytes().get(i).copied();
         let (year, month, day) = match (number(0, 4), at(4), number(5, 2), at(7), number(8, 2)) {
@@ -446,7 +449,12 @@ mod tests {
             assert!(refused.0.contains(says), "{raw:?}: {refused}");
         }
         let long = "word ".repeat(41);
-        assert!(SearchQuery::parse(&long).unwrap_err().0.contains("at most 200 characters"));
+        assert!(
+            SearchQuery::parse(&long)
+                .unwrap_err()
+                .0
+                .contains("at most 200 characters")
+        );
     }
 
     #[test]
@@ -459,8 +467,18 @@ mod tests {
         assert_eq!(read("2024-02-29T23:00-0200").unwrap(), "2024-03-01T01:00:00.000Z");
         assert_eq!(read("1999-12-31T23:59:59z").unwrap(), "1999-12-31T23:59:59.000Z");
         for bad in [
-            "", "yesterday", "2026-13-01", "2023-02-29", "2026-11-21T25:00", "2026-11-21T09", "2026-11-21X09:30",
-            "2026-11-21T09:30:00.", "2026-11-21T09:30Zx", "2026-11-21T09:30+1", "١٢٣٤-11-21", "+2026-11-21",
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2023-02-29",
+            "2026-11-21T25:00",
+            "2026-11-21T09",
+            "2026-11-21X09:30",
+            "2026-11-21T09:30:00.",
+            "2026-11-21T09:30Zx",
+            "2026-11-21T09:30+1",
+            "١٢٣٤-11-21",
+            "+2026-11-21",
         ] {
             let refused = read(bad).expect_err(bad);
             assert!(refused.0.contains("`after` must be a date"), "{bad}: {refused}");

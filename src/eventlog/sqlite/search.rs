@@ -108,7 +108,11 @@ mod tests {
             ] {
                 let query = SearchQuery::parse(raw).expect(raw);
                 let expression = fts5_expression(&query);
-                assert_eq!(run(&mut conn, &expression).await.expect(&expression), found, "{raw} as {expression}");
+                assert_eq!(
+                    run(&mut conn, &expression).await.expect(&expression),
+                    found,
+                    "{raw} as {expression}"
+                );
             }
         });
     }
@@ -169,7 +173,16 @@ mod tests {
     fn fts5_syntax_errors_are_told_apart_from_failures() {
         runtime().block_on(async {
             let mut conn = index().await;
-            for bad in ["\"unclosed", "NEAR(", "a AND", "nosuchcolumn:x", "*", "a NOT", "(a", "text:"] {
+            for bad in [
+                "\"unclosed",
+                "NEAR(",
+                "a AND",
+                "nosuchcolumn:x",
+                "*",
+                "a NOT",
+                "(a",
+                "text:",
+            ] {
                 let error = run(&mut conn, bad).await.expect_err(bad);
                 assert!(refused_query(&error), "{bad}: {error}");
             }
