@@ -10,6 +10,7 @@ pub mod limits;
 pub mod messages;
 pub mod presence;
 pub mod rooms;
+pub mod search;
 pub mod sessions;
 pub mod status;
 pub mod streams;
