@@ -518,7 +518,13 @@ pub async fn insert_posts(
     }
     let new: Vec<EventId> = outcomes
         .iter()
-        .filter_map(|outcome| outcome.as_ref().ok().filter(|stored| stored.new).map(|stored| stored.id))
+        .filter_map(|outcome| {
+            outcome
+                .as_ref()
+                .ok()
+                .filter(|stored| stored.new)
+                .map(|stored| stored.id)
+        })
         .collect();
     index_messages(conn, &new).await?;
     Ok(outcomes)
