@@ -23,6 +23,7 @@ pub struct AssetUrls {
     pub icon: String,
     pub chat: String,
     pub admin: String,
+    pub search: String,
 }
 
 pub fn urls() -> &'static AssetUrls {
@@ -34,6 +35,7 @@ pub fn urls() -> &'static AssetUrls {
         icon: versioned("favicon.svg"),
         chat: versioned("chat.js"),
         admin: versioned("admin.js"),
+        search: versioned("search.js"),
     })
 }
 
