@@ -108,6 +108,12 @@ async fn a_search_from_the_header_shows_marked_results_that_open_the_message_in_
     )
     .await;
     assert_eq!(marked, ["quarterly"]);
+    std::fs::create_dir_all("target/screenshots").unwrap();
+    std::fs::write(
+        "target/screenshots/search-results.png",
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
     let query: String = eval(&browser, "return document.getElementById('search-q').value;").await;
     assert_eq!(query, "quarterly", "the form keeps the query");
 
