@@ -120,6 +120,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_READ_RATE", default_value_t = 300)]
     pub read_rate: u32,
 
+    /// Searches each user may run per minute, pages of results included (0: no limit). A
+    /// search reads the index; a page costs a bounded amount of work, and this bounds how
+    /// many pages.
+    #[arg(long, env = "CHAT_SEARCH_RATE", default_value_t = 30)]
+    pub search_rate: u32,
+
     /// Event streams each user may open per minute, all their devices together (0: no
     /// limit). A browser holds one for all its tabs; this bounds reconnect storms and replays.
     #[arg(long, env = "CHAT_STREAM_RATE", default_value_t = 60)]

@@ -53,6 +53,21 @@ pub async fn messages(db: &Path, room: &str, count: u64) -> anyhow::Result<(i64,
     let last: i64 = sqlx::query_scalar("SELECT max(id) FROM events")
         .fetch_one(&mut *tx)
         .await?;
+    // The search index, where the schema has one, holds them as the writer would have put
+    // them there (none of these texts holds the characters it stores as spaces).
+    let indexed: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'message_search'")
+        .fetch_one(&mut *tx)
+        .await?;
+    if indexed {
+        sqlx::query(
+            "INSERT INTO message_search (rowid, text) SELECT id, body FROM events \
+             WHERE id BETWEEN ?1 AND ?2 AND kind = 'message'",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     // Closing the last connection checkpoints the WAL into the file, as a stopped server leaves it.
     conn.close().await?;

@@ -1,7 +1,8 @@
-//! Limits on what one client may ask of the server: messages, status changes, rooms, invites and
-//! stream opens per user (token buckets); sign-in attempts and sign-ups per client address; failed
-//! sign-ins per (name, address), with back-off; open event streams per user and in all. Each
-//! comes from a flag whose `0` turns it off; `--rate-limits off` turns every rate off at once.
+//! Limits on what one client may ask of the server: messages, status changes, rooms, invites,
+//! searches and stream opens per user (token buckets); sign-in attempts and sign-ups per client
+//! address; failed sign-ins per (name, address), with back-off; open event streams per user and
+//! in all. Each comes from a flag whose `0` turns it off; `--rate-limits off` turns every rate
+//! off at once.
 //!
 //! Failures are counted per name *and address*, never per name alone: a stranger guessing
 //! someone's password from elsewhere cannot make the right password from the owner's own
@@ -65,6 +66,7 @@ pub struct Limits {
     edits: Bucket<UserId>,
     reactions: Bucket<UserId>,
     reads: Bucket<UserId>,
+    searches: Bucket<UserId>,
     stream_opens: Bucket<UserId>,
     account_changes: Bucket<UserId>,
     invites: Bucket<UserId>,
@@ -134,6 +136,7 @@ impl Limits {
             edits: Bucket::new(rate(config.edit_rate).map(Quota::per_minute)),
             reactions: Bucket::new(rate(config.reaction_rate).map(Quota::per_minute)),
             reads: Bucket::new(rate(config.read_rate).map(Quota::per_minute)),
+            searches: Bucket::new(rate(config.search_rate).map(Quota::per_minute)),
             stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
             account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
             invites: Bucket::new(rate(config.invite_rate).map(Quota::per_minute)),
@@ -190,6 +193,11 @@ impl Limits {
     /// One read cursor moved, or one notification level set, by `user`.
     pub fn read(&self, user: UserId) -> Result<(), Error> {
         self.take(&self.reads, user, "marks of rooms read")
+    }
+
+    /// One search (or page of results) by `user`.
+    pub fn search(&self, user: UserId) -> Result<(), Error> {
+        self.take(&self.searches, user, "searches")
     }
 
     /// One change to accounts or sessions by `user`: a password change, ending a session, an
@@ -305,6 +313,7 @@ impl Limits {
         self.member_changes.forget_idle();
         self.edits.forget_idle();
         self.reactions.forget_idle();
+        self.searches.forget_idle();
         self.stream_opens.forget_idle();
         self.account_changes.forget_idle();
         self.invites.forget_idle();
@@ -553,6 +562,27 @@ mod tests {
         assert_eq!(retry_after, Duration::from_secs(2));
         limits.sign_in_succeeded("ada", stranger);
         limits.sign_in("ada", stranger).unwrap();
+    }
+
+    #[test]
+    fn searches_have_an_allowance_per_minute_and_rate_limits_off_ends_it() {
+        let limits = limits(&["--search-rate", "2"]);
+        limits.search(UserId(1)).unwrap();
+        limits.search(UserId(1)).unwrap();
+        let Err(Error::TooManyRequests { what, retry_after }) = limits.search(UserId(1)) else {
+            panic!("a third search within the minute is refused");
+        };
+        assert_eq!(what, "searches");
+        assert!(retry_after <= Duration::from_secs(30));
+        limits.search(UserId(2)).unwrap();
+        let off = self::limits(&["--search-rate", "1", "--rate-limits", "off"]);
+        for _ in 0..100 {
+            off.search(UserId(1)).unwrap();
+        }
+        let zero = self::limits(&["--search-rate", "0"]);
+        for _ in 0..100 {
+            zero.search(UserId(1)).unwrap();
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod presence;
 pub mod reads;
 pub mod rooms;
+pub mod search;
 pub mod sessions;
 pub mod status;
 pub mod streams;

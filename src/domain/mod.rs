@@ -8,6 +8,7 @@ mod ids;
 mod invite;
 mod names;
 mod reading;
+mod search;
 mod status;
 mod stream;
 
@@ -23,5 +24,6 @@ pub use names::{
     Password, ROOM_MENTIONS, RoomName, Topic, Username, skeleton,
 };
 pub use reading::{MAX_UNREAD, NotifyLevel};
+pub use search::{MATCH_END, MATCH_START, MAX_QUERY_CHARS, SearchQuery, Term, Timestamp};
 pub use status::Status;
 pub use stream::{Cursor, View};

@@ -563,6 +563,7 @@ impl Task {
                     if edit.mentions_room {
                         writes::mark_room_mentions(conn, &[id]).await?;
                     }
+                    writes::reindex_message(conn, target.message_id, &edit.content).await?;
                     let event = Event {
                         id,
                         user_id: target.by,

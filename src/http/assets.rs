@@ -28,6 +28,7 @@ pub struct AssetUrls {
     pub chat: String,
     pub mentions: String,
     pub admin: String,
+    pub search: String,
 }
 
 pub fn urls() -> &'static AssetUrls {
@@ -42,6 +43,7 @@ pub fn urls() -> &'static AssetUrls {
         chat: versioned("chat.js"),
         mentions: versioned("mentions.js"),
         admin: versioned("admin.js"),
+        search: versioned("search.js"),
     })
 }
 

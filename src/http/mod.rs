@@ -16,6 +16,7 @@ mod origin;
 mod pages;
 mod reply;
 mod rooms;
+mod search;
 mod sessions;
 mod signup;
 mod status;
@@ -157,6 +158,7 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
             put(rooms::add_member).delete(rooms::remove_member),
         )
         .at("/api/dms", post(rooms::direct))
+        .at("/api/search", get(search::search_messages))
         .at("/api/events", get(events::user_events))
         .at("/api/status", put(status::set_status))
         .at("/api/users", get(users::list_users).post(signup::sign_up))
@@ -178,6 +180,7 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .at("/status", post(pages::set_status_form))
         .at("/rooms", post(pages::create_room_form).get(pages::more_rooms))
         .at("/rooms/:room", get(pages::room_page))
+        .at("/search", get(search::search_page))
         .at("/account", get(account::account_page))
         .at("/admin", get(account::admin_page))
         .at("/admin/people/:username", post(account::change_person_form))

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::markdown;
-use crate::domain::{Event, EventId, EventKind, Reactions, Status};
+use crate::domain::{Event, EventId, EventKind, MATCH_END, MATCH_START, Reactions, Status};
 
 /// One message as the page shows it, in its state as read (or as just posted).
 #[derive(Template)]
@@ -407,6 +407,49 @@ pub fn message_html(event: &Event, highlight: bool) -> Result<String, askama::Er
     }
 }
 
+/// A search snippet as HTML: the text escaped, on one line, without the characters that
+/// could reorder the page around it, and each match (between `MATCH_START` and `MATCH_END`, as
+/// the index marks them) in `<mark>`.
+pub fn snippet_html(snippet: &str) -> String {
+    let mut html = String::with_capacity(snippet.len() + 32);
+    let mut open = false;
+    let mut space = false;
+    for c in snippet.chars() {
+        if c.is_whitespace() || (c.is_control() && c != MATCH_START && c != MATCH_END) {
+            space = true;
+            continue;
+        }
+        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            continue;
+        }
+        if space && !html.is_empty() {
+            html.push(' ');
+        }
+        space = false;
+        match c {
+            MATCH_START if !open => {
+                html.push_str("<mark>");
+                open = true;
+            }
+            MATCH_END if open => {
+                html.push_str("</mark>");
+                open = false;
+            }
+            MATCH_START | MATCH_END => {}
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#39;"),
+            c => html.push(c),
+        }
+    }
+    if open {
+        html.push_str("</mark>");
+    }
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +526,15 @@ mod tests {
         let html = html(&member).unwrap();
         assert!(html.starts_with(r#"<li id="member-bob" "#), "{html}");
         assert!(html.contains(r#"data-room="ops""#), "{html}");
+    }
+
+    #[test]
+    fn a_snippet_is_escaped_text_with_its_matches_marked() {
+        assert_eq!(
+            snippet_html("…say <b>\u{2}hello\u{3}</b> & \"bye\"\r\n\u{202E}there\u{2}…"),
+            "…say &lt;b&gt;<mark>hello</mark>&lt;/b&gt; &amp; &quot;bye&quot; there<mark>…</mark>"
+        );
+        assert_eq!(snippet_html("\u{3}a\u{2}\u{2}b\u{3}\u{3}"), "a<mark>b</mark>");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   were open at the kill and come back with their `Last-Event-ID`.
 //! - The rules of who may change what, answered with the statuses the contract gives.
 //! - Deleted means gone: no byte of any version of a deleted message stays in the database
-//!   file or its WAL.
+//!   file or its WAL, nor in the search index.
 //!
 //! The mix of changes comes from a seeded PRNG; the seed is printed, and `CHANGES_SEED=<seed>`
 //! replays the same choices (the interleaving of the four people still varies).
@@ -1949,6 +1949,117 @@ async fn a_deleted_message_leaves_no_byte_of_any_version_in_the_database_files()
     assert!(server.terminate().await.success(), "a clean shutdown");
     let found = markers_in_files(&db, &markers);
     assert!(found.is_empty(), "after the shutdown: {found:?}");
+}
+
+/// The words the search index holds for `markers`: each marker it has as a term (read through
+/// `fts5vocab`), and each whose bytes are in the index's own blocks or its copy of the text.
+async fn markers_in_index(db: &TestDb, markers: &[String]) -> Vec<String> {
+    let mut conn = db.connect().await;
+    sqlx::query("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_terms USING fts5vocab(main, message_search, row)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for marker in markers {
+        let (term, blocks, text): (bool, bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM temp.search_terms WHERE term = ?1), \
+                    EXISTS (SELECT 1 FROM message_search_data WHERE instr(block, CAST(?2 AS BLOB)) > 0), \
+                    EXISTS (SELECT 1 FROM message_search_content WHERE instr(c0, ?1) > 0)",
+        )
+        .bind(marker.to_lowercase())
+        .bind(&marker[6..])
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        for (held, where_) in [(term, "a term"), (blocks, "index blocks"), (text, "indexed text")] {
+            if held {
+                found.push(format!("{marker} in {where_}"));
+            }
+        }
+    }
+    sqlx::Connection::close(conn).await.unwrap();
+    found
+}
+
+/// The search index keeps no copy of what was deleted, nor of what an edit replaced: its
+/// terms go from the index itself (FTS5's secure-delete), not only from view, and after the
+/// checkpoint that follows an erasure no byte of them is in the database file or its WAL.
+#[tokio::test]
+async fn the_search_index_keeps_no_copy_of_a_deleted_message_or_an_edited_away_version() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &["--rate-limits", "off"]).await;
+    let ada = server.user("ada").await;
+    let [first, second, other] = [marker(), marker(), marker()];
+    let said = id_of(&ada.say("general", &format!("{first} said first. {FILLER}")).await);
+    ada.say("general", &format!("{other} stays. {FILLER}")).await;
+    let all = [first.clone(), second.clone(), other.clone()];
+    let held = markers_in_index(&db, &all).await;
+    for where_ in ["a term", "index blocks", "indexed text"] {
+        assert!(
+            held.contains(&format!("{first} in {where_}")),
+            "the check sees it: {held:?}"
+        );
+    }
+
+    let answer = edit(&ada, said, &format!("{second} said second. {FILLER}")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let held = markers_in_index(&db, &all).await;
+    assert!(
+        !held.iter().any(|h| h.starts_with(first.as_str())),
+        "an edit takes the old words out of the index: {held:?}"
+    );
+    assert!(held.contains(&format!("{second} in a term")), "{held:?}");
+
+    let answer = delete(&ada, said).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let held = markers_in_index(&db, &all).await;
+    assert_eq!(
+        held,
+        [
+            format!("{other} in a term"),
+            format!("{other} in index blocks"),
+            format!("{other} in indexed text")
+        ],
+        "only what is still said is indexed"
+    );
+    let search = |word: String| {
+        let ada = ada.clone();
+        async move {
+            let response = ada
+                .request(reqwest::Method::GET, "/api/search")
+                .query(&[("q", word)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            body["results"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(search(first.clone()).await, 0);
+    assert_eq!(search(second.clone()).await, 0);
+    assert_eq!(search(other.clone()).await, 1);
+
+    // And nowhere in the files once the erasure's checkpoint has run.
+    let gone = [first.clone(), second.clone()];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let found = markers_in_files(&db, &gone);
+        if found.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still in the files {WAIT:?} after the deletion: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !markers_in_files(&db, std::slice::from_ref(&other)).is_empty(),
+        "what stays is found"
+    );
+    assert!(server.terminate().await.success());
+    assert!(markers_in_files(&db, &gone).is_empty(), "after the shutdown");
 }
 
 /// The routes that change a message, given what no page would send: ids that are no id,

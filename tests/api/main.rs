@@ -27,6 +27,8 @@ mod restart;
 mod resume;
 mod rooms_page;
 mod routes;
+mod search;
+mod search_page;
 mod sessions;
 mod shutdown;
 mod signup;

@@ -584,3 +584,169 @@ async fn a_database_from_before_reading_starts_with_nothing_unread_and_keeps_eve
         .unwrap();
     assert_eq!(keys, 0);
 }
+
+/// Writes a database as the release before search (every migration before 0010): messages in
+/// a public and a private room, one edited twice, one deleted after an edit (its text gone
+/// from every row), one in another script and one holding the characters snippets mark with.
+async fn before_search_database(db: &TestDb) {
+    let mut conn = schema_before(db, "0010").await;
+    let script = format!(
+        "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'ada', 'not a hash', 'admin'),
+             (2, 'bob', 'not a hash', 'member');
+         INSERT INTO sessions (token_hash, user_id, id) VALUES (X'{}', 1, 'aaaaaaaaaaaaaaaa'), (X'{}', 2, 'bbbbbbbbbbbbbbbb');
+         INSERT INTO rooms (id, name, kind, created_by) VALUES (2, 'ops', 'private', 1);
+         INSERT INTO events (id, kind, scope, room_id, user_id, body, message_id, created_at) VALUES
+             (1, 'message', 'room', 1, 1, 'the harvest festival is on Friday', NULL, '2026-11-30T08:00:00.000Z'),
+             (2, 'room', 'room', 2, 1, '{{\"topic\":null,\"archived\":false}}', NULL, '2026-11-30T08:00:01.000Z'),
+             (3, 'member', 'room', 2, 1, 'joined', NULL, '2026-11-30T08:00:02.000Z'),
+             (4, 'message', 'room', 2, 1, 'the harvest budget, for ops', NULL, '2026-11-30T08:00:03.000Z'),
+             (5, 'message', 'room', 1, 2, 'first draft of the poster', NULL, '2026-11-30T08:00:04.000Z'),
+             (6, 'edit', 'room', 1, 2, 'second draft of the poster', 5, '2026-11-30T08:00:05.000Z'),
+             (7, 'edit', 'room', 1, 2, 'final harvest poster', 5, '2026-11-30T08:00:06.000Z'),
+             (8, 'message', 'room', 1, 2, NULL, NULL, '2026-11-30T08:00:07.000Z'),
+             (9, 'edit', 'room', 1, 2, NULL, 8, '2026-11-30T08:00:08.000Z'),
+             (10, 'delete', 'room', 1, 2, NULL, 8, '2026-11-30T08:00:09.000Z'),
+             (11, 'message', 'room', 1, 1, 'Fête de la moisson à Genève', NULL, '2026-11-30T08:00:10.000Z'),
+             (12, 'message', 'room', 1, 2, 'marked ' || char(2) || 'harvest' || char(3) || ' text', NULL, '2026-11-30T08:00:11.000Z');
+         UPDATE events SET subject_id = 1 WHERE id = 3;
+         INSERT INTO room_access (room_id, user_id, from_id) VALUES (2, 1, 2);",
+        hex(&Sha256::digest(ADA_TOKEN.as_bytes())),
+        hex(&Sha256::digest(BOB_TOKEN.as_bytes())),
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The ids a search finds.
+async fn search_ids(client: &Client, q: &str) -> Vec<i64> {
+    let body = client
+        .request(reqwest::Method::GET, "/api/search")
+        .query(&[("q", q)])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    body["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{q}: {body}"))
+        .iter()
+        .map(|hit| hit["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_database_from_before_search_has_every_live_message_searchable_with_nothing_lost() {
+    let db = TestDb::new();
+    before_search_database(&db).await;
+    let server = Server::start(&db, &["--rate-limits", "off"]).await;
+    let ada = signed_in(&server, "ada", ADA_TOKEN);
+    let bob = signed_in(&server, "bob", BOB_TOKEN);
+
+    // Every live message, by what it says now; nothing deleted; the private room for its
+    // member only.
+    assert_eq!(search_ids(&ada, "harvest").await, [12, 5, 4, 1]);
+    assert_eq!(search_ids(&bob, "harvest").await, [12, 5, 1]);
+    assert_eq!(search_ids(&bob, "draft").await, Vec::<i64>::new(), "edited away");
+    assert_eq!(search_ids(&bob, "\"final harvest poster\"").await, [5]);
+    assert_eq!(search_ids(&bob, "fete geneve").await, [11]);
+    let body: Value = bob
+        .request(reqwest::Method::GET, "/api/search?q=marked")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["results"][0]["snippet"], "<mark>marked</mark> harvest text");
+    assert_eq!(body["results"][0]["content"], "marked \u{2}harvest\u{3} text");
+
+    // Nothing lost: history as before, and the index holds exactly the live messages.
+    let general: Vec<(i64, String)> = bob
+        .history("general", "")
+        .await
+        .iter()
+        .map(|m| (m["id"].as_i64().unwrap(), m["content"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        general,
+        [
+            (1, "the harvest festival is on Friday".to_owned()),
+            (5, "final harvest poster".to_owned()),
+            (11, "Fête de la moisson à Genève".to_owned()),
+            (12, "marked \u{2}harvest\u{3} text".to_owned()),
+        ]
+    );
+    let mut conn = db.connect().await;
+    let indexed: Vec<i64> = sqlx::query_scalar("SELECT rowid FROM message_search ORDER BY rowid")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let live: Vec<i64> = sqlx::query_scalar("SELECT id FROM messages ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(indexed, live);
+    assert_eq!(indexed, [1, 4, 5, 11, 12]);
+
+    // The old messages go on changing, and the index with them.
+    let edited = bob
+        .request(reqwest::Method::PATCH, "/api/messages/1")
+        .json(&serde_json::json!({"content": "moved to Saturday"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 403, "not bob's");
+    let deleted = ada
+        .request(reqwest::Method::DELETE, "/api/messages/1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(search_ids(&bob, "festival").await, Vec::<i64>::new());
+
+    sqlx::query("INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 0)")
+        .execute(&mut conn)
+        .await
+        .expect("the index agrees with its text");
+    let sound: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sound, "ok");
+    sqlx::Connection::close(conn).await.unwrap();
+
+    // Operators' sqlite3 (Debian's is 3.40, older than FTS5's secure-delete) reads every table
+    // and view of the running server's file as before.
+    if std::process::Command::new("sqlite3").arg("--version").output().is_err() {
+        eprintln!("sqlite3 is not installed: its reading of the file is not checked");
+        return;
+    }
+    for (sql, expected) in [
+        (
+            "SELECT id, room, content FROM messages ORDER BY id;",
+            "4|ops|the harvest budget, for ops\n5|general|final harvest poster\n11|general|Fête de la moisson à Genève\n12|general|marked \u{2}harvest\u{3} text\n",
+        ),
+        ("SELECT count(*) FROM message_edits;", "2\n"),
+        ("SELECT room, username FROM memberships;", "ops|ada\n"),
+        ("SELECT count(*) FROM events;", "13\n"),
+        ("PRAGMA integrity_check;", "ok\n"),
+    ] {
+        let output = tokio::process::Command::new("sqlite3")
+            .arg(db.path())
+            .arg(sql)
+            .output()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(said, expected, "{sql}");
+    }
+}

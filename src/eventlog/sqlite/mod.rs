@@ -8,6 +8,7 @@
 
 pub mod operator;
 mod reads;
+mod search;
 pub(super) mod writes;
 
 use std::path::Path;
@@ -19,7 +20,10 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use reads::{Account, AccountListing, HistoryPage, Room, SessionRow, Store, StoredStatus, Unread};
+pub use reads::{
+    Account, AccountListing, Found, HistoryPage, Room, SearchPage, SessionRow, Store, StoredStatus, Unread,
+};
+pub use search::refused_query;
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use sqlx::{FromRow, SqlitePool};
 
+use super::search::fts5_expression;
 use super::writes::INVITE_COLUMNS;
 use super::writes::group_reactions;
 use crate::domain::{
-    Event, EventId, EventKind, MAX_UNREAD, Membership, NotifyLevel, Quote, Reactions, Role, RoomId, RoomKind, Status,
-    UserId, View,
+    Event, EventId, EventKind, MAX_UNREAD, Membership, NotifyLevel, Quote, Reactions, Role, RoomId, RoomKind,
+    SearchQuery, Status, Timestamp, UserId, View,
 };
 use crate::eventlog::Invite;
 
@@ -208,6 +209,40 @@ pub struct HistoryPage {
     pub around: Option<EventId>,
     pub limit: u32,
 }
+
+/// What a search asks of the store: the query, parsed, and filters already checked (the room
+/// is one the reader can read; the author an account).
+#[derive(Debug, Clone, Copy)]
+pub struct SearchPage<'a> {
+    pub query: &'a SearchQuery,
+    /// Whose search: only rooms they can read now are searched.
+    pub reader: UserId,
+    pub room: Option<RoomId>,
+    pub author: Option<UserId>,
+    /// Posted at or after this moment.
+    pub after: Option<&'a Timestamp>,
+    /// Posted before this moment.
+    pub before: Option<&'a Timestamp>,
+    /// Only messages older than this one: the `next` of the page before.
+    pub below: Option<EventId>,
+    /// At least 1.
+    pub limit: u32,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Newest first, each in its current state with its snippet: its text around the
+    /// matches, each match between `MATCH_START` and `MATCH_END`, as FTS5 cut it.
+    pub hits: Vec<(Event, String)>,
+    /// Where the next page starts (pass it back as `below`), if the search may find more.
+    pub next: Option<EventId>,
+}
+
+/// The most matches one page of a search looks at, whoever may read them. Beyond it the page
+/// ends (perhaps short, perhaps empty) with a `next` that carries on from there: a search for
+/// a common word that is mostly in rooms the reader cannot read costs no more than this.
+pub const MAX_SEARCH_SCAN: u32 = 1000;
 
 /// A room, as the app finds it by name. The name, kind and creator never change; the topic and
 /// the archived flag are as they were read.
@@ -518,6 +553,82 @@ impl Store {
         let mut events = row.map(Event::try_from).transpose()?.into_iter().collect::<Vec<_>>();
         self.current_state(&mut events).await?;
         Ok(events.pop())
+    }
+
+    /// The messages `page.reader` can read now that match `page.query` and its filters, newest
+    /// first, at most `page.limit`, in their current state with snippets.
+    ///
+    /// FTS5 hands out matches in descending rowid (message id) order from its index, so the
+    /// newest come first with no sort, and a `LIMIT` ends the work early. One statement bounds
+    /// the page to the `MAX_SEARCH_SCAN` newest matches below the cursor; the next reads the
+    /// readable ones among them, looking up each one's row, room and (for a members-only room)
+    /// the reader's membership by key, and cuts a snippet only for those it returns.
+    pub async fn search(&self, page: SearchPage<'_>) -> Result<Found, sqlx::Error> {
+        let expression = fts5_expression(page.query);
+        let below = page.below.unwrap_or(EventId::MAX);
+        let (scanned, floor): (i64, Option<EventId>) = sqlx::query_as(
+            "SELECT count(*), min(rowid) FROM (SELECT rowid FROM message_search \
+             WHERE message_search MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3)",
+        )
+        .bind(&expression)
+        .bind(below)
+        .bind(MAX_SEARCH_SCAN)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(floor) = floor else {
+            return Ok(Found {
+                hits: Vec::new(),
+                next: None,
+            });
+        };
+        // The markers are `MATCH_START` and `MATCH_END`, which no indexed text holds.
+        let rows: Vec<(EventId, String)> = sqlx::query_as(
+            "SELECT message_search.rowid, snippet(message_search, 0, char(2), char(3), '…', 20) \
+             FROM message_search JOIN events AS e ON e.id = message_search.rowid \
+             JOIN rooms AS r ON r.id = e.room_id \
+             WHERE message_search MATCH ?1 AND message_search.rowid < ?2 AND message_search.rowid >= ?3 \
+               AND e.kind = 'message' AND e.body IS NOT NULL \
+               AND (r.kind = 'public' OR EXISTS (SELECT 1 FROM room_access AS a \
+                    WHERE a.room_id = e.room_id AND a.user_id = ?4 AND a.until_id IS NULL)) \
+               AND (?5 IS NULL OR e.room_id = ?5) AND (?6 IS NULL OR e.user_id = ?6) \
+               AND (?7 IS NULL OR e.created_at >= ?7) AND (?8 IS NULL OR e.created_at < ?8) \
+             ORDER BY message_search.rowid DESC LIMIT ?9",
+        )
+        .bind(&expression)
+        .bind(below)
+        .bind(floor)
+        .bind(page.reader)
+        .bind(page.room)
+        .bind(page.author)
+        .bind(page.after.map(Timestamp::as_str))
+        .bind(page.before.map(Timestamp::as_str))
+        .bind(page.limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let limit = page.limit as usize;
+        let next = if rows.len() > limit {
+            Some(rows[limit - 1].0)
+        } else if scanned >= i64::from(MAX_SEARCH_SCAN) {
+            // Every match down to `floor` was looked at: the next page goes on below it.
+            Some(floor)
+        } else {
+            None
+        };
+        let mut snippets: HashMap<EventId, String> = rows.into_iter().take(limit).collect();
+        let ids: Vec<EventId> = snippets.keys().copied().collect();
+        const SQL: &str = select_events!(
+            "WHERE e.id IN (SELECT value FROM json_each(?)) AND e.kind = 'message' AND e.body IS NOT NULL"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(SQL).bind(id_list(&ids)).fetch_all(&self.pool).await?;
+        let mut events = events(rows)?;
+        self.current_state(&mut events).await?;
+        // Deleted since the match was read: left out.
+        let mut hits: Vec<(Event, String)> = events
+            .into_iter()
+            .filter_map(|event| snippets.remove(&event.id).map(|snippet| (event, snippet)))
+            .collect();
+        hits.sort_unstable_by_key(|(event, _)| std::cmp::Reverse(event.id));
+        Ok(Found { hits, next })
     }
 
     /// Brings messages read as first posted to their state now: newest text, when it was

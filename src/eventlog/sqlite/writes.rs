@@ -518,7 +518,64 @@ pub async fn insert_posts(
         };
         outcomes.push(outcome);
     }
+    let new: Vec<EventId> = outcomes
+        .iter()
+        .filter_map(|outcome| {
+            outcome
+                .as_ref()
+                .ok()
+                .filter(|stored| stored.new)
+                .map(|stored| stored.id)
+        })
+        .collect();
+    index_messages(conn, &new).await?;
     Ok(outcomes)
+}
+
+/// A message's text as the search index keeps it: U+0002 and U+0003, which mark matches in
+/// snippets, as spaces (see `migrations/0010_search.sql`).
+macro_rules! search_text {
+    ($text:literal) => {
+        concat!("replace(replace(", $text, ", char(2), ' '), char(3), ' ')")
+    };
+}
+
+/// Adds the messages `ids` to the search index, all in one statement (their text is read
+/// from their rows): a batch of posts costs one round trip more, not one a message.
+pub async fn index_messages(conn: &mut SqliteConnection, ids: &[EventId]) -> Result<(), WriteError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = serde_json::to_string(ids).map_err(|error| WriteError::Database(error.to_string()))?;
+    sqlx::query(concat!(
+        "INSERT INTO message_search (rowid, text) SELECT id, ",
+        search_text!("body"),
+        " FROM events WHERE id IN (SELECT value FROM json_each(?)) AND kind = 'message' AND body IS NOT NULL"
+    ))
+    .bind(list)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces what the search index holds of `message` with `text`, its new version: its old
+/// words no longer find it (and, with `secure-delete`, are gone from the index).
+pub async fn reindex_message(conn: &mut SqliteConnection, message: EventId, text: &str) -> Result<(), WriteError> {
+    // Delete and insert rather than `UPDATE`: a message missing from the index gets its row.
+    sqlx::query("DELETE FROM message_search WHERE rowid = ?")
+        .bind(message)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(concat!(
+        "INSERT INTO message_search (rowid, text) VALUES (?, ",
+        search_text!("?"),
+        ")"
+    ))
+    .bind(message)
+    .bind(text)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Stores `posts`, none of them sent before, as `insert_posts` describes.
@@ -776,10 +833,14 @@ pub async fn insert_change(
 }
 
 /// Erases a message: its text, every earlier version of it and its reactions' records (the
-/// rows stay, for their ids), its reactions and whom it mentioned. With `secure_delete` on,
-/// the freed bytes are overwritten in the pages; the WAL's copies go at the next truncating
-/// checkpoint.
+/// rows stay, for their ids), its reactions, whom it mentioned and its entry in the search
+/// index. With `secure_delete` on (and the index's `secure-delete`), the freed bytes are
+/// overwritten in the pages; the WAL's copies go at the next truncating checkpoint.
 pub async fn erase_message(conn: &mut SqliteConnection, message: EventId) -> Result<(), WriteError> {
+    sqlx::query("DELETE FROM message_search WHERE rowid = ?")
+        .bind(message)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "DELETE FROM mentions WHERE event_id = ?1 \
             OR event_id IN (SELECT id FROM events WHERE kind = 'edit' AND message_id = ?1)",

@@ -107,6 +107,7 @@ impl Server {
             .env("CHAT_DM_RATE", "0")
             .env("CHAT_MEMBER_RATE", "0")
             .env("CHAT_INVITE_RATE", "0")
+            .env("CHAT_SEARCH_RATE", "0")
             // Anyone may make an account, so a test makes its people with `user`; the tests of
             // invites and the other modes say `--signup` themselves.
             .env("CHAT_SIGNUP", "open")
