@@ -40,6 +40,16 @@
 //!   back on any seeded message, edits of their own messages and new posts (`--mix`, percent,
 //!   default `50,30,20`). Acked changes per second and ack latency by kind; every acked change
 //!   must reach every stream exactly once, in order; publish-to-receive latency by kind.
+//! - `reads`: 2,000 users (`--streams`), each on their own `/api/events` and a member of 5
+//!   (`--rooms-per-user`) of 50 private rooms (`--rooms`), after a backlog of 50,000 messages
+//!   (`--messages`); 100 messages a second (`--rate`) into the rooms at random, for 20 s
+//!   (`--seconds`) with nobody reading, then 20 s with each user marking the room they look at
+//!   read as the page does (at most once a second, when something new arrived): about 1,900
+//!   `PUT .../read` a second. Read acks per second and their latency, publish-to-receive latency
+//!   in each window (p99 <= 100 ms with the reads), and `GET /api/rooms` with counts for a user in
+//!   all 50 rooms with the backlog unread, ten times a second. Every message must reach every
+//!   member's stream exactly once, in order, and every acknowledged read its reader's stream
+//!   exactly once and nobody else's.
 //!
 //! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
 //! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -59,6 +69,7 @@ mod idle;
 mod ingest;
 mod mixed;
 mod publish;
+mod reads;
 mod replay;
 mod report;
 mod seed;
@@ -88,6 +99,7 @@ enum Scenario {
     Mixed,
     Spread,
     Changes,
+    Reads,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,23 +118,24 @@ struct Args {
     /// Smaller sizes throughout: a quick check that everything works.
     #[arg(long)]
     quick: bool,
-    /// fanout, idle, mixed: open event streams; spread: users, each with one stream.
+    /// fanout, idle, mixed: open event streams; spread, reads: users, each with one stream.
     #[arg(long)]
     streams: Option<usize>,
-    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all;
+    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread, reads: in all;
     /// changes: changes per second in all (0: as fast as acks come back).
     #[arg(long)]
     rate: Option<f64>,
-    /// fanout: messages to publish; changes: messages seeded.
+    /// fanout: messages to publish; changes: messages seeded; reads: messages posted before the
+    /// streams open.
     #[arg(long)]
     messages: Option<u64>,
-    /// fanout, spread: concurrent publishers.
+    /// fanout, spread, reads: concurrent publishers.
     #[arg(long)]
     publishers: Option<usize>,
     /// ingest: concurrent posters.
     #[arg(long)]
     posters: Option<usize>,
-    /// ingest, mixed, spread, changes: how long to post.
+    /// ingest, mixed, spread, changes, reads: how long to post (reads: each window).
     #[arg(long)]
     seconds: Option<f64>,
     /// ingest: only this `--sync` setting (default: both).
@@ -148,9 +161,12 @@ struct Args {
     /// cold-start: launches to time.
     #[arg(long)]
     runs: Option<usize>,
-    /// mixed, spread, changes: rooms.
+    /// mixed, spread, changes, reads: rooms.
     #[arg(long)]
     rooms: Option<usize>,
+    /// reads: rooms each user is a member of.
+    #[arg(long)]
+    rooms_per_user: Option<usize>,
     /// spread: every room private, with every user a member of each (default 20 rooms).
     #[arg(long)]
     private: bool,
@@ -250,6 +266,7 @@ enum Plan {
     Mixed(mixed::Params),
     Spread(spread::Params),
     Changes(changes::Params),
+    Reads(reads::Params),
 }
 
 impl Plan {
@@ -263,6 +280,7 @@ impl Plan {
             Self::Mixed(_) => "mixed",
             Self::Spread(_) => "spread",
             Self::Changes(_) => "changes",
+            Self::Reads(_) => "reads",
         }
     }
 
@@ -276,6 +294,7 @@ impl Plan {
             Self::Mixed(params) => mixed::run(launcher, params).await,
             Self::Spread(params) => spread::run(launcher, params).await,
             Self::Changes(params) => changes::run(launcher, params).await,
+            Self::Reads(params) => reads::run(launcher, params).await,
         }
     }
 }
@@ -359,6 +378,17 @@ fn plans(args: &Args) -> Vec<Plan> {
             seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
             rate: args.rate.unwrap_or(0.0),
             mix: args.mix,
+        }));
+    }
+    if wanted(Scenario::Reads) {
+        plans.push(Plan::Reads(reads::Params {
+            users: args.streams.unwrap_or(if quick { 200 } else { 2_000 }),
+            rooms: args.rooms.unwrap_or(if quick { 20 } else { 50 }),
+            rooms_per_user: args.rooms_per_user.unwrap_or(5),
+            rate: args.rate.unwrap_or(if quick { 40.0 } else { 100.0 }),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+            publishers: args.publishers.unwrap_or(8),
+            backlog: args.messages.unwrap_or(if quick { 5_000 } else { 50_000 }),
         }));
     }
     plans
