@@ -50,6 +50,14 @@
 //!   all 50 rooms with the backlog unread, ten times a second. Every message must reach every
 //!   member's stream exactly once, in order, and every acknowledged read its reader's stream
 //!   exactly once and nobody else's.
+//! - `search`: 1,000,000 messages (`--events`) of Zipf-distributed words written into the
+//!   database of a stopped server over 20 rooms (`--rooms`, a fifth public), eight authors and a
+//!   year, the full-text index filled, then 8 clients (`--clients`) searching as fast as answers
+//!   come back for 20 s, as a member of every room and as one who can read a quarter of them:
+//!   common, rare and rarest words, two words, a phrase, a prefix, by room, by author, by date,
+//!   and a word said only in a room the second cannot read. p50/p99/max by query and reader
+//!   (p99 <= 20 ms for each), searches per second, the server's CPU and RSS. Needs a server with
+//!   search (migration 0010).
 //!
 //! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
 //! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -72,6 +80,7 @@ mod publish;
 mod reads;
 mod replay;
 mod report;
+mod search;
 mod seed;
 mod server;
 mod spread;
@@ -79,6 +88,7 @@ mod sse;
 mod stats;
 mod streams;
 mod text;
+mod words;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,6 +110,7 @@ enum Scenario {
     Spread,
     Changes,
     Reads,
+    Search,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,7 +146,8 @@ struct Args {
     /// ingest: concurrent posters.
     #[arg(long)]
     posters: Option<usize>,
-    /// ingest, mixed, spread, changes, reads: how long to post (reads: each window).
+    /// ingest, mixed, spread, changes, search: how long to post (reads: each window; search: to
+    /// search).
     #[arg(long)]
     seconds: Option<f64>,
     /// ingest: only this `--sync` setting (default: both).
@@ -149,19 +161,19 @@ struct Args {
     /// account (looked up, nothing stored), or nothing (no `@`, no look-up).
     #[arg(long, value_enum, default_value = "account")]
     mentions: ingest::Mentions,
-    /// changes: clients making changes, each its own user.
+    /// changes: clients making changes, each its own user; search: clients searching.
     #[arg(long)]
     clients: Option<usize>,
     /// changes: percentages of reactions, edits and posts, adding up to 100.
     #[arg(long, value_parser = parse_mix, default_value = "50,30,20")]
     mix: [u32; 3],
-    /// replay, cold-start: events in the database.
+    /// replay, cold-start: events in the database; search: messages in it.
     #[arg(long)]
     events: Option<u64>,
     /// cold-start: launches to time.
     #[arg(long)]
     runs: Option<usize>,
-    /// mixed, spread, changes, reads: rooms.
+    /// mixed, spread, changes, reads, search: rooms.
     #[arg(long)]
     rooms: Option<usize>,
     /// reads: rooms each user is a member of.
@@ -206,6 +218,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     sse::self_check();
     text::self_check();
+    words::self_check();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -267,6 +280,7 @@ enum Plan {
     Spread(spread::Params),
     Changes(changes::Params),
     Reads(reads::Params),
+    Search(search::Params),
 }
 
 impl Plan {
@@ -281,6 +295,7 @@ impl Plan {
             Self::Spread(_) => "spread",
             Self::Changes(_) => "changes",
             Self::Reads(_) => "reads",
+            Self::Search(_) => "search",
         }
     }
 
@@ -295,6 +310,7 @@ impl Plan {
             Self::Spread(params) => spread::run(launcher, params).await,
             Self::Changes(params) => changes::run(launcher, params).await,
             Self::Reads(params) => reads::run(launcher, params).await,
+            Self::Search(params) => search::run(launcher, params).await,
         }
     }
 }
@@ -389,6 +405,16 @@ fn plans(args: &Args) -> Vec<Plan> {
             seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
             publishers: args.publishers.unwrap_or(8),
             backlog: args.messages.unwrap_or(if quick { 5_000 } else { 50_000 }),
+        }));
+    }
+    if wanted(Scenario::Search) && args.url.is_some() {
+        eprintln!("search skipped: it writes its history into the database directly, so it cannot use --url");
+    } else if wanted(Scenario::Search) {
+        plans.push(Plan::Search(search::Params {
+            events: args.events.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+            rooms: args.rooms.unwrap_or(20),
+            clients: args.clients.unwrap_or(8),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
         }));
     }
     plans
