@@ -47,7 +47,8 @@
 //!   read as the page does (at most once a second, when something new arrived): about 1,900
 //!   `PUT .../read` a second. Read acks per second and their latency, publish-to-receive latency
 //!   in each window (p99 <= 100 ms with the reads), and `GET /api/rooms` with counts for a user in
-//!   all 50 rooms with the backlog unread, ten times a second. Every message must reach every
+//!   all 50 rooms who keeps up (ten times a second) and one with the backlog unread (once a
+//!   second). Every message must reach every
 //!   member's stream exactly once, in order, and every acknowledged read its reader's stream
 //!   exactly once and nobody else's.
 //! - `search`: 1,000,000 messages (`--events`) of Zipf-distributed words written into the

@@ -1,7 +1,7 @@
 //! Reads: read cursors moved by many people at once, as the page moves them. U users
 //! (`--streams`), each on their own `/api/events` stream and a member of K (`--rooms-per-user`)
 //! of R private rooms (`--rooms`), the rooms dealt out so that each has the same number of
-//! members. `bench-0` made every room and is in all of them; publishers (`--publishers`, each
+//! members. `bench-0` made every room and is in all of them, as is `bench-1`; publishers (`--publishers`, each
 //! its own account, in every room) post a backlog (`--messages`, one in twenty mentioning
 //! `bench-0`) before the streams open, then stamped messages (`"<seq> <send time>"`) at
 //! `--rate` a second in all, into rooms picked at random, over two windows of `--seconds`:
@@ -11,8 +11,9 @@
 //!    message their stream brought (`PUT /api/rooms/{room}/read`) as the page does: at most once
 //!    a second, and only when something new has arrived since.
 //!
-//! Throughout, `bench-0` (in every room, never reading, the backlog unread) asks for its room
-//! list with counts (`GET /api/rooms`) ten times a second.
+//! Throughout, two users in every room ask for their room list with counts (`GET /api/rooms`):
+//! `bench-1`, who read everything before the windows, ten times a second, and `bench-0`, who
+//! never reads (the whole backlog unread), once a second.
 //!
 //! Read acks per second and their latency; publish-to-receive latency of the messages in each
 //! window; the time from a `PUT` to its `read` event on the reader's stream; the room list's
@@ -30,7 +31,7 @@ use hyper::{Method, StatusCode};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::client::{self, Poster, UserConn};
+use crate::client::{self, Endpoint, Poster, UserConn};
 use crate::report::{Report, Target, round};
 use crate::server::{Launcher, Server};
 use crate::sse::{self, Event};
@@ -53,12 +54,17 @@ pub struct Params {
     pub backlog: u64,
 }
 
-/// How often `bench-0` asks for its rooms.
-const ROOM_LIST_EVERY: Duration = Duration::from_millis(100);
+/// How often the keeper asks for its rooms, and how often the lead does (each list costs the
+/// lead's server a count of its whole backlog: ten a second would take a core).
+const KEEPER_LIST_EVERY: Duration = Duration::from_millis(100);
+const LEAD_LIST_EVERY: Duration = Duration::from_secs(1);
+/// The lead (made the rooms, never reads) and the keeper (reads everything before the windows).
+const LEAD: usize = 0;
+const KEEPER: usize = 1;
 /// The page's coalescing: at most one `PUT .../read` a room a second.
 const READ_EVERY: Duration = Duration::from_secs(1);
 
-/// Who is who: `bench-0` the lead, then the publishers, then the readers.
+/// Who is who: `bench-0` the lead, `bench-1` the keeper, then the publishers, then the readers.
 struct Cast {
     publishers: usize,
     readers: usize,
@@ -68,11 +74,11 @@ struct Cast {
 
 impl Cast {
     fn publisher(&self, p: usize) -> usize {
-        1 + p
+        2 + p
     }
 
     fn reader(&self, i: usize) -> usize {
-        1 + self.publishers + i
+        2 + self.publishers + i
     }
 
     /// The rooms reader `i` is a member of; the first is the one they look at.
@@ -97,27 +103,38 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         rooms: params.rooms.max(1),
         per_user: params.rooms_per_user.clamp(1, params.rooms.max(1)),
     };
-    let accounts = 1 + cast.publishers + cast.readers;
+    let accounts = 2 + cast.publishers + cast.readers;
     let (server, tokens) = launcher.start_with_users(accounts).await?;
     let endpoint = &server.endpoint;
     let names: Vec<String> = (0..cast.rooms).map(room_name).collect();
     eprintln!(
         "  {} rooms, {} memberships",
         cast.rooms,
-        cast.rooms * (1 + cast.publishers) + cast.readers * cast.per_user
+        cast.rooms * (2 + cast.publishers) + cast.readers * cast.per_user
     );
     for (r, room) in names.iter().enumerate() {
-        client::create_private_room(endpoint, &tokens[0], room).await?;
-        let members = (0..cast.publishers).map(|p| cast.publisher(p)).chain(
-            (0..cast.readers)
-                .filter(|&i| cast.is_member(i, r))
-                .map(|i| cast.reader(i)),
-        );
-        client::add_members(endpoint, &tokens[0], room, members).await?;
+        client::create_private_room(endpoint, &tokens[LEAD], room).await?;
+        let members = std::iter::once(KEEPER)
+            .chain((0..cast.publishers).map(|p| cast.publisher(p)))
+            .chain(
+                (0..cast.readers)
+                    .filter(|&i| cast.is_member(i, r))
+                    .map(|i| cast.reader(i)),
+            );
+        client::add_members(endpoint, &tokens[LEAD], room, members).await?;
     }
 
     eprintln!("  posting a backlog of {} messages", params.backlog);
     let marker = backlog(&server, &tokens, &cast, &names, params.backlog).await?;
+    let mut keeper = UserConn::new(endpoint, &tokens[KEEPER]).await?;
+    for room in &names {
+        let json = format!("{{\"up_to\":{marker}}}");
+        let (status, body) = keeper
+            .send(Method::PUT, &format!("/api/rooms/{room}/read"), Some(json))
+            .await?;
+        anyhow::ensure!(status == StatusCode::NO_CONTENT, "keeper's read: {status} {body:?}");
+    }
+    drop(keeper);
 
     let path: Arc<str> = format!("/api/events?after={marker}").into();
     let total = (params.rate * params.seconds).round() as u64;
@@ -151,26 +168,32 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         publishers.push(Poster::new(endpoint, &tokens[cast.publisher(p)], &names[0]).await?);
     }
     let publishers = Arc::new(tokio::sync::Mutex::new(publishers));
-    // The readers' connections are open in both windows, so that only their requests differ.
+    // Window 1: messages, no reads.
+    eprintln!("  quiet window: {} s", params.seconds);
+    let listers = [
+        (Arc::clone(&tokens[LEAD]), LEAD_LIST_EVERY),
+        (Arc::clone(&tokens[KEEPER]), KEEPER_LIST_EVERY),
+    ];
+    let quiet = window(&server, &listers, &publishers, &names, 0..total, params.rate, None).await?;
+
+    // Window 2: the same, with every reader marking their room read. Their connections open
+    // now: the server closes a new connection that stays silent for 10 s.
+    eprintln!("  reading window: {} s", params.seconds);
     let mut readers = Vec::with_capacity(cast.readers);
     for i in 0..cast.readers {
         let room = cast.rooms_of(i).next().unwrap_or(0);
         readers.push(Reader {
             conn: UserConn::new(endpoint, &tokens[cast.reader(i)]).await?,
+            endpoint: Arc::clone(endpoint),
+            token: Arc::clone(&tokens[cast.reader(i)]),
             path: format!("/api/rooms/{}/read", names[room]),
             looking: Arc::clone(&looking[i]),
         });
     }
 
-    // Window 1: messages, no reads.
-    eprintln!("  quiet window: {} s", params.seconds);
-    let quiet = window(&server, &tokens[0], &publishers, &names, 0..total, params.rate, None).await?;
-
-    // Window 2: the same, with every reader marking their room read.
-    eprintln!("  reading window: {} s", params.seconds);
     let busy = window(
         &server,
-        &tokens[0],
+        &listers,
         &publishers,
         &names,
         total..2 * total,
@@ -216,7 +239,8 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
     let reads = Summary::of(&busy.read_ack);
     let read_events = Summary::of(&check.read_latency);
     let (quiet_latency, busy_latency) = (Summary::of(&check.latency[0]), Summary::of(&check.latency[1]));
-    let (quiet_rooms, busy_rooms) = (Summary::of(&quiet.room_list), Summary::of(&busy.room_list));
+    let (quiet_lead, busy_lead) = (Summary::of(&quiet.room_list[0]), Summary::of(&busy.room_list[0]));
+    let (quiet_keeper, busy_keeper) = (Summary::of(&quiet.room_list[1]), Summary::of(&busy.room_list[1]));
     let mib = |kib: u64| round(kib as f64 / 1024.0, 1);
     let cpu = |usage: CpuUse| usage.server_pct.map(|p| round(p, 0));
     report
@@ -229,6 +253,7 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         .result("read_event_p50_ms", read_events.p50)
         .result("read_event_p99_ms", read_events.p99)
         .checked("read_errors", busy.read_errors, Target::AtMost(0.0))
+        .result("read_reconnects", busy.read_reconnects)
         .result("posts_per_sec", round(busy.posted.len() as f64 / busy.elapsed, 0))
         .checked("post_errors", quiet.post_errors + busy.post_errors, Target::AtMost(0.0))
         .result("quiet_latency_p50_ms", quiet_latency.p50)
@@ -236,11 +261,15 @@ pub async fn run(launcher: &Launcher, params: Params) -> anyhow::Result<Report> 
         .result("latency_p50_ms", busy_latency.p50)
         .checked("latency_p99_ms", busy_latency.p99, Target::AtMost(100.0))
         .result("latency_max_ms", busy_latency.max)
-        .result("quiet_rooms_p50_ms", quiet_rooms.p50)
-        .result("quiet_rooms_p99_ms", quiet_rooms.p99)
-        .result("rooms_p50_ms", busy_rooms.p50)
-        .result("rooms_p99_ms", busy_rooms.p99)
-        .result("rooms_max_ms", busy_rooms.max)
+        .result("quiet_rooms_p50_ms", quiet_keeper.p50)
+        .result("quiet_rooms_p99_ms", quiet_keeper.p99)
+        .result("rooms_p50_ms", busy_keeper.p50)
+        .result("rooms_p99_ms", busy_keeper.p99)
+        .result("rooms_max_ms", busy_keeper.max)
+        .result("quiet_rooms_unread_p50_ms", quiet_lead.p50)
+        .result("quiet_rooms_unread_p99_ms", quiet_lead.p99)
+        .result("rooms_unread_p50_ms", busy_lead.p50)
+        .result("rooms_unread_p99_ms", busy_lead.p99)
         .result("rooms_listed", busy.rooms_listed)
         .checked(
             "room_list_errors",
@@ -328,10 +357,12 @@ struct Window {
     /// Every acknowledged read of each reader: (room looked at is implied) up_to and send time.
     reads: Vec<Vec<(i64, u64)>>,
     read_errors: u64,
+    read_reconnects: u64,
     read_ack: Histogram<u64>,
-    room_list: Histogram<u64>,
+    /// The lead's room lists and the keeper's.
+    room_list: [Histogram<u64>; 2],
     room_errors: u64,
-    /// Rooms in the last list `bench-0` got.
+    /// Rooms in the last list the keeper got.
     rooms_listed: u64,
     elapsed: f64,
     cpu: CpuUse,
@@ -340,11 +371,11 @@ struct Window {
     db_growth: Option<u64>,
 }
 
-/// Posts messages `seqs` at `rate` a second, with `readers` marking read if given, and
-/// `bench-0` listing its rooms throughout.
+/// Posts messages `seqs` at `rate` a second, with `readers` marking read if given, and each
+/// of `listers` listing its rooms at its interval throughout.
 async fn window(
     server: &Server,
-    lead: &Arc<str>,
+    listers: &[(Arc<str>, Duration); 2],
     publishers: &Arc<tokio::sync::Mutex<Vec<Poster>>>,
     names: &[String],
     seqs: std::ops::Range<u64>,
@@ -356,38 +387,11 @@ async fn window(
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64((seqs.end - seqs.start) as f64 / rate.max(1e-9));
     let stop = tokio_util::sync::CancellationToken::new();
-    let lister = {
-        let mut conn = UserConn::new(&server.endpoint, lead).await?;
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut latency, mut errors, mut listed) = (new_histogram(), 0u64, 0u64);
-            let mut tick = tokio::time::interval(ROOM_LIST_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !stop.is_cancelled() {
-                tick.tick().await;
-                let sent = Instant::now();
-                match conn.send(Method::GET, "/api/rooms", None).await {
-                    Ok((StatusCode::OK, body)) => {
-                        latency.saturating_record(sent.elapsed().as_micros().max(1) as u64);
-                        listed = body.windows(9).filter(|w| w == b"\"unread\":").count() as u64;
-                    }
-                    Ok((status, body)) => {
-                        if errors == 0 {
-                            eprintln!("  GET /api/rooms: {status} {}", String::from_utf8_lossy(&body));
-                        }
-                        errors += 1;
-                    }
-                    Err(error) => {
-                        if errors == 0 {
-                            eprintln!("  GET /api/rooms: {error:#}");
-                        }
-                        errors += 1;
-                    }
-                }
-            }
-            (latency, errors, listed)
-        })
-    };
+    let mut listing = Vec::with_capacity(listers.len());
+    for (token, every) in listers {
+        let conn = UserConn::new(&server.endpoint, token).await?;
+        listing.push(tokio::spawn(list_rooms(conn, *every, stop.clone())));
+    }
     let reading: Vec<_> = readers
         .into_iter()
         .flatten()
@@ -413,20 +417,29 @@ async fn window(
     }
     drop(posters);
     let (mut reads, mut read_errors, mut read_ack) = (Vec::new(), 0, new_histogram());
+    let mut read_reconnects = 0;
     for task in reading {
         let outcome = task.await?;
         reads.push(outcome.acked);
         read_errors += outcome.errors;
+        read_reconnects += outcome.reconnects;
         let _ = read_ack.add(&outcome.latency);
     }
     let elapsed = start.elapsed().as_secs_f64();
     stop.cancel();
-    let (room_list, room_errors, rooms_listed) = lister.await?;
+    let (mut room_list, mut room_errors, mut rooms_listed) = ([new_histogram(), new_histogram()], 0, 0);
+    for (k, task) in listing.into_iter().enumerate() {
+        let (latency, errors, listed) = task.await?;
+        room_list[k] = latency;
+        room_errors += errors;
+        rooms_listed = listed;
+    }
     Ok(Window {
         posted,
         post_errors,
         reads,
         read_errors,
+        read_reconnects,
         read_ack,
         room_list,
         room_errors,
@@ -439,6 +452,43 @@ async fn window(
             .zip(db_before)
             .map(|(after, before)| after.saturating_sub(before)),
     })
+}
+
+/// `GET /api/rooms` every `every` until `stop`: latency, errors, and the rooms in the last list.
+async fn list_rooms(
+    mut conn: UserConn,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Histogram<u64>, u64, u64) {
+    let (mut latency, mut errors, mut listed) = (new_histogram(), 0u64, 0u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.is_cancelled() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        let sent = Instant::now();
+        match conn.send(Method::GET, "/api/rooms", None).await {
+            Ok((StatusCode::OK, body)) => {
+                latency.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+                listed = body.windows(9).filter(|w| w == b"\"unread\":").count() as u64;
+            }
+            Ok((status, body)) => {
+                if errors == 0 {
+                    eprintln!("  GET /api/rooms: {status} {}", String::from_utf8_lossy(&body));
+                }
+                errors += 1;
+            }
+            Err(error) => {
+                if errors == 0 {
+                    eprintln!("  GET /api/rooms: {error:#}");
+                }
+                errors += 1;
+            }
+        }
+    }
+    (latency, errors, listed)
 }
 
 /// Posts stamped messages `seq` (from `next`, below `end`) at `first + seq / rate` seconds,
@@ -487,6 +537,8 @@ struct Looking {
 /// One user marking the room they look at read.
 struct Reader {
     conn: UserConn,
+    endpoint: Arc<Endpoint>,
+    token: Arc<str>,
     path: String,
     looking: Arc<Looking>,
 }
@@ -495,6 +547,8 @@ struct ReaderOutcome {
     /// (up_to, send time) of every acknowledged `PUT`.
     acked: Vec<(i64, u64)>,
     errors: u64,
+    /// Connections opened again after the server closed one.
+    reconnects: u64,
     latency: Histogram<u64>,
 }
 
@@ -505,6 +559,7 @@ impl Reader {
         let mut outcome = ReaderOutcome {
             acked: Vec::new(),
             errors: 0,
+            reconnects: 0,
             latency: new_histogram(),
         };
         let (mut read, mut last_put) = (0i64, None::<Instant>);
@@ -530,7 +585,19 @@ impl Reader {
             let json = format!("{{\"up_to\":{up_to}}}");
             let (sent, sent_ns) = (Instant::now(), now_ns());
             last_put = Some(sent);
-            match self.conn.send(Method::PUT, &self.path, Some(json)).await {
+            let mut answer = self.conn.send(Method::PUT, &self.path, Some(json.clone())).await;
+            if answer.is_err() {
+                // The connection was closed (as a browser would, open another and send again).
+                match UserConn::new(&self.endpoint, &self.token).await {
+                    Ok(conn) => {
+                        self.conn = conn;
+                        outcome.reconnects += 1;
+                        answer = self.conn.send(Method::PUT, &self.path, Some(json)).await;
+                    }
+                    Err(error) => answer = Err(error),
+                }
+            }
+            match answer {
                 Ok((StatusCode::NO_CONTENT, _)) => {
                     outcome
                         .latency
