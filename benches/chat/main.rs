@@ -44,7 +44,7 @@
 //!   (`--rooms-per-user`) of 50 private rooms (`--rooms`), after a backlog of 50,000 messages
 //!   (`--messages`); 100 messages a second (`--rate`) into the rooms at random, for 20 s
 //!   (`--seconds`) with nobody reading, then 20 s with each user marking the room they look at
-//!   read as the page does (at most once a second, when something new arrived): about 1,900
+//!   read as the page does (at most once a second, when something new arrived): up to 1,900
 //!   `PUT .../read` a second. Read acks per second and their latency, publish-to-receive latency
 //!   in each window (p99 <= 100 ms with the reads), and `GET /api/rooms` with counts for a user in
 //!   all 50 rooms who keeps up (ten times a second) and one with the backlog unread (once a
