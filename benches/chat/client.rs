@@ -195,14 +195,14 @@ pub async fn create_private_room(endpoint: &Endpoint, token: &str, name: &str) -
     Ok(())
 }
 
-/// Adds the users `bench-{first}..bench-{end}` to the private room `room`, a few at a time.
+/// Adds the users `bench-N` for each `N` of `users` to the private room `room`, a few at a time.
 pub async fn add_members(
     endpoint: &Arc<Endpoint>,
     token: &Arc<str>,
     room: &str,
-    users: std::ops::Range<usize>,
+    users: impl IntoIterator<Item = usize>,
 ) -> anyhow::Result<()> {
-    let users: Vec<usize> = users.collect();
+    let users: Vec<usize> = users.into_iter().collect();
     for batch in users.chunks(64) {
         let adding: Vec<_> = batch
             .iter()

@@ -40,6 +40,25 @@
 //!   back on any seeded message, edits of their own messages and new posts (`--mix`, percent,
 //!   default `50,30,20`). Acked changes per second and ack latency by kind; every acked change
 //!   must reach every stream exactly once, in order; publish-to-receive latency by kind.
+//! - `reads`: 2,000 users (`--streams`), each on their own `/api/events` and a member of 5
+//!   (`--rooms-per-user`) of 50 private rooms (`--rooms`), after a backlog of 50,000 messages
+//!   (`--messages`); 100 messages a second (`--rate`) into the rooms at random, for 20 s
+//!   (`--seconds`) with nobody reading, then 20 s with each user marking the room they look at
+//!   read as the page does (at most once a second, when something new arrived): up to 1,900
+//!   `PUT .../read` a second. Read acks per second and their latency, publish-to-receive latency
+//!   in each window (p99 <= 100 ms with the reads), and `GET /api/rooms` with counts for a user in
+//!   all 50 rooms who keeps up (ten times a second) and one with the backlog unread (once a
+//!   second). Every message must reach every
+//!   member's stream exactly once, in order, and every acknowledged read its reader's stream
+//!   exactly once and nobody else's.
+//! - `search`: 1,000,000 messages (`--events`) of Zipf-distributed words written into the
+//!   database of a stopped server over 20 rooms (`--rooms`, a fifth public), eight authors and a
+//!   year, the full-text index filled, then 8 clients (`--clients`) searching as fast as answers
+//!   come back for 20 s, as a member of every room and as one who can read a quarter of them:
+//!   common, rare and rarest words, two words, a phrase, a prefix, by room, by author, by date,
+//!   and a word said only in a room the second cannot read. p50/p99/max by query and reader
+//!   (p99 <= 20 ms for each), searches per second, the server's CPU and RSS. Needs a server with
+//!   search (migration 0010).
 //!
 //! Every started server gets `CHAT_RATE_LIMITS=off --message-rate 0 --signin-rate 0
 //! --max-streams 0 --max-streams-per-user 0` (a `--url` server should run with them too) and is stopped with
@@ -59,8 +78,10 @@ mod idle;
 mod ingest;
 mod mixed;
 mod publish;
+mod reads;
 mod replay;
 mod report;
+mod search;
 mod seed;
 mod server;
 mod spread;
@@ -68,6 +89,7 @@ mod sse;
 mod stats;
 mod streams;
 mod text;
+mod words;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +110,8 @@ enum Scenario {
     Mixed,
     Spread,
     Changes,
+    Reads,
+    Search,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,23 +130,25 @@ struct Args {
     /// Smaller sizes throughout: a quick check that everything works.
     #[arg(long)]
     quick: bool,
-    /// fanout, idle, mixed: open event streams; spread: users, each with one stream.
+    /// fanout, idle, mixed: open event streams; spread, reads: users, each with one stream.
     #[arg(long)]
     streams: Option<usize>,
-    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread: in all;
+    /// fanout: messages per second (0: as fast as possible); mixed: per room; spread, reads: in all;
     /// changes: changes per second in all (0: as fast as acks come back).
     #[arg(long)]
     rate: Option<f64>,
-    /// fanout: messages to publish; changes: messages seeded.
+    /// fanout: messages to publish; changes: messages seeded; reads: messages posted before the
+    /// streams open.
     #[arg(long)]
     messages: Option<u64>,
-    /// fanout, spread: concurrent publishers.
+    /// fanout, spread, reads: concurrent publishers.
     #[arg(long)]
     publishers: Option<usize>,
     /// ingest: concurrent posters.
     #[arg(long)]
     posters: Option<usize>,
-    /// ingest, mixed, spread, changes: how long to post.
+    /// ingest, mixed, spread, changes, search: how long to post (reads: each window; search: to
+    /// search).
     #[arg(long)]
     seconds: Option<f64>,
     /// ingest: only this `--sync` setting (default: both).
@@ -136,21 +162,24 @@ struct Args {
     /// account (looked up, nothing stored), or nothing (no `@`, no look-up).
     #[arg(long, value_enum, default_value = "account")]
     mentions: ingest::Mentions,
-    /// changes: clients making changes, each its own user.
+    /// changes: clients making changes, each its own user; search: clients searching.
     #[arg(long)]
     clients: Option<usize>,
     /// changes: percentages of reactions, edits and posts, adding up to 100.
     #[arg(long, value_parser = parse_mix, default_value = "50,30,20")]
     mix: [u32; 3],
-    /// replay, cold-start: events in the database.
+    /// replay, cold-start: events in the database; search: messages in it.
     #[arg(long)]
     events: Option<u64>,
     /// cold-start: launches to time.
     #[arg(long)]
     runs: Option<usize>,
-    /// mixed, spread, changes: rooms.
+    /// mixed, spread, changes, reads, search: rooms.
     #[arg(long)]
     rooms: Option<usize>,
+    /// reads: rooms each user is a member of.
+    #[arg(long)]
+    rooms_per_user: Option<usize>,
     /// spread: every room private, with every user a member of each (default 20 rooms).
     #[arg(long)]
     private: bool,
@@ -190,6 +219,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     sse::self_check();
     text::self_check();
+    words::self_check();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -250,6 +280,8 @@ enum Plan {
     Mixed(mixed::Params),
     Spread(spread::Params),
     Changes(changes::Params),
+    Reads(reads::Params),
+    Search(search::Params),
 }
 
 impl Plan {
@@ -263,6 +295,8 @@ impl Plan {
             Self::Mixed(_) => "mixed",
             Self::Spread(_) => "spread",
             Self::Changes(_) => "changes",
+            Self::Reads(_) => "reads",
+            Self::Search(_) => "search",
         }
     }
 
@@ -276,6 +310,8 @@ impl Plan {
             Self::Mixed(params) => mixed::run(launcher, params).await,
             Self::Spread(params) => spread::run(launcher, params).await,
             Self::Changes(params) => changes::run(launcher, params).await,
+            Self::Reads(params) => reads::run(launcher, params).await,
+            Self::Search(params) => search::run(launcher, params).await,
         }
     }
 }
@@ -359,6 +395,27 @@ fn plans(args: &Args) -> Vec<Plan> {
             seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
             rate: args.rate.unwrap_or(0.0),
             mix: args.mix,
+        }));
+    }
+    if wanted(Scenario::Reads) {
+        plans.push(Plan::Reads(reads::Params {
+            users: args.streams.unwrap_or(if quick { 200 } else { 2_000 }),
+            rooms: args.rooms.unwrap_or(if quick { 20 } else { 50 }),
+            rooms_per_user: args.rooms_per_user.unwrap_or(5),
+            rate: args.rate.unwrap_or(if quick { 40.0 } else { 100.0 }),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+            publishers: args.publishers.unwrap_or(8),
+            backlog: args.messages.unwrap_or(if quick { 5_000 } else { 50_000 }),
+        }));
+    }
+    if wanted(Scenario::Search) && args.url.is_some() {
+        eprintln!("search skipped: it writes its history into the database directly, so it cannot use --url");
+    } else if wanted(Scenario::Search) {
+        plans.push(Plan::Search(search::Params {
+            events: args.events.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+            rooms: args.rooms.unwrap_or(20),
+            clients: args.clients.unwrap_or(8),
+            seconds: args.seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
         }));
     }
     plans

@@ -180,6 +180,15 @@ impl Server {
         stats::memory_kib(self.pid?)
     }
 
+    /// The database file and its WAL together, in bytes (`None` for a `--url` server).
+    pub fn db_bytes(&self) -> Option<u64> {
+        let path = &self.db.as_ref()?.path;
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        Some(size(path) + size(Path::new(&wal)))
+    }
+
     /// A metric's value from `/metrics` (`chat_` prefix and `_total` suffix included in `name`).
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let (_, body) = client::request(&self.endpoint, Method::GET, "/metrics", None, None)
