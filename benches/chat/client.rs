@@ -296,6 +296,12 @@ impl UserConn {
         let request = json_request(&self.endpoint, method, path, Some(&self.token), json)?;
         self.conn.send(request).await
     }
+
+    /// Opens a new connection in place of one the server closed (an idle keep-alive).
+    pub async fn reopen(&mut self) -> anyhow::Result<()> {
+        self.conn = Conn::open(&self.endpoint).await?;
+        Ok(())
+    }
 }
 
 /// How a followed stream ended.

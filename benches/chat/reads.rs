@@ -485,6 +485,11 @@ async fn list_rooms(
                     eprintln!("  GET /api/rooms: {error:#}");
                 }
                 errors += 1;
+                // The server closes a kept-alive connection that sent nothing for a while (the
+                // lead's first list waits for the backlog): open another and go on.
+                if conn.reopen().await.is_err() {
+                    break;
+                }
             }
         }
     }
