@@ -24,7 +24,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Value, json};
 
-use crate::common::{Client, Server, TestDb, WAIT};
+use crate::common::{Client, Rng, Server, TestDb, WAIT, seed};
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -897,41 +897,6 @@ fn members_of(room: &str) -> &'static [&'static str] {
     }
 }
 
-/// xorshift64*: replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-/// `CHANGES_SEED` if set, else the clock.
-fn seed() -> u64 {
-    match std::env::var("CHANGES_SEED") {
-        Ok(seed) => seed.parse().expect("CHANGES_SEED is a number"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    }
-}
-
 /// A text no one else sends, in one of the shapes Markdown renders, sometimes mentioning
 /// someone who reads the room.
 fn text(rng: &mut Rng, tag: &str, room: &str, first: bool) -> String {
@@ -1234,7 +1199,7 @@ async fn streams_that_keep_falling_behind_end_in_the_state_of_history_too() {
 }
 
 async fn replays_exactly(lagging: bool) {
-    let seed = seed();
+    let seed = seed("CHANGES_SEED");
     println!("seed {seed} (replay with CHANGES_SEED={seed})");
     let mut rng = Rng::new(seed);
     let db = TestDb::new();

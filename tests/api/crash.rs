@@ -13,45 +13,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, TestDb, WAIT};
+use crate::common::{Client, Rng, Server, TestDb, WAIT, seed};
 use serde_json::{Value, json};
 
 const POSTERS: usize = 16;
 const CYCLES: u32 = 20;
 /// How long after posting starts the server is killed, in milliseconds.
 const KILL_AFTER: (u64, u64) = (50, 500);
-
-/// xorshift64*: enough randomness for kill moments, and replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `low..=high`.
-    fn between(&mut self, (low, high): (u64, u64)) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
-/// `CRASH_SEED` if set, else the clock.
-fn seed() -> u64 {
-    match std::env::var("CRASH_SEED") {
-        Ok(seed) => seed.parse().expect("CRASH_SEED is a number"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    }
-}
 
 /// The room of a poster's `seq`th message: most go to `general`, every third to `second`.
 fn room(seq: u32) -> &'static str {
@@ -302,7 +270,7 @@ impl Ledger {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_sixteen_concurrent_posters_loses_no_acknowledged_message() {
-    let seed = seed();
+    let seed = seed("CRASH_SEED");
     println!("seed {seed} (replay with CRASH_SEED={seed})");
     let mut rng = Rng::new(seed);
     let started = Instant::now();

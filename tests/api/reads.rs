@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, Server, TestDb, WAIT};
+use crate::common::{Client, Rng, Server, TestDb, WAIT, seed};
 
 /// `PUT /api/rooms/{room}/read` with this body: the status and the answer's text.
 async fn put_read_body(client: &Client, room: &str, body: Value) -> (u16, String) {
@@ -327,26 +327,6 @@ async fn bad_reads_and_levels_are_refused_plainly_and_the_rate_is_bounded() {
 // ---------------------------------------------------------------------------------------------
 // Counts under concurrent change
 
-/// xorshift64*: replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// A message as the test knows it from what it was answered.
 #[derive(Debug, Clone)]
 struct Said {
@@ -480,13 +460,7 @@ async fn act(client: Client, dm: String, seed: u64, model: Arc<Mutex<Model>>) {
 
 #[tokio::test]
 async fn counts_under_concurrent_posts_edits_deletions_and_reads_match_the_model_and_the_database() {
-    let seed: u64 = match std::env::var("READS_SEED") {
-        Ok(seed) => seed.parse().expect("READS_SEED is a number"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    };
+    let seed = seed("READS_SEED");
     println!("seed {seed} (replay with READS_SEED={seed})");
     let db = TestDb::new();
     let server = Server::start(&db, &["--rate-limits", "off"]).await;

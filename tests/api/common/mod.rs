@@ -594,3 +594,44 @@ pub async fn read_until_closed(socket: &mut tokio::net::TcpStream, wait: Duratio
     }
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// xorshift64*: randomness for a test's choices, replayable from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// A number in `low..=high`.
+    pub fn between(&mut self, (low, high): (u64, u64)) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+/// The seed in the environment variable `var` if set (to replay a run), else the clock.
+pub fn seed(var: &str) -> u64 {
+    match std::env::var(var) {
+        Ok(seed) => seed.parse().unwrap_or_else(|_| panic!("{var} is a number")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    }
+}
