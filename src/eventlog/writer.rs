@@ -856,12 +856,21 @@ impl Task {
                 Applied::answer(Some(reply), Ok(event.clone())).publishing(event)
             }
             Request::Read(mark, reply) => {
-                if mark.members_only && !writes::is_member(conn, mark.room_id, mark.user_id).await? {
-                    Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("room")))
-                } else {
-                    match writes::move_read_cursor(conn, mark.user_id, mark.room_id, mark.up_to).await? {
-                        None => Applied::answer(Some(reply), Ok(None)),
-                        Some((id, created_at)) => {
+                // Marks of read come in runs as busy rooms bring every reader's at once: stored
+                // together, like messages.
+                let mut run = vec![(mark, reply)];
+                while let Some(Request::Read(..)) = batch.front() {
+                    if let Some(Request::Read(mark, reply)) = batch.pop_front() {
+                        run.push((mark, reply));
+                    }
+                }
+                let marks: Vec<&ReadMark> = run.iter().map(|(mark, _)| mark).collect();
+                let moved = writes::move_read_cursors(conn, &marks).await?;
+                for ((mark, reply), moved) in run.into_iter().zip(moved) {
+                    applied.push(match moved {
+                        Err(refused) => Applied::answer(Some(reply), Err::<Option<Event>, _>(refused)),
+                        Ok(None) => Applied::answer(Some(reply), Ok(None)),
+                        Ok(Some((id, created_at))) => {
                             let event = Event {
                                 id,
                                 user_id: mark.user_id,
@@ -875,8 +884,9 @@ impl Task {
                             };
                             Applied::answer(Some(reply), Ok(Some(event.clone()))).publishing(event)
                         }
-                    }
+                    });
                 }
+                return Ok(());
             }
             Request::SetNotify(user, room, level, reply) => {
                 writes::set_notify(conn, user, room, level).await?;

@@ -179,6 +179,148 @@ async fn messages_stored_together_are_each_answered_as_if_alone() {
     }
 }
 
+/// Marks of read that wait for the writer together are stored together and each answered as
+/// if alone: a cursor marked several times in one batch moves forward only, one `read` event a
+/// move and each on its reader's stream alone; a mark behind a removal from the room in the
+/// same batch is refused; the cursors stored are the furthest marks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn marks_of_read_stored_together_are_each_answered_as_if_alone() {
+    let db = TestDb::new();
+    let server = Server::start(&db, &[]).await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    ada.create_private_room("inner").await;
+    ada.add_member("inner", "bob").await;
+    ada.add_member("inner", "carol").await;
+    let mut general = Vec::new();
+    for n in 0..4 {
+        general.push(
+            ada.say("general", &format!("general {n}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let mut inner = Vec::new();
+    for n in 0..2 {
+        inner.push(ada.say("inner", &format!("inner {n}")).await["id"].as_i64().unwrap());
+    }
+    let mut bobs_stream = bob.open_user_stream("", None).await;
+    let mut carols_stream = carol.open_user_stream("", None).await;
+
+    let mut lock = db.connect().await;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+    let first = {
+        let ada = ada.clone();
+        tokio::spawn(async move { post(&ada, "holds the writer", None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mark = |client: &Client, room: &'static str, up_to: i64| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let response = client
+                .request(reqwest::Method::PUT, &format!("/api/rooms/{room}/read"))
+                .json(&json!({ "up_to": up_to }))
+                .send()
+                .await
+                .expect("PUT read");
+            response.status().as_u16()
+        })
+    };
+    let mut bobs = Vec::new();
+    for up_to in [general[1], general[3], general[2], general[3], general[0]] {
+        bobs.push(mark(&bob, "general", up_to));
+    }
+    for up_to in inner.iter().rev() {
+        bobs.push(mark(&bob, "inner", *up_to));
+    }
+    let carol_in_general = mark(&carol, "general", general[2]);
+    let removal = {
+        let ada = ada.clone();
+        tokio::spawn(async move { ada.membership("inner", "carol", false).await.0 })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Let in as of her request, out by the time the writer reaches it.
+    let carol_in_inner = mark(&carol, "inner", inner[1]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let batches_before = server.metric("chat_write_batch_size_count").await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    assert_eq!(first.await.unwrap().0, 201);
+    for answer in bobs {
+        assert_eq!(answer.await.unwrap(), 204);
+    }
+    assert_eq!(carol_in_general.await.unwrap(), 204);
+    assert_eq!(removal.await.unwrap(), 200);
+    assert_eq!(
+        carol_in_inner.await.unwrap(),
+        404,
+        "a mark behind the removal in its batch"
+    );
+    let batches = server.metric("chat_write_batch_size_count").await - batches_before;
+    assert!(batches <= 3.0, "{batches} batches");
+
+    // Each stream: its reader's moves, forward only, ending at the furthest mark.
+    let mut conn = db.connect().await;
+    for (who, stream, ends) in [
+        (
+            "bob",
+            &mut bobs_stream,
+            vec![("general", general[3]), ("inner", inner[1])],
+        ),
+        ("carol", &mut carols_stream, vec![("general", general[2])]),
+    ] {
+        let stored: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT e.id, r.name, CAST(e.body AS INTEGER) FROM events AS e JOIN rooms AS r ON r.id = e.room_id \
+             JOIN users AS u ON u.id = e.user_id WHERE e.kind = 'read' AND u.username = ? ORDER BY e.id",
+        )
+        .bind(who)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < stored.len() {
+            let event = stream.expect().await;
+            if event.event == "read" {
+                let read: Value = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(event.id.parse::<i64>().unwrap(), read["id"].as_i64().unwrap());
+                seen.push((
+                    read["id"].as_i64().unwrap(),
+                    read["room"].as_str().unwrap().to_owned(),
+                    read["up_to"].as_i64().unwrap(),
+                ));
+            }
+        }
+        assert_eq!(seen, stored, "{who}: the stream's read events are the stored ones");
+        let more = stream.collect_for(Duration::from_millis(300)).await;
+        assert!(
+            more.iter().all(|event| event.event != "read"),
+            "{who}: no more reads, {more:?}"
+        );
+        for (room, end) in ends {
+            let ups: Vec<i64> = seen.iter().filter(|(_, r, _)| r == room).map(|(.., up)| *up).collect();
+            assert!(
+                ups.windows(2).all(|w| w[0] < w[1]),
+                "{who} in {room}: forward only, {ups:?}"
+            );
+            assert_eq!(ups.last(), Some(&end), "{who} in {room}");
+            let cursor: i64 = sqlx::query_scalar(
+                "SELECT x.up_to FROM reads AS x JOIN users AS u ON u.id = x.user_id \
+                 JOIN rooms AS r ON r.id = x.room_id WHERE u.username = ? AND r.name = ?",
+            )
+            .bind(who)
+            .bind(room)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(cursor, end, "{who}'s cursor in {room}");
+        }
+    }
+    // What is left unread: the message that held the writer, and for carol the last before it.
+    assert_eq!(bob.get_json("/api/rooms/general").await["unread"], 1);
+    assert_eq!(carol.get_json("/api/rooms/general").await["unread"], 2);
+}
+
 /// Posts `content` to `general`, with `client_id` if given.
 /// A `client_id` stored before, sent again in one batch first with another text and then with
 /// its own: the other text is refused, and the resend still finds its message, whichever of

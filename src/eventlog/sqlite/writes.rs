@@ -12,7 +12,7 @@ use sqlx::sqlite::SqliteConnection;
 use crate::domain::NotAdmitted;
 use crate::domain::{EventId, NotifyLevel, Reactions, Role, RoomId, RoomKind, Scope, Status, UserId, skeleton};
 use crate::eventlog::{Admission, Invite, Join, Joined, NewInvite};
-use crate::eventlog::{NewSession, Post, WriteError};
+use crate::eventlog::{NewSession, Post, ReadMark, WriteError};
 
 /// Runs a statement that returns nothing, such as `BEGIN`.
 pub async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), WriteError> {
@@ -961,40 +961,99 @@ pub async fn mark_room_mentions(conn: &mut SqliteConnection, events: &[EventId])
     Ok(())
 }
 
-/// Moves `user`'s read cursor in `room` to `up_to` and records the `read` event, if that is
-/// forward of where they have read to (their cursor, the moment their account was made, the
-/// event that let them into the room); `None` when it is not.
-pub async fn move_read_cursor(
+/// Moves each of `marks` in order: a user's cursor in a room goes forward to `up_to`, never
+/// back, and each move is a `read` event on the user's scope (its id and time, in `marks`'
+/// order; `None` where the cursor was already there). A mark for a members-only room the user
+/// is no longer in is refused as `Gone`. However many marks, this is three statements: busy
+/// rooms bring every member's marks at once, and a round trip to SQLite's thread costs more
+/// than storing one.
+pub async fn move_read_cursors(
     conn: &mut SqliteConnection,
-    user: UserId,
-    room: RoomId,
-    up_to: EventId,
-) -> Result<Option<(EventId, String)>, WriteError> {
-    let read: i64 = sqlx::query_scalar(
-        "SELECT max(coalesce((SELECT up_to FROM reads WHERE user_id = ?1 AND room_id = ?2), 0), \
-                    coalesce((SELECT read_from FROM users WHERE id = ?1), 0), \
-                    coalesce((SELECT max(from_id) FROM room_access WHERE user_id = ?1 AND room_id = ?2), 0))",
-    )
-    .bind(user)
-    .bind(room)
-    .fetch_one(&mut *conn)
-    .await?;
-    if up_to.get() <= read {
-        return Ok(None);
+    marks: &[&ReadMark],
+) -> Result<Vec<Result<Option<(EventId, String)>, WriteError>>, WriteError> {
+    if marks.is_empty() {
+        return Ok(Vec::new());
     }
+    let json = |value: serde_json::Value| value.to_string();
+    let asked = json(
+        marks
+            .iter()
+            .map(|mark| serde_json::json!([mark.user_id, mark.room_id]))
+            .collect(),
+    );
+    // Where each cursor is (as `unread` counts it: from sign-up, and from joining the room), and
+    // whether the user is a member now.
+    let now: Vec<(i64, i64, bool)> = sqlx::query_as(
+        "SELECT j.key, \
+                max(coalesce((SELECT up_to FROM reads WHERE user_id = j.value->>0 AND room_id = j.value->>1), 0), \
+                    coalesce((SELECT read_from FROM users WHERE id = j.value->>0), 0), \
+                    coalesce((SELECT max(from_id) FROM room_access \
+                              WHERE user_id = j.value->>0 AND room_id = j.value->>1), 0)), \
+                EXISTS (SELECT 1 FROM room_access \
+                        WHERE room_id = j.value->>1 AND user_id = j.value->>0 AND until_id IS NULL) \
+         FROM json_each(?) AS j ORDER BY j.key",
+    )
+    .bind(asked)
+    .fetch_all(&mut *conn)
+    .await?;
+    if now.len() != marks.len() {
+        return Err(WriteError::Database("a read cursor went unread".into()));
+    }
+    // Later marks of the same cursor in this batch start where the earlier ones left it.
+    let mut moved: HashMap<(UserId, RoomId), i64> = HashMap::new();
+    let mut outcomes: Vec<Option<Result<(), WriteError>>> = Vec::with_capacity(marks.len());
+    let mut moves = Vec::new();
+    for (mark, (_, read, member)) in marks.iter().zip(now) {
+        if mark.members_only && !member {
+            outcomes.push(Some(Err(WriteError::Gone("room"))));
+            continue;
+        }
+        let read = moved.entry((mark.user_id, mark.room_id)).or_insert(read);
+        if mark.up_to.get() <= *read {
+            outcomes.push(Some(Ok(())));
+            continue;
+        }
+        *read = mark.up_to.get();
+        outcomes.push(None);
+        moves.push(serde_json::json!([mark.user_id, mark.room_id, mark.up_to]));
+    }
+    if moves.is_empty() {
+        return Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Ok(())).map(|()| None))
+            .collect());
+    }
+    let moves = json(serde_json::Value::Array(moves));
     sqlx::query(
-        "INSERT INTO reads (user_id, room_id, up_to) VALUES (?1, ?2, ?3) \
+        "INSERT INTO reads (user_id, room_id, up_to) \
+         SELECT j.value->>0, j.value->>1, j.value->>2 FROM json_each(?1) AS j WHERE true ORDER BY j.key \
          ON CONFLICT (user_id, room_id) DO UPDATE SET up_to = excluded.up_to",
     )
-    .bind(user)
-    .bind(room)
-    .bind(up_to)
+    .bind(&moves)
     .execute(&mut *conn)
     .await?;
-    let body = up_to.to_string();
-    insert_event(conn, "read", Scope::User(user), Some(room), user, Some(&body))
-        .await
-        .map(Some)
+    let mut events: Vec<(EventId, String)> = sqlx::query_as(
+        "INSERT INTO events (kind, scope, room_id, user_id, body) \
+         SELECT 'read', 'user', j.value->>1, j.value->>0, j.value->>2 FROM json_each(?1) AS j \
+         WHERE true ORDER BY j.key \
+         RETURNING id, created_at",
+    )
+    .bind(&moves)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Inserted in the order given, so ids follow it; `RETURNING` does not promise that order.
+    events.sort_unstable_by_key(|(id, _)| *id);
+    let mut events = events.into_iter();
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Some(outcome) => Ok(outcome.map(|()| None)),
+            None => events
+                .next()
+                .map(|event| Ok(Some(event)))
+                .ok_or_else(|| WriteError::Database("a read event went unstored".into())),
+        })
+        .collect::<Result<Vec<_>, WriteError>>()
 }
 
 /// Sets how loudly `room` may call for `user`.
