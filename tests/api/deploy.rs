@@ -415,3 +415,95 @@ async fn without_the_retry_answer_nginx_loses_the_eventsource() {
         assert!(why.starts_with("502 "), "{why}");
     }
 }
+
+/// Not a test but a measurement (run it with `cargo test --release --test api -- --ignored
+/// deploy::haproxy_per_event_delay --nocapture`): the time from posting a message to its frame
+/// on a stream, one message at a time, straight from the server and through HAProxy with and
+/// without `option http-no-delay`.
+#[tokio::test]
+#[ignore]
+async fn haproxy_per_event_delay() {
+    let db = TestDb::new();
+    let (port, shipped_port, default_port) = (free_port(), free_port(), free_port());
+    let bind = format!("127.0.0.1:{port}");
+    let publics = format!("http://127.0.0.1:{shipped_port},http://127.0.0.1:{default_port}");
+    let args = [
+        "--bind",
+        &bind,
+        "--public-origin",
+        &publics,
+        "--trust-proxy",
+        "127.0.0.1",
+    ];
+    let server = Server::start(&db, &args).await;
+    let _shipped = Deployed::start(Kind::Haproxy, shipped_port, &bind, |config| config).await;
+    let without = |config: String| replace(&config, "    option http-no-delay\n", "");
+    let _default = Deployed::start(Kind::Haproxy, default_port, &bind, without).await;
+    let ada = server.user("ada").await;
+    for (name, base) in [
+        ("direct", server.base.clone()),
+        ("haproxy.cfg as shipped", format!("http://127.0.0.1:{shipped_port}")),
+        (
+            "without option http-no-delay",
+            format!("http://127.0.0.1:{default_port}"),
+        ),
+    ] {
+        let mut via = ada.clone();
+        via.base = base;
+        let mut source = EventSource::open(via.url("/api/events"), via.token.clone());
+        let mut pinged = false;
+        while !pinged {
+            if let Some(Report::Event(event)) = source.next_within(WAIT).await {
+                pinged = event.event_type == "ping";
+            }
+        }
+        let mut delays = Vec::new();
+        for n in 0..40 {
+            let posted = Instant::now();
+            let poster = via.clone();
+            let send = tokio::spawn(async move { poster.say("general", &format!("timed {n}")).await });
+            loop {
+                match source.next_within(WAIT).await.expect("the frame") {
+                    Report::Event(event) if event.event_type == "message" => break,
+                    Report::Failed(why) => panic!("{why}"),
+                    _ => {}
+                }
+            }
+            delays.push(posted.elapsed());
+            send.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        delays.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{name}: post to frame median {:.1} ms, p90 {:.1} ms, max {:.1} ms ({} posts)",
+            ms(delays[delays.len() / 2]),
+            ms(delays[delays.len() * 9 / 10]),
+            ms(delays[delays.len() - 1]),
+            delays.len()
+        );
+    }
+}
+
+/// The systemd unit is one systemd reads without a complaint (an unknown or misspelt setting
+/// is only a warning to systemd, so any output fails), pointing at the binary under test.
+#[tokio::test]
+async fn the_systemd_unit_is_read_without_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unit = std::fs::read_to_string(docs("chat.service")).expect("chat.service");
+    let unit = replace(
+        &unit,
+        "ExecStart=/usr/local/bin/chat-server\n",
+        &format!("ExecStart={}\n", env!("CARGO_BIN_EXE_chat-server")),
+    );
+    let path = dir.path().join("chat.service");
+    std::fs::write(&path, unit).unwrap();
+    let verified = Command::new(binary("systemd-analyze"))
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .await
+        .expect("run systemd-analyze");
+    let said = String::from_utf8_lossy(&verified.stderr).into_owned() + &String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success() && said.trim().is_empty(), "{said}");
+}
