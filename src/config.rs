@@ -191,6 +191,21 @@ pub struct Config {
     #[arg(long, env = "CHAT_PUBLIC_ORIGIN", value_delimiter = ',')]
     pub public_origin: Vec<String>,
 
+    /// The reverse proxies in front of the server (addresses or CIDR blocks, IPv4 or IPv6;
+    /// several: separate them with commas or repeat the flag). Only a request whose TCP peer is
+    /// one of them is taken to come from the client its `--trust-proxy-header` names; from any
+    /// other peer that header is ignored. The per-address limits, the logs, the sessions' list
+    /// and `/metrics`' local-only rule then see the real client, and a trusted proxy is not
+    /// held to `--max-connections-per-address`.
+    #[arg(long, env = "CHAT_TRUST_PROXY", value_delimiter = ',', value_parser = parse_net)]
+    pub trust_proxy: Vec<ipnet::IpNet>,
+
+    /// The header a `--trust-proxy` proxy names the client in: `x-forwarded-for` (what nginx,
+    /// Caddy and HAProxy send) or `forwarded` (RFC 7239 `for=`). Only the one the proxy sets
+    /// is read: the other passes through from the client untouched, and could say anything.
+    #[arg(long, env = "CHAT_TRUST_PROXY_HEADER", value_enum, default_value_t = ForwardedHeader::XForwardedFor)]
+    pub trust_proxy_header: ForwardedHeader,
+
     /// A token that lets its bearer read `/metrics` from anywhere; without it, only local
     /// addresses may.
     #[arg(long, env = "CHAT_METRICS_TOKEN")]
@@ -261,6 +276,25 @@ pub enum Signup {
     Open,
     /// Only an admin, for someone else.
     Closed,
+}
+
+/// Which header a trusted proxy names the client in, as `--trust-proxy-header` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
+/// A network for `--trust-proxy`: `10.0.0.0/8`, `fd00::/8`, or one address (`127.0.0.1`,
+/// `::1`) standing for itself alone.
+fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is neither an address nor a network such as 10.0.0.0/8 or fd00::/8"))
 }
 
 /// SQLite's `synchronous` pragma, as the flag `--sync` spells it.

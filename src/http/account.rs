@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::assets::{self, AssetUrls};
 use super::auth::CurrentUser;
+use super::client::client_ip;
 use super::error::ApiError;
-use super::sessions::client_ip;
 use super::{FormBody, State, invites};
 use crate::app;
 use crate::app::sessions::Listed;
@@ -106,7 +106,7 @@ pub async fn change_password_form(
     user: CurrentUser,
     FormBody(form): FormBody<PasswordForm>,
 ) -> Result<Response, ApiError> {
-    let address = client_ip(req.remote_addr());
+    let address = client_ip(req);
     match app::accounts::change_password(&state.app, &user, address, form.current, form.new).await {
         Ok(()) => Ok(back("password")),
         Err(error) => {

@@ -68,7 +68,7 @@ impl<'a> FromRequest<'a> for CurrentUser {
             .data::<State>()
             .ok_or_else(|| ApiError::App(Error::Internal("application state missing".into())))?;
         let token = request_token(req).ok_or(ApiError::App(Error::Unauthorized))?;
-        let address = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
+        let address = super::client::client_ip(req);
         let session = app::sessions::check(&state.app, token, address)
             .await
             .map_err(ApiError::App)?;

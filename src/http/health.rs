@@ -4,6 +4,7 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{IntoResponse, Request, Response, handler};
 
+use super::client::client_ip;
 use super::error::json_error;
 use super::{State, auth};
 
@@ -24,10 +25,8 @@ pub async fn healthz(Data(state): Data<&State>) -> Response {
 pub async fn metrics(req: &Request, Data(state): Data<&State>) -> Response {
     let allowed = match &state.metrics_token {
         Some(token) => auth::request_token(req) == Some(token.as_str()),
-        None => req
-            .remote_addr()
-            .as_socket_addr()
-            .is_some_and(|addr| addr.ip().is_loopback()),
+        // The client behind a `--trust-proxy` proxy on this machine is not local.
+        None => client_ip(req).is_some_and(|ip| ip.is_loopback()),
     };
     if !allowed {
         return json_error(

@@ -8,8 +8,8 @@ use poem::{IntoResponse, Request, Response, handler};
 use serde::{Deserialize, Serialize};
 
 use super::auth::CurrentUser;
+use super::client::client_ip;
 use super::error::ApiError;
-use super::sessions::client_ip;
 use super::{JsonBody, State};
 use crate::app;
 
@@ -46,7 +46,7 @@ pub async fn change_password(
     user: CurrentUser,
     JsonBody(body): JsonBody<NewPassword>,
 ) -> Result<StatusCode, ApiError> {
-    let address = client_ip(req.remote_addr());
+    let address = client_ip(req);
     app::accounts::change_password(&state.app, &user, address, body.current, body.new).await?;
     Ok(StatusCode::NO_CONTENT)
 }

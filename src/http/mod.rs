@@ -6,6 +6,7 @@
 mod account;
 mod assets;
 mod auth;
+pub mod client;
 pub mod error;
 mod events;
 mod health;
@@ -30,7 +31,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use poem::http::{HeaderValue, header};
-use poem::middleware::Tracing;
 use poem::{
     Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, delete, get,
     patch, post, put,
@@ -101,7 +101,8 @@ pub async fn serve(
         write_timeout: config.write_timeout(),
         metrics: Arc::clone(&metrics),
     });
-    let routes = build_app(state, origins, Arc::clone(&streams));
+    let proxies = Arc::new(client::Proxies::of(config));
+    let routes = build_app(state, origins, Arc::clone(&proxies), Arc::clone(&streams));
     let signal = {
         let app = app.clone();
         async move {
@@ -111,7 +112,7 @@ pub async fn serve(
     };
     let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive())
         .with_silent(config.silent_timeout());
-    let admission = Admission::new(Caps::of(config), &metrics);
+    let admission = Admission::behind(Caps::of(config), proxies, &metrics);
     let acceptor = GuardedAcceptor::new(listener, timeouts, metrics, handoffs, admission)?;
     ready();
     let served = Server::new_with_acceptor(acceptor)
@@ -130,7 +131,13 @@ pub async fn serve(
 }
 
 /// The routes, inside `streams`, which serves the event streams its handlers answer with.
-pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Streams>) -> impl Endpoint {
+/// `proxies` decides which client each request is from (and so what its log line names).
+pub fn build_app(
+    state: State,
+    origins: Arc<origin::Origins>,
+    proxies: Arc<client::Proxies>,
+    streams: Arc<Streams>,
+) -> impl Endpoint {
     Route::new()
         .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
         .at("/api/rooms", get(rooms::list_rooms).post(rooms::create_room))
@@ -198,7 +205,7 @@ pub fn build_app(state: State, origins: Arc<origin::Origins>, streams: Arc<Strea
         .around(move |next, req| origin::guard(next, req, Arc::clone(&origins)))
         .catch_all_error(into_json_response)
         .around(security_headers)
-        .with(Tracing)
+        .around(move |next, req| client::identify(next, req, Arc::clone(&proxies)))
         .around(move |next, req| Arc::clone(&streams).serve(next, req))
 }
 

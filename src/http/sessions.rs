@@ -1,14 +1,13 @@
 //! `POST /api/sessions` signs in to an existing account (`POST /api/users` makes one);
 //! `DELETE /api/sessions` signs out.
 
-use std::net::IpAddr;
-
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Json, RemoteAddr};
+use poem::web::{Data, Json};
 use poem::{FromRequest, IntoResponse, Request, Response, handler};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{self, CurrentUser};
+use super::client::client_ip;
 use super::error::ApiError;
 use super::{JsonBody, State};
 use crate::app;
@@ -46,15 +45,10 @@ pub async fn sign_in(
         .into_response())
 }
 
-/// The client's IP address, for the per-address sign-in allowance.
-pub fn client_ip(remote: &RemoteAddr) -> Option<IpAddr> {
-    remote.as_socket_addr().map(|addr| addr.ip())
-}
-
 /// Where a sign-in comes from: the client's address and its `User-Agent`.
 pub fn origin(req: &Request) -> app::accounts::Origin {
     app::accounts::Origin {
-        address: client_ip(req.remote_addr()),
+        address: client_ip(req),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)

@@ -8,6 +8,11 @@
 //! small canned `503` (in all) or `429` (this address), with `Retry-After`, and closed: the
 //! answer costs one non-blocking write and no task, so a flood pays for itself.
 //!
+//! A connection from a `--trust-proxy` proxy is not held to the per-address cap: it carries
+//! many clients, whose addresses are known only once a request's headers are read, long after
+//! `accept`; the per-address rules that can wait for them (sign-in, sign-up) count those
+//! clients instead. It still counts towards `--max-connections`.
+//!
 //! Each accepted socket holds a `Slot` until it closes, wherever it is served (by the HTTP
 //! server, or handed off to a stream's task and back).
 
@@ -22,6 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::app::limits::client_group;
 use crate::config::Config;
+use crate::http::client::Proxies;
 use crate::metrics::Metrics;
 
 /// File descriptors kept back from connections: the database and its WAL for the writer and
@@ -131,6 +137,8 @@ impl Caps {
 /// The open connections, in all and by client address.
 pub struct Admission {
     caps: Caps,
+    /// Peers exempt from the per-address cap.
+    proxies: Option<Arc<Proxies>>,
     open: Mutex<Open>,
     gauge: Gauge,
     refused: Counter,
@@ -200,8 +208,18 @@ impl Admission {
     /// Publishes the open connections as `chat_open_connections` and counts refusals in
     /// `chat_connections_refused`.
     pub fn new(caps: Caps, metrics: &Metrics) -> Arc<Self> {
+        Self::with_proxies(caps, None, metrics)
+    }
+
+    /// As `new`, for a server behind `proxies`, whose connections only `caps.connections` bounds.
+    pub fn behind(caps: Caps, proxies: Arc<Proxies>, metrics: &Metrics) -> Arc<Self> {
+        Self::with_proxies(caps, Some(proxies), metrics)
+    }
+
+    fn with_proxies(caps: Caps, proxies: Option<Arc<Proxies>>, metrics: &Metrics) -> Arc<Self> {
         Arc::new(Self {
             caps,
+            proxies,
             open: Mutex::default(),
             gauge: metrics.open_connections.clone(),
             refused: metrics.connections_refused.clone(),
@@ -215,6 +233,7 @@ impl Admission {
         let refusal = if self.caps.connections > 0 && open.total >= self.caps.connections {
             Some(Refusal::Full)
         } else if self.caps.per_address > 0
+            && !self.proxies.as_ref().is_some_and(|proxies| proxies.trusts(peer))
             && open
                 .by_address
                 .get(&address)
@@ -328,6 +347,39 @@ mod tests {
         let _held = admission.admit("2001:db8::1".parse().unwrap()).unwrap();
         assert!(admission.admit("2001:db8::2".parse().unwrap()).is_err());
         assert!(admission.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_held_only_to_the_total() {
+        let metrics = Metrics::new();
+        let proxies = Proxies::new(
+            vec!["127.0.0.0/8".parse().unwrap()],
+            crate::config::ForwardedHeader::XForwardedFor,
+        );
+        let admission = Admission::behind(
+            Caps {
+                connections: 4,
+                per_address: 1,
+                streams: 0,
+            },
+            Arc::new(proxies),
+            &metrics,
+        );
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let held: Vec<Slot> = (0..3).map(|_| admission.admit(proxy).unwrap()).collect();
+        let other: IpAddr = "10.0.0.1".parse().unwrap();
+        let _one = admission.admit(other).unwrap();
+        assert_eq!(
+            admission.admit(proxy).err(),
+            Some(Refusal::Full),
+            "the total still holds"
+        );
+        drop(held);
+        assert_eq!(
+            admission.admit(other).err(),
+            Some(Refusal::ThisAddress),
+            "others keep their cap"
+        );
     }
 
     #[test]

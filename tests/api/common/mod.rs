@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod browser;
+pub mod eventsource;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
