@@ -224,6 +224,22 @@ pub struct Config {
     /// user signs in again.
     #[arg(long, env = "CHAT_SESSION_LIFETIME", default_value_t = 90 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_lifetime: u64,
+
+    /// Days a message is kept (0: for good). An older one is deleted as its author would delete
+    /// it: its text, every version and its search entry leave the file, and its `delete` event
+    /// stays. Streams that resume from before the deleted messages reload their history.
+    #[arg(long, env = "CHAT_RETAIN_DAYS", default_value_t = 0)]
+    pub retain_days: u32,
+
+    /// Rooms kept for another number of days than `--retain-days`, as `ROOM=DAYS`
+    /// (comma-separated or repeated; `0` keeps a room's messages for good).
+    #[arg(long, env = "CHAT_RETAIN_ROOM", value_delimiter = ',', value_parser = parse_room_days)]
+    pub retain_room: Vec<(String, u32)>,
+
+    /// Seconds between two looks for messages past their time (each look deletes them in small
+    /// batches, the writer free between two).
+    #[arg(long, env = "CHAT_RETENTION_INTERVAL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_interval: u64,
 }
 
 /// What `chat-server` does instead of serving.
@@ -297,6 +313,19 @@ fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{raw:?} is neither an address nor a network such as 10.0.0.0/8 or fd00::/8"))
 }
 
+/// A room and its days for `--retain-room`: `general=30`.
+fn parse_room_days(raw: &str) -> Result<(String, u32), String> {
+    let (room, days) = raw
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| format!("{raw:?} is not ROOM=DAYS, such as general=30"))?;
+    let days = days
+        .trim()
+        .parse()
+        .map_err(|_| format!("{days:?} is not a number of days (0 keeps the room's messages for good)"))?;
+    Ok((room.trim().to_owned(), days))
+}
+
 /// SQLite's `synchronous` pragma, as the flag `--sync` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Sync {
@@ -341,6 +370,10 @@ impl Config {
 
     pub fn session_idle(&self) -> Duration {
         Duration::from_secs(self.session_idle)
+    }
+
+    pub fn retention_interval(&self) -> Duration {
+        Duration::from_secs(self.retention_interval)
     }
 
     pub fn session_lifetime(&self) -> Duration {

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod messages;
 pub mod presence;
 pub mod reads;
+pub mod retention;
 pub mod rooms;
 pub mod search;
 pub mod sessions;
@@ -93,6 +94,12 @@ impl App {
             log.writer.clone(),
             config.session_idle(),
             config.session_lifetime(),
+            stop.clone(),
+        ));
+        tokio::spawn(retention::run(
+            log.clone(),
+            retention::Policy::new(config.retain_days, &config.retain_room),
+            config.retention_interval(),
             stop.clone(),
         ));
         let limits = Arc::new(Limits::new(config, &metrics));

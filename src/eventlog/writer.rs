@@ -26,7 +26,7 @@ use super::change::{Edit, Invite, Join, Joined, NewInvite, React, ReadMark, Targ
 use super::change::{MemberChange, NewRoom, NewSession, Post, Posted, RoomChange, StatusChange, WriteError};
 use super::hub::Hub;
 use super::sqlite::writes;
-use crate::domain::{Event, EventKind, NotifyLevel, Quote, Role, RoomId, RoomKind, UserId};
+use crate::domain::{Event, EventId, EventKind, NotifyLevel, Quote, Role, RoomId, RoomKind, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Frame;
 
@@ -63,6 +63,9 @@ enum Request {
     Edit(Edit, Reply<Option<Event>>),
     /// A message erased; its `delete` event.
     Delete(Target, Reply<Event>),
+    /// Messages past the time they are kept, erased as their authors would: how many were
+    /// still there.
+    Expire(Vec<EventId>, Reply<usize>),
     /// A reaction added or taken back; `None` when it already was (or was not) there.
     React(React, Reply<Option<Event>>),
     SetStatus(StatusChange, Reply<Event>),
@@ -95,6 +98,7 @@ impl Request {
             Self::Post(_, reply) => send(reply, error),
             Self::Edit(_, reply) | Self::React(_, reply) => send(reply, error),
             Self::Delete(_, reply) => send(reply, error),
+            Self::Expire(_, reply) => send(reply, error),
             Self::SetStatus(_, reply) => send(reply, error),
             Self::Read(_, reply) => send(reply, error),
             Self::SetNotify(.., reply) => send(reply, error),
@@ -262,6 +266,12 @@ impl Writer {
     /// `edit`.
     pub async fn delete(&self, target: Target) -> Result<Event, WriteError> {
         self.ask(|reply| Request::Delete(target, reply)).await
+    }
+
+    /// Erases the messages `ids`, each with a `delete` event by its author, and moves the
+    /// retention horizon past them: how many were still there to erase.
+    pub async fn expire(&self, ids: Vec<EventId>) -> Result<usize, WriteError> {
+        self.ask(|reply| Request::Expire(ids, reply)).await
     }
 
     /// Adds or takes back a reaction: its `reaction` event, or `None` when nothing changed.
@@ -606,6 +616,35 @@ impl Task {
                     done
                 }
             },
+            Request::Expire(ids, reply) => {
+                let mut erased = 0;
+                for message in ids {
+                    // Deleted or expired since it was found: nothing to do.
+                    let Some(live) = writes::live_message_of(conn, message).await? else {
+                        continue;
+                    };
+                    writes::erase_message(conn, message).await?;
+                    let (id, created_at) =
+                        writes::insert_change(conn, "delete", live.room_id, live.user_id, message, None).await?;
+                    writes::keep_from(conn, message).await?;
+                    let event = Event {
+                        id,
+                        user_id: live.user_id,
+                        username: live.username,
+                        created_at,
+                        kind: EventKind::Delete {
+                            room_id: live.room_id,
+                            room: live.room,
+                            message_id: message,
+                        },
+                    };
+                    let mut done = Applied::answer::<()>(None, Ok(())).publishing(event);
+                    done.erased = true;
+                    applied.push(done);
+                    erased += 1;
+                }
+                Applied::answer(Some(reply), Ok(erased))
+            }
             Request::React(react, reply) => match self.reachable(&react.target).await? {
                 None => Applied::answer(Some(reply), Err::<Option<Event>, _>(WriteError::Gone("message"))),
                 Some(_) => {

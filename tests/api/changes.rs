@@ -1755,7 +1755,7 @@ async fn edits_and_reactions_are_rate_limited_per_person() {
 
 /// 24 random lowercase letters and digits, starting with a letter and ending with a digit, so
 /// that a full-text index keeps it as one token, unchanged.
-fn marker() -> String {
+pub(crate) fn marker() -> String {
     const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 24];
@@ -1771,7 +1771,7 @@ fn marker() -> String {
 
 /// Which of `markers` the database file or its WAL hold, byte for byte (or the tail of one,
 /// in case an index keeps a word's start apart), with the file it was found in.
-fn markers_in_files(db: &TestDb, markers: &[String]) -> Vec<String> {
+pub(crate) fn markers_in_files(db: &TestDb, markers: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     let path = db.path();
     for file in [path.clone(), path.with_extension("db-wal")] {

@@ -26,6 +26,7 @@ mod presence;
 mod reads;
 mod restart;
 mod resume;
+mod retention;
 mod rooms_page;
 mod routes;
 mod search;

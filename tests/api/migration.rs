@@ -11,12 +11,12 @@ use sqlx::Row;
 use crate::common::{Client, Server, TestDb};
 
 /// Session tokens as the previous release handed them out (43 characters of URL-safe base64).
-const ADA_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0wMDAwMDA";
-const BOB_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0xMTExMTE";
+pub(crate) const ADA_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0wMDAwMDA";
+pub(crate) const BOB_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0xMTExMTE";
 
 /// Brings `db` to the schema of a release: every migration numbered below `version`, as the
 /// files in `migrations/` say.
-async fn schema_before(db: &TestDb, version: &str) -> sqlx::SqliteConnection {
+pub(crate) async fn schema_before(db: &TestDb, version: &str) -> sqlx::SqliteConnection {
     let migrations = tempfile::tempdir().unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -67,7 +67,7 @@ async fn previous_release_database(db: &TestDb) -> i64 {
     seq
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -190,7 +190,7 @@ async fn a_database_of_the_previous_release_is_upgraded_in_place_with_nothing_lo
 }
 
 /// A client carrying a session the old release stored.
-fn signed_in(server: &Server, username: &str, token: &str) -> Client {
+pub(crate) fn signed_in(server: &Server, username: &str, token: &str) -> Client {
     let mut client = server.anonymous();
     client.token = Some(token.to_owned());
     client.username = username.to_owned();

@@ -207,9 +207,13 @@ const WAL_TRUNCATE_WAIT: Duration = Duration::from_millis(100);
 /// `truncate`, waiting at most `WAL_TRUNCATE_WAIT` for the writer and for readers.
 async fn truncate_soon(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
     let set = |timeout: Duration| format!("PRAGMA busy_timeout = {}", timeout.as_millis());
-    sqlx::query(sqlx::AssertSqlSafe(set(WAL_TRUNCATE_WAIT))).execute(&mut *conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(set(WAL_TRUNCATE_WAIT)))
+        .execute(&mut *conn)
+        .await?;
     let truncated = truncate(conn).await;
-    sqlx::query(sqlx::AssertSqlSafe(set(BUSY_TIMEOUT))).execute(&mut *conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(set(BUSY_TIMEOUT)))
+        .execute(&mut *conn)
+        .await?;
     truncated
 }
 

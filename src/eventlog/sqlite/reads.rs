@@ -765,11 +765,35 @@ impl Store {
         Ok(seq.unwrap_or(EventId::ZERO))
     }
 
-    /// The oldest event still kept, if any.
+    /// The oldest event from which the log is whole, if any: its first, or the one after the
+    /// newest message retention deleted.
     pub async fn oldest_event_id(&self) -> Result<Option<EventId>, sqlx::Error> {
-        sqlx::query_scalar("SELECT min(id) FROM events")
+        sqlx::query_scalar("SELECT max((SELECT min(id) FROM events), coalesce((SELECT kept_from FROM retention), 0))")
             .fetch_one(&self.pool)
             .await
+    }
+
+    /// Every room, by id and name: for retention.
+    pub async fn room_names(&self) -> Result<Vec<(RoomId, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name FROM rooms ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Of the oldest `limit` live messages of `room`, those posted more than `days` days ago:
+    /// a look that costs `limit` entries of the room's index, however long its history.
+    pub async fn expired(&self, room: RoomId, days: u32, limit: u32) -> Result<Vec<EventId>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT id FROM (SELECT id, created_at FROM events INDEXED BY events_room_messages \
+                             WHERE room_id = ?1 AND kind = 'message' AND body IS NOT NULL \
+                             ORDER BY id LIMIT ?3) \
+             WHERE created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d days', ?2)) ORDER BY id",
+        )
+        .bind(room)
+        .bind(days)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
     }
 
     pub async fn room(&self, name: &str) -> Result<Option<Room>, sqlx::Error> {

@@ -862,6 +862,39 @@ pub async fn erase_message(conn: &mut SqliteConnection, message: EventId) -> Res
     Ok(())
 }
 
+/// A live message, as retention deletes it: where it is and whose it is.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LiveMessage {
+    pub room_id: RoomId,
+    pub room: String,
+    pub user_id: UserId,
+    pub username: String,
+}
+
+/// The message `id` if it is there and not deleted.
+pub async fn live_message_of(conn: &mut SqliteConnection, id: EventId) -> Result<Option<LiveMessage>, WriteError> {
+    Ok(sqlx::query_as(
+        "SELECT e.room_id, r.name AS room, e.user_id, u.username FROM events AS e \
+         JOIN rooms AS r ON r.id = e.room_id JOIN users AS u ON u.id = e.user_id \
+         WHERE e.id = ? AND e.kind = 'message' AND e.body IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Moves the retention horizon past `expired`: the log before it is no longer whole.
+pub async fn keep_from(conn: &mut SqliteConnection, expired: EventId) -> Result<(), WriteError> {
+    sqlx::query(
+        "INSERT INTO retention (id, kept_from) VALUES (1, ?1 + 1) \
+         ON CONFLICT (id) DO UPDATE SET kept_from = max(kept_from, excluded.kept_from)",
+    )
+    .bind(expired)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One emoji's reactions to a message as a reaction finds them.
 #[derive(Debug, sqlx::FromRow)]
 pub struct ReactionNow {
