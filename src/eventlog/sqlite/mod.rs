@@ -64,6 +64,10 @@ fn connect_options(path: &Path, sync: Durability) -> SqliteConnectOptions {
         .pragma("journal_size_limit", "67108864")
 }
 
+/// The longest a truncating checkpoint waits for the writer and for readers before it gives
+/// up until its next tick: what a commit may wait for it.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
+
 /// Opens (or creates) the database, brings its schema up to date, and checks it is sound
 /// enough to serve.
 pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened> {
@@ -89,8 +93,12 @@ pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened>
                 path.display()
             )),
         })?;
+    // A truncating checkpoint holds the write lock while it waits for readers of older
+    // pages (a backup, an export, someone at the `sqlite3` prompt), so the writer waits as
+    // long as it does: it gives up soon and tries again at its next tick instead.
     let checkpointer = options
         .clone()
+        .busy_timeout(CHECKPOINT_WAIT)
         .connect()
         .await
         .map_err(|error| explain(error, path, "cannot open the database"))?;
@@ -161,7 +169,7 @@ pub async fn run_checkpointer(mut conn: SqliteConnection, erased: Arc<Notify>, s
             () = stop.cancelled() => break,
         }
         if to_truncate {
-            // Waits (up to the busy timeout) for readers of older pages and for the writer;
+            // Waits (up to `CHECKPOINT_WAIT`) for readers of older pages and for the writer;
             // a reader still holding a snapshot makes it give up, to be tried again.
             match truncate(&mut conn).await {
                 Ok(true) => to_truncate = false,
