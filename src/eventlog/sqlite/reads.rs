@@ -181,8 +181,8 @@ macro_rules! select_events {
             "SELECT e.id, e.kind, e.room_id, r.name AS room, r.kind AS room_kind, e.user_id, u.username, \
                     e.subject_id, s.username AS subject, e.body, e.created_at, e.message_id, e.reply_to, \
                     CASE WHEN e.kind IN ('message', 'edit') THEN \
-                      (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
-                       WHERE m.event_id = e.id) END AS mentions, e.mentions_room \
+                      (SELECT group_concat(mu.username, ' ' ORDER BY mu.username) FROM mentions AS m \
+                       JOIN users AS mu ON mu.id = m.user_id WHERE m.event_id = e.id) END AS mentions, e.mentions_room \
              FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id \
              LEFT JOIN users AS s ON s.id = e.subject_id ",
             $($rest),*
@@ -647,8 +647,8 @@ impl Store {
         // edit, and whom that one mentions.
         let edits: Vec<(EventId, String, String, EventId, Option<String>, bool)> = sqlx::query_as(
             "SELECT x.message_id, x.body, x.created_at, max(x.id), \
-                    (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
-                     WHERE m.event_id = x.id), x.mentions_room \
+                    (SELECT group_concat(mu.username, ' ' ORDER BY mu.username) FROM mentions AS m \
+                     JOIN users AS mu ON mu.id = m.user_id WHERE m.event_id = x.id), x.mentions_room \
              FROM events AS x WHERE x.kind = 'edit' AND x.message_id IN (SELECT value FROM json_each(?1)) \
              GROUP BY x.message_id",
         )
