@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chat-server", version, about = "A persistent real-time chat server")]
 pub struct Config {
-    /// What to do instead of serving: `admin ...` for the operator.
+    /// What to do instead of serving: `admin ...`, `backup`, `export` or `import`, for the
+    /// operator.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -251,6 +252,63 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Copies the database to OUT while the server runs and writes: one consistent moment of
+    /// it, in a single file that opens on its own (no `-wal` beside it) and has passed
+    /// `PRAGMA integrity_check`. The copy is written under a temporary name beside OUT and
+    /// renamed when whole, so a half-made copy never looks like a backup. The server's writes
+    /// go on meanwhile.
+    Backup {
+        /// Where the copy goes. An existing file is left alone unless `--force` is given.
+        out: PathBuf,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Writes messages in their current state (edits applied, deleted ones left out) to
+    /// standard output, oldest first. `jsonl`: one JSON object a line, each message as
+    /// `GET /api/messages/{id}` shows it, and before the first message of each room made
+    /// through the API a `"type":"room"` line saying what `import` needs to make it again
+    /// (its kind, topic, members). `csv`: a header row, then a row a message. Works while
+    /// the server runs; memory stays bounded however long the history.
+    Export {
+        /// Only this room's messages.
+        #[arg(long)]
+        room: Option<String>,
+        /// Only messages sent at or after this time: a date (`2026-11-21`, UTC) or a date and
+        /// time (`2026-11-21T09:30Z`, `2026-11-21T09:30:00+01:00`).
+        #[arg(long, value_name = "ISO-TIME", value_parser = parse_since)]
+        since: Option<crate::domain::Timestamp>,
+        /// Only messages with an id above this one (to go on from an earlier export).
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(0..))]
+        after: Option<i64>,
+        /// `jsonl` (JSON lines, what `import` reads) or `csv`.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+    },
+    /// Reads an export in JSON lines (`export --format jsonl`) into a new or empty database
+    /// (`--db`), keeping every message's id, author, room, times, current text, reply and
+    /// reactions. Accounts it does not know are made without a password: nobody can sign in
+    /// as one until `chat-server admin reset-password NAME` gives it one (and `admin promote
+    /// NAME` makes an admin). Refuses a database that already holds messages. Run it before
+    /// starting a server on the database.
+    Import {
+        /// The export to read; `-` for standard input.
+        file: PathBuf,
+    },
+}
+
+/// What `chat-server export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object a line: what `import` reads.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// `--since` as the log stores times.
+fn parse_since(raw: &str) -> Result<crate::domain::Timestamp, String> {
+    crate::domain::Timestamp::parse("--since", raw).map_err(|invalid| invalid.to_string())
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod eventlog;
 pub mod http;
 pub mod metrics;
+pub mod operations;
 pub mod telemetry;
 pub mod wire;
 

@@ -3,30 +3,73 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chat::config::Command;
+use chat::operations;
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = chat::Config::parse();
     return_big_allocations_to_the_system();
-    if let Some(chat::config::Command::Admin { action }) = config.command.clone() {
-        return match chat::admin::run(&config, action, std::io::stdin().lock()).await {
-            Ok(done) => {
-                println!("{done}");
-                ExitCode::SUCCESS
-            }
+    if let Some(command) = config.command.clone() {
+        // An operator's command does one thing at a time, on one thread: an export of a
+        // million messages takes half the CPU it takes on a pool of threads that wake each
+        // other for every page.
+        return match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(operate(&config, command)),
             Err(error) => {
-                eprintln!("chat-server admin: {error:#}");
+                eprintln!("chat-server: cannot start: {error}");
                 ExitCode::FAILURE
             }
         };
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chat-server: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     chat::telemetry::init();
-    match serve(config).await {
+    match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One readable line: what failed and why, down the chain of causes.
             eprintln!("chat-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an operator's command on the database instead of serving: what it did on standard
+/// output (an export writes the export there) and success, or one line on standard error and
+/// failure.
+async fn operate(config: &chat::Config, command: Command) -> ExitCode {
+    let (name, outcome) = match command {
+        Command::Admin { action } => ("admin", chat::admin::run(config, action, std::io::stdin().lock()).await),
+        Command::Backup { out, force } => ("backup", operations::backup::run(&config.db, &out, force).await),
+        Command::Export {
+            room,
+            since,
+            after,
+            format,
+        } => {
+            let filter = operations::export::Filter { room, since, after };
+            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let exported = operations::export::run(&config.db, &filter, format, out).await;
+            // The export itself is the output.
+            ("export", exported.map(|_| String::new()))
+        }
+        Command::Import { file } => ("import", operations::import::run(&config.db, &file).await),
+    };
+    match outcome {
+        Ok(done) => {
+            if !done.is_empty() {
+                println!("{done}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("chat-server {name}: {error:#}");
             ExitCode::FAILURE
         }
     }

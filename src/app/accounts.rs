@@ -11,7 +11,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use super::sessions::Session;
 use super::{App, Error, invites, sessions};
 use crate::config::Signup;
-use crate::domain::{InviteCode, NotAdmitted, Password, Role, Username};
+use crate::domain::{InviteCode, NO_PASSWORD, NotAdmitted, Password, Role, Username};
 use crate::eventlog::sqlite::AccountListing;
 use crate::eventlog::{Admission, Join, Joined, NewSession, WriteError};
 
@@ -65,7 +65,16 @@ pub async fn sign_in(app: &App, origin: &Origin, username: &str, password: Strin
         app.limits.sign_in_failed(username.as_str(), address);
         return Err(Error::WrongPassword);
     };
-    if !verify_password(app, &password, &account.password_hash).await? {
+    // An account made without a password (by `chat-server import`) takes none; the password
+    // is checked against the stand-in hash all the same, so the answer takes as long as a
+    // wrong password's and says nothing more.
+    let without_password = account.password_hash == NO_PASSWORD;
+    let stored = if without_password {
+        stand_in_hash()
+    } else {
+        &account.password_hash
+    };
+    if !verify_password(app, &password, stored).await? || without_password {
         app.limits.sign_in_failed(username.as_str(), address);
         return Err(Error::WrongPassword);
     }

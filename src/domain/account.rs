@@ -21,6 +21,11 @@ impl Role {
     }
 }
 
+/// The stored password hash of an account made without a password (`chat-server import` makes
+/// the accounts of an export so): no password verifies against it, sign-in answers as for a
+/// wrong password and takes as long, and `chat-server admin reset-password` gives it one.
+pub const NO_PASSWORD: &str = "";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ mod status;
 mod stream;
 
 pub use access::Membership;
-pub use account::Role;
+pub use account::{NO_PASSWORD, Role};
 pub use event::{Event, EventKind, Quote, Reactions, RoomKind, Scope};
 pub use ids::{EventId, RoomId, UserId};
 pub use invite::{

@@ -289,6 +289,44 @@ impl Serialize for ReactionsJson<'_> {
     }
 }
 
+/// A room as `chat-server export` describes it before the room's first message, for `import`
+/// to make it again: the `room` event's JSON, with `members` for a private room as well as a
+/// direct one, and `by`, the account whose event it is (who made the room). The event is the
+/// room's first `room` event with the room's state now:
+/// `{"id":44,"type":"room","room":"ops","kind":"private","topic":null,"archived":false,
+/// "members":["ada","bob"],"by":"ada","created_at":"…"}`.
+pub struct RoomLine<'a>(pub &'a Event);
+
+impl Serialize for RoomLine<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = self.0;
+        let EventKind::Room {
+            room,
+            kind,
+            topic,
+            archived,
+            members,
+            ..
+        } = &event.kind
+        else {
+            return Json(event).serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &event.id)?;
+        map.serialize_entry("type", event.name())?;
+        map.serialize_entry("room", room)?;
+        map.serialize_entry("kind", kind.as_str())?;
+        map.serialize_entry("topic", topic)?;
+        map.serialize_entry("archived", archived)?;
+        if !members.is_empty() {
+            map.serialize_entry("members", members)?;
+        }
+        map.serialize_entry("by", &event.username)?;
+        map.serialize_entry("created_at", &event.created_at)?;
+        map.end()
+    }
+}
+
 /// The event as JSON text.
 pub fn json(event: &Event) -> String {
     // A map of strings, numbers and booleans cannot fail to serialise.

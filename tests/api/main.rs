@@ -20,6 +20,7 @@ mod hostile;
 mod idempotency;
 mod limits;
 mod migration;
+mod operations;
 mod operator;
 mod permalink;
 mod presence;

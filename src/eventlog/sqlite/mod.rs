@@ -1,11 +1,13 @@
 //! SQLite behind the event log: opening the file (pragmas, migrations), every read
-//! (`reads.rs`), the SQL the writer applies (`writes.rs`), and the checkpoint task. All the SQL
-//! of the crate is here.
+//! (`reads.rs`), the SQL the writer applies (`writes.rs`), the operator's commands
+//! (`operator.rs`, and `import.rs` for `chat-server import`), and the checkpoint task. All the
+//! SQL of the crate is here.
 //!
 //! Writes belong to the writer task (`eventlog::writer`), which owns the one connection allowed
 //! to write; the read pool is `query_only`, so a read path that tried to write would fail
 //! loudly.
 
+pub mod import;
 pub mod operator;
 mod reads;
 mod search;
@@ -67,6 +69,13 @@ fn connect_options(path: &Path, sync: Durability) -> SqliteConnectOptions {
         .pragma("journal_size_limit", "67108864")
 }
 
+/// The longest a truncating checkpoint waits for the writer and for readers before it gives
+/// up until its next tick: what a commit may wait for it.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
+
+/// The schema, from `migrations/`, compiled in.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 /// Opens (or creates) the database, brings its schema up to date, and checks it is sound
 /// enough to serve.
 pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened> {
@@ -82,18 +91,19 @@ pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened>
         .connect()
         .await
         .map_err(|error| explain(error, path, "cannot open the database"))?;
-    sqlx::migrate!("./migrations")
-        .run(&mut writer)
-        .await
-        .map_err(|error| match error {
-            sqlx::migrate::MigrateError::Execute(error) => explain(error, path, "cannot bring the schema up to date"),
-            other => anyhow::Error::new(other).context(format!(
-                "cannot bring the schema of {} up to date (was it written by a newer chat-server?)",
-                path.display()
-            )),
-        })?;
+    MIGRATIONS.run(&mut writer).await.map_err(|error| match error {
+        sqlx::migrate::MigrateError::Execute(error) => explain(error, path, "cannot bring the schema up to date"),
+        other => anyhow::Error::new(other).context(format!(
+            "cannot bring the schema of {} up to date (was it written by a newer chat-server?)",
+            path.display()
+        )),
+    })?;
+    // A truncating checkpoint holds the write lock while it waits for readers of older
+    // pages (a backup, an export, someone at the `sqlite3` prompt), so the writer waits as
+    // long as it does: it gives up soon and tries again at its next tick instead.
     let checkpointer = options
         .clone()
+        .busy_timeout(CHECKPOINT_WAIT)
         .connect()
         .await
         .map_err(|error| explain(error, path, "cannot open the database"))?;
@@ -108,6 +118,72 @@ pub async fn open(path: &Path, durability: Durability) -> anyhow::Result<Opened>
         writer,
         checkpointer,
     })
+}
+
+/// Opens an existing database file for an operator's command (`backup`, `export`), beside a
+/// running server if there is one: never creating the file (a mistyped path is an error, not
+/// a new empty chat) and never changing its schema. Fails, with what to do, unless it is an
+/// SQLite file.
+pub async fn open_existing(path: &Path) -> anyhow::Result<SqliteConnection> {
+    let mut conn = existing_options(path)?
+        .connect()
+        .await
+        .map_err(|error| explain(error, path, "cannot open the database"))?;
+    // Opening reads nothing; the first statement reads the header.
+    sqlx::query("SELECT count(*) FROM sqlite_schema")
+        .execute(&mut conn)
+        .await
+        .map_err(|error| explain(error, path, "cannot read the database"))?;
+    Ok(conn)
+}
+
+/// Reads for an operator's command (`export`) on an existing database, as `open_existing`
+/// opens it, whose schema must be this version's: one read-only connection.
+pub async fn open_for_reading(path: &Path) -> anyhow::Result<Store> {
+    let mut conn = open_existing(path).await?;
+    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|error| anyhow::Error::new(error).context(format!("{} is not a chat database", path.display())))?;
+    let latest = MIGRATIONS.iter().map(|migration| migration.version).max();
+    match applied.cmp(&latest) {
+        std::cmp::Ordering::Less => anyhow::bail!(
+            "the schema of {} is older than this chat-server's: start the server on it once to bring it up to date",
+            path.display()
+        ),
+        std::cmp::Ordering::Greater => anyhow::bail!(
+            "{} was written by a newer chat-server: use that version",
+            path.display()
+        ),
+        std::cmp::Ordering::Equal => {}
+    }
+    let _ = conn.close().await;
+    // A page of rows is handed over whole rather than fifty at a time: half the CPU of an
+    // export of a million messages goes to the two threads waking each other otherwise.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(existing_options(path)?.pragma("query_only", "ON").row_buffer_size(1024))
+        .await
+        .map_err(|error| explain(error, path, "cannot open the database"))?;
+    Ok(Store::new(pool))
+}
+
+/// How `open_existing` opens `path`: never creating it, leaving its journal mode as it is.
+fn existing_options(path: &Path) -> anyhow::Result<SqliteConnectOptions> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => anyhow::bail!("{} is not a file", path.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("there is no database at {}", path.display())
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot open {}", path.display())));
+        }
+    }
+    Ok(SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(BUSY_TIMEOUT))
 }
 
 /// Creates the database file, if it does not exist yet, readable and writable by its owner
@@ -164,7 +240,7 @@ pub async fn run_checkpointer(mut conn: SqliteConnection, erased: Arc<Notify>, s
             () = stop.cancelled() => break,
         }
         if to_truncate {
-            // Waits (up to the busy timeout) for readers of older pages and for the writer;
+            // Waits (up to `CHECKPOINT_WAIT`) for readers of older pages and for the writer;
             // a reader still holding a snapshot makes it give up, to be tried again.
             match truncate(&mut conn).await {
                 Ok(true) => to_truncate = false,
@@ -180,8 +256,8 @@ pub async fn run_checkpointer(mut conn: SqliteConnection, erased: Arc<Notify>, s
                 // Under writes that never pause, some reader always holds a snapshot the WAL's
                 // end has passed, so the WAL is never started over and grows for good (by
                 // 190 MiB in 20 s of 1,400 marks of read a second). Past its limit, it is
-                // truncated, waiting briefly for the writer and the readers.
-                Ok((_, frames, _)) if frames > WAL_FRAMES_KEPT => match truncate_soon(&mut conn).await {
+                // truncated, waiting at most `CHECKPOINT_WAIT` for the writer and the readers.
+                Ok((_, frames, _)) if frames > WAL_FRAMES_KEPT => match truncate(&mut conn).await {
                     Ok(true) => tracing::debug!(frames, "the WAL was started over"),
                     Ok(false) => tracing::debug!(frames, "the WAL could not be started over yet"),
                     Err(error) => tracing::warn!(%error, "checkpoint failed"),
@@ -199,23 +275,6 @@ pub async fn run_checkpointer(mut conn: SqliteConnection, erased: Arc<Notify>, s
 
 /// WAL frames (pages of 4 KiB) past which the checkpoint task truncates it: `journal_size_limit`.
 const WAL_FRAMES_KEPT: i64 = 16_384;
-
-/// How long a truncation for size waits for the writer and for readers: a commit may wait this
-/// long, a few times a minute at the most.
-const WAL_TRUNCATE_WAIT: Duration = Duration::from_millis(100);
-
-/// `truncate`, waiting at most `WAL_TRUNCATE_WAIT` for the writer and for readers.
-async fn truncate_soon(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    let set = |timeout: Duration| format!("PRAGMA busy_timeout = {}", timeout.as_millis());
-    sqlx::query(sqlx::AssertSqlSafe(set(WAL_TRUNCATE_WAIT)))
-        .execute(&mut *conn)
-        .await?;
-    let truncated = truncate(conn).await;
-    sqlx::query(sqlx::AssertSqlSafe(set(BUSY_TIMEOUT)))
-        .execute(&mut *conn)
-        .await?;
-    truncated
-}
 
 /// Copies the whole WAL into the database file and truncates it to nothing; whether it could
 /// (no reader was still using a page of it).

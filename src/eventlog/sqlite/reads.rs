@@ -181,8 +181,8 @@ macro_rules! select_events {
             "SELECT e.id, e.kind, e.room_id, r.name AS room, r.kind AS room_kind, e.user_id, u.username, \
                     e.subject_id, s.username AS subject, e.body, e.created_at, e.message_id, e.reply_to, \
                     CASE WHEN e.kind IN ('message', 'edit') THEN \
-                      (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
-                       WHERE m.event_id = e.id) END AS mentions, e.mentions_room \
+                      (SELECT group_concat(mu.username, ' ' ORDER BY mu.username) FROM mentions AS m \
+                       JOIN users AS mu ON mu.id = m.user_id WHERE m.event_id = e.id) END AS mentions, e.mentions_room \
              FROM events AS e JOIN users AS u ON u.id = e.user_id LEFT JOIN rooms AS r ON r.id = e.room_id \
              LEFT JOIN users AS s ON s.id = e.subject_id ",
             $($rest),*
@@ -555,6 +555,107 @@ impl Store {
         Ok(events.pop())
     }
 
+    /// The next `limit` messages after `after` (of `room` only, if given; sent at or after
+    /// `since`, if given) in their current state, oldest first: a page of an export. Each page
+    /// is a statement of its own, so a long export never holds one snapshot of the file for
+    /// minutes (which would hold back the server's checkpoints); a message changed meanwhile
+    /// is exported as it was when its page was read.
+    pub async fn export_page(
+        &self,
+        after: EventId,
+        room: Option<RoomId>,
+        since: Option<&Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<Event>, sqlx::Error> {
+        // One room's messages by its index of live messages; all of them in id order.
+        const ONE_ROOM: &str = select_events!(
+            "WHERE e.room_id = ?1 AND e.kind = 'message' AND e.body IS NOT NULL AND e.id > ?2 \
+             AND (?3 IS NULL OR e.created_at >= ?3) ORDER BY e.id LIMIT ?4"
+        );
+        const ALL: &str = select_events!(
+            "WHERE e.id > ?2 AND e.kind = 'message' AND e.body IS NOT NULL \
+             AND (?3 IS NULL OR e.created_at >= ?3) ORDER BY e.id LIMIT ?4"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(if room.is_some() { ONE_ROOM } else { ALL })
+            .bind(room)
+            .bind(after)
+            .bind(since.map(Timestamp::as_str))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events = events(rows)?;
+        self.current_state(&mut events).await?;
+        Ok(events)
+    }
+
+    /// A room as an export describes it (`wire::render::RoomLine`): its first `room` event
+    /// (id, time, who made it) with the room's state now, and its members now if only members
+    /// read it. `None` for a room the server made itself (`general`), which has no such event.
+    pub async fn export_room(&self, room: RoomId) -> Result<Option<Event>, sqlx::Error> {
+        #[derive(FromRow)]
+        struct RoomRow {
+            id: EventId,
+            created_at: String,
+            user_id: UserId,
+            username: String,
+            name: String,
+            kind: String,
+            topic: Option<String>,
+            archived: bool,
+        }
+        let row: Option<RoomRow> = sqlx::query_as(
+            "SELECT e.id, e.created_at, e.user_id, u.username, r.name, r.kind, r.topic, r.archived \
+             FROM rooms AS r \
+             JOIN events AS e ON e.id = (SELECT min(x.id) FROM events AS x WHERE x.room_id = r.id AND x.kind = 'room') \
+             JOIN users AS u ON u.id = e.user_id \
+             WHERE r.id = ?",
+        )
+        .bind(room)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(RoomRow {
+            id,
+            created_at,
+            user_id,
+            username,
+            name,
+            kind,
+            topic,
+            archived,
+        }) = row
+        else {
+            return Ok(None);
+        };
+        let kind = RoomKind::from_stored(&kind);
+        let mut members: Vec<String> = if kind.members_only() {
+            sqlx::query_scalar(
+                "SELECT u.username FROM room_access AS a JOIN users AS u ON u.id = a.user_id \
+                 WHERE a.room_id = ? AND a.until_id IS NULL",
+            )
+            .bind(room)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            Vec::new()
+        };
+        // As a direct room's `room` event lists its people.
+        members.sort_by_key(|name| name.to_lowercase());
+        Ok(Some(Event {
+            id,
+            user_id,
+            username,
+            created_at,
+            kind: EventKind::Room {
+                room_id: room,
+                room: name,
+                kind,
+                topic,
+                archived,
+                members,
+            },
+        }))
+    }
+
     /// The messages `page.reader` can read now that match `page.query` and its filters, newest
     /// first, at most `page.limit`, in their current state with snippets.
     ///
@@ -647,8 +748,8 @@ impl Store {
         // edit, and whom that one mentions.
         let edits: Vec<(EventId, String, String, EventId, Option<String>, bool)> = sqlx::query_as(
             "SELECT x.message_id, x.body, x.created_at, max(x.id), \
-                    (SELECT group_concat(mu.username, ' ') FROM mentions AS m JOIN users AS mu ON mu.id = m.user_id \
-                     WHERE m.event_id = x.id), x.mentions_room \
+                    (SELECT group_concat(mu.username, ' ' ORDER BY mu.username) FROM mentions AS m \
+                     JOIN users AS mu ON mu.id = m.user_id WHERE m.event_id = x.id), x.mentions_room \
              FROM events AS x WHERE x.kind = 'edit' AND x.message_id IN (SELECT value FROM json_each(?1)) \
              GROUP BY x.message_id",
         )

@@ -852,9 +852,12 @@ pub async fn erase_message(conn: &mut SqliteConnection, message: EventId) -> Res
         .bind(message)
         .execute(&mut *conn)
         .await?;
+    // Each of the three by its own index: an `OR` of them read the whole log.
     sqlx::query(
-        "UPDATE events SET body = NULL \
-         WHERE id = ?1 OR (message_id = ?1 AND kind IN ('edit', 'reaction'))",
+        "UPDATE events SET body = NULL WHERE id IN ( \
+           SELECT ?1 \
+           UNION ALL SELECT id FROM events WHERE kind = 'edit' AND message_id = ?1 \
+           UNION ALL SELECT id FROM events WHERE kind = 'reaction' AND message_id = ?1)",
     )
     .bind(message)
     .execute(&mut *conn)
