@@ -14,8 +14,9 @@
 //! no `Connection: close`, which some clients take as leave to read a cut body as complete. A
 //! stream ends when its frames do: at shutdown, once it has sent what was published before
 //! (`Hub::close`). The client's closing is seen as soon as it happens: the task watches the
-//! socket for it. A request the HTTP server cannot hand off (HTTP/1.0, HTTP/2, `HEAD`) is
-//! streamed through the HTTP server.
+//! socket for it. A request the HTTP server cannot hand off (HTTP/1.0, HTTP/2, `HEAD`, and
+//! anything over TLS, whose socket carries the session: see `tls`) is streamed through the
+//! HTTP server.
 //!
 //! What this relies on from poem and hyper, and nothing more:
 //!
@@ -45,6 +46,7 @@ use net::{Connection, Handoffs};
 
 pub mod admission;
 pub mod net;
+pub mod tls;
 
 /// A stream's frames, keep-alives included, already encoded.
 pub type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
