@@ -36,5 +36,6 @@ mod sites;
 mod slow;
 mod startup;
 mod tabs;
+mod tls;
 mod transport;
 mod writer;

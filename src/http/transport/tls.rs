@@ -35,7 +35,7 @@ use poem::web::{LocalAddr, RemoteAddr};
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
@@ -143,8 +143,13 @@ fn read(cert: &Path, key: &Path, provider: &CryptoProvider) -> anyhow::Result<Ce
     if chain.is_empty() {
         anyhow::bail!("{} holds no certificate (a PEM `CERTIFICATE` block)", cert.display());
     }
-    let private =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("cannot read the private key {}", key.display()))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|error| match error {
+        pem::Error::NoItemsFound => anyhow::anyhow!(
+            "{} holds no private key (a PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)",
+            key.display()
+        ),
+        other => anyhow::anyhow!("cannot read the private key {}: {other}", key.display()),
+    })?;
     CertifiedKey::from_der(chain, private, provider).map_err(|error| match error {
         rustls::Error::InconsistentKeys(_) => anyhow::anyhow!(
             "the private key {} does not belong to the certificate {}",
