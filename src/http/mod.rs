@@ -121,7 +121,8 @@ pub async fn serve(
     let streams = Arc::new(Streams {
         // A TLS connection's socket carries its session: its streams stay with the HTTP
         // server (see `transport::tls`).
-        handoffs: (config.stream_handoff == Switch::On && tls.is_none()).then(|| Arc::clone(&handoffs)),
+        connections: Arc::clone(&handoffs),
+        hand_off: config.stream_handoff == Switch::On && tls.is_none(),
         tasks: TaskTracker::new(),
         write_timeout: config.write_timeout(),
         metrics: Arc::clone(&metrics),

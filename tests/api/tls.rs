@@ -549,6 +549,54 @@ async fn the_certificate_reloads_on_sighup_while_streams_stay_open_and_a_bad_one
     assert_eq!(status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_whose_client_takes_nothing_is_cut_off_after_the_write_timeout() {
+    let pki = Pki::new();
+    pki.install_leaf(&pki.issue("chat.test", 1));
+    let db = TestDb::new();
+    // A ping every second: the frame that finds no room comes soon after the window is full.
+    let server = start(&db, &pki, &["--write-timeout", "1", "--keepalive", "1"]).await;
+    let https = pki.http();
+    let ada = user(&server, &https, "ada").await;
+    let token = ada.token.clone().unwrap();
+
+    // A client that gives a stream 1 KiB of room and never more, while its connection stays
+    // up and reads (so no write on the socket ever waits: only the stream is stuck).
+    let tls = tls_connect(&server, pki.tls_config(&[b"h2"])).await;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(1024)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let stuck = H2 { send };
+    let (status, _untaken) = stuck
+        .get(&server, &token, "/api/rooms/general/events", "text/event-stream")
+        .await;
+    assert_eq!(status, 200);
+    // And one that takes everything, on a connection of its own.
+    let h2 = H2::connect(&server, &pki).await;
+    let mut taken = h2.events(&server, &token, "/api/rooms/general/events").await;
+    wait_for_metric(&https, &server, "chat_open_streams", 2.0).await;
+
+    // More than the room it has: the stuck stream waits, and after the write timeout its
+    // connection is closed; the other stream goes on.
+    let long = ada.say("general", &"x".repeat(3000)).await["id"].to_string();
+    wait_for_metric(&https, &server, "chat_open_streams", 1.0).await;
+    let ended = tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("the stuck connection ends");
+    assert!(ended.is_ok());
+    assert!(metric(&https, &server, "chat_connections_timed_out_total").await >= 1.0);
+    let later = ada.say("general", "after the cut").await["id"].to_string();
+    let mut seen = Vec::new();
+    while !seen.contains(&later) {
+        let event = next(&mut taken).await.expect("the stream that takes goes on");
+        seen.push(event.id);
+    }
+    assert!(seen.contains(&long), "{seen:?}");
+}
+
 /// The `Set-Cookie` of a response.
 fn set_cookie(response: &reqwest::Response) -> String {
     response.headers()["set-cookie"].to_str().unwrap().to_owned()
