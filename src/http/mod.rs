@@ -162,10 +162,10 @@ pub async fn serve(
                 Arc::default(),
                 Arc::clone(&admission),
             )?;
-            let server = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+            let server = run_server(
+                acceptor,
                 redirect::app(Arc::clone(&origins)),
                 stop.clone().cancelled_owned(),
-                Some(SHUTDOWN_BACKSTOP),
             );
             Some(tokio::spawn(server))
         }

@@ -149,16 +149,17 @@ fn any_host(uri: &Uri) -> bool {
 }
 
 /// The authority a request is for: its one `Host`, or HTTP/2's `:authority`. `Err` for a
-/// request that has none where it must, or two, or a `Host` that names another authority than
-/// the request's own (HTTP/2's `:authority`, or an HTTP/1.1 request for an absolute URL): two
-/// names, one of them checked and the other used, are how requests get past a host check.
+/// request that has none where it must, or two, or, on HTTP/2, a `Host` that names another
+/// authority than `:authority` (RFC 9113 calls it malformed): two names, one of them checked
+/// and the other used, are how requests get past a host check.
 pub fn authority(req: &Request) -> Result<Option<String>, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err("a request names one Host"),
         (Some(host), None) => {
             let host = host.to_str().map_err(|_| "the Host header is not text")?;
-            if let Some(own) = req.uri().authority()
+            if req.version() >= Version::HTTP_2
+                && let Some(own) = req.uri().authority()
                 && !own.as_str().eq_ignore_ascii_case(host)
             {
                 return Err("the Host header names another host than the request");

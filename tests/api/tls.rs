@@ -230,6 +230,10 @@ impl H2 {
             .header("accept", accept)
             .body(())
             .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(&self, request: http::Request<()>) -> (u16, h2::RecvStream) {
         let mut send = self.send.clone().ready().await.expect("room for a stream");
         let (response, _) = send.send_request(request, true).expect("the request is sent");
         let response = tokio::time::timeout(WAIT, response)
@@ -421,6 +425,22 @@ async fn the_api_and_twenty_streams_on_one_http2_connection_work_over_tls() {
     // The connection outlives its streams.
     let (status, _) = h2.get(&server, bob.token.as_deref().unwrap(), "/api/me", "*/*").await;
     assert_eq!(status, 200);
+    // `:authority` is the host; a `Host` beside it must name the same one, whichever of the
+    // two is ours.
+    let ours = server.addr().to_string();
+    for (authority, host, expected) in [
+        (ours.as_str(), ours.as_str(), 200),
+        (ours.as_str(), "evil.example", 400),
+        ("evil.example", ours.as_str(), 400),
+    ] {
+        let request = http::Request::get(format!("https://{authority}/api/me"))
+            .header("authorization", format!("Bearer {}", bob.token.as_deref().unwrap()))
+            .header("host", host)
+            .body(())
+            .unwrap();
+        let (status, _) = h2.send(request).await;
+        assert_eq!(status, expected, ":authority {authority} with Host: {host}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
