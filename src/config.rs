@@ -22,6 +22,29 @@ pub struct Config {
     #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain, a PEM file, the
+    /// server's own certificate first. Read again, with `--tls-key`, on SIGHUP.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert`, a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Send `Strict-Transport-Security` over TLS, for a year: browsers then never reach
+    /// this host by plain http again. Needs `--tls-cert`.
+    #[arg(long, env = "CHAT_HSTS", requires = "tls_cert")]
+    pub hsts: bool,
+
+    /// `--hsts` for this many seconds instead of a year (`0` tells browsers to forget it).
+    #[arg(long, env = "CHAT_HSTS_MAX_AGE", requires = "tls_cert")]
+    pub hsts_max_age: Option<u64>,
+
+    /// Also listen for plain HTTP at this address, answering every request with a `308` to
+    /// the same path over https, and nothing else. Needs `--tls-cert`.
+    #[arg(long, env = "CHAT_REDIRECT_HTTP", requires = "tls_cert")]
+    pub redirect_http: Option<String>,
+
     /// SQLite's `synchronous` setting: `full` makes every acknowledged message survive power
     /// loss; `normal` survives a crash of the server but may lose the last commits on power loss.
     #[arg(long, env = "CHAT_SYNC", value_enum, default_value_t = Sync::Full)]
@@ -436,6 +459,12 @@ impl Config {
 
     pub fn session_lifetime(&self) -> Duration {
         Duration::from_secs(self.session_lifetime)
+    }
+
+    /// The `max-age` of `Strict-Transport-Security`, if it is sent at all.
+    pub fn hsts_max_age(&self) -> Option<u64> {
+        const A_YEAR: u64 = 365 * 24 * 3600;
+        self.hsts_max_age.or(self.hsts.then_some(A_YEAR))
     }
 
     /// Defaults for a server on `db` listening wherever the caller bound.

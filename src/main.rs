@@ -82,7 +82,8 @@ async fn serve(config: chat::Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // One plain line on stdout once requests will be served: where to point a browser (and how
     // tests learn an ephemeral port).
-    let ready = move || println!("chat-server listening on http://{addr}");
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let ready = move || println!("chat-server listening on {scheme}://{addr}");
     chat::run(config, listener, ready, shutdown_signal()).await
 }
 

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub refused_by_limits: Counter,
     pub open_connections: Gauge,
     pub connections_refused: Counter,
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
 }
 
 impl Metrics {
@@ -35,6 +39,10 @@ impl Metrics {
         let refused_by_limits = Counter::default();
         let open_connections = Gauge::default();
         let connections_refused = Counter::default();
+        let tls_handshakes = Counter::default();
+        let tls_handshake_failures = Counter::default();
+        let tls_reloads = Counter::default();
+        let tls_reload_failures = Counter::default();
         let mut registry = Registry::with_prefix("chat");
         registry.register("open_streams", "Event streams open now", open_streams.clone());
         registry.register("events_written", "Events committed to the log", events_written.clone());
@@ -83,6 +91,26 @@ impl Metrics {
             "Connections turned away at accept by --max-connections or --max-connections-per-address",
             connections_refused.clone(),
         );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed (with --tls-cert)",
+            tls_handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed: a client that does not trust the certificate, speaks no TLS, or gave up",
+            tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Times SIGHUP put a newly read certificate and key in service",
+            tls_reloads.clone(),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Times SIGHUP found a certificate or key that could not be used (the one in service stays)",
+            tls_reload_failures.clone(),
+        );
         Self {
             registry,
             open_streams,
@@ -96,6 +124,10 @@ impl Metrics {
             refused_by_limits,
             open_connections,
             connections_refused,
+            tls_handshakes,
+            tls_handshake_failures,
+            tls_reloads,
+            tls_reload_failures,
         }
     }
 

@@ -4,31 +4,48 @@
 use std::ops::Deref;
 
 use poem::http::header;
+use poem::http::uri::Scheme;
 use poem::{FromRequest, Request, RequestBody};
 
 use super::State;
 use super::error::ApiError;
 use crate::app::{self, Error, sessions::Session};
 
-/// The cookie the page signs in with.
+/// The cookie the page signs in with over plain http.
 pub const COOKIE: &str = "chat_session";
+/// The cookie over TLS. A browser takes a `__Host-` cookie only if it is `Secure`, came over
+/// https, names no domain and has `Path=/`: no plain-http page and no neighbouring subdomain
+/// can set one, so one planted that way is never mistaken for ours (it is not even read).
+pub const SECURE_COOKIE: &str = "__Host-chat_session";
 /// How long the browser keeps the cookie.
 const COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
 
+/// The session cookie's name and attributes for the connection `req` came on.
+fn cookie_for(req: &Request) -> (&'static str, &'static str) {
+    if *req.scheme() == Scheme::HTTPS {
+        (SECURE_COOKIE, "; Secure")
+    } else {
+        (COOKIE, "")
+    }
+}
+
 /// `Set-Cookie` value that signs the browser in.
-pub fn session_cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}")
+pub fn session_cookie(req: &Request, token: &str) -> String {
+    let (name, secure) = cookie_for(req);
+    format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{secure}")
 }
 
 /// `Set-Cookie` value that signs the browser out.
-pub fn cleared_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+pub fn cleared_cookie(req: &Request) -> String {
+    let (name, secure) = cookie_for(req);
+    format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
 }
 
 /// The token a request carries: `Authorization: Bearer …` (the scheme in any case) first,
-/// else the session cookie. Two `Authorization` headers, one that is not text, or two session
-/// cookies (one of them planted by a neighbouring site: cookie tossing) carry none:
-/// credentials that disagree are refused, never picked from.
+/// else the session cookie (`__Host-chat_session` over TLS, `chat_session` otherwise). Two
+/// `Authorization` headers, one that is not text, or two session cookies (one of them planted
+/// by a neighbouring site: cookie tossing) carry none: credentials that disagree are refused,
+/// never picked from.
 pub fn request_token(req: &Request) -> Option<&str> {
     let mut authorization = req.headers().get_all(header::AUTHORIZATION).iter();
     if let Some(value) = authorization.next() {
@@ -45,7 +62,7 @@ pub fn request_token(req: &Request) -> Option<&str> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='));
+        .filter_map(|pair| pair.trim().strip_prefix(cookie_for(req).0)?.strip_prefix('='));
     let token = cookies.next()?;
     cookies.next().is_none().then_some(token)
 }

@@ -15,6 +15,7 @@ mod me;
 mod messages;
 mod origin;
 mod pages;
+mod redirect;
 mod reply;
 mod rooms;
 mod search;
@@ -30,24 +31,33 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use poem::http::uri::Scheme;
 use poem::http::{HeaderValue, header};
+use poem::listener::Acceptor;
 use poem::{
     Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, Server, delete, get,
     patch, post, put,
 };
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, Switch};
 use error::{ApiError, into_json_response};
 use transport::Streams;
 use transport::admission::{Admission, Caps};
 use transport::net::{GuardedAcceptor, Handoffs, Timeouts};
+use transport::tls::{Certificates, TlsAcceptor};
 
 /// How long shutdown waits for open requests once the streams are told to end.
 const SHUTDOWN_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// Requests one HTTP/2 connection may have open at once (poem sets no limit). A browser
+/// shares one stream among its tabs and asks for a page and its files at a time; an API
+/// client may open `--max-streams-per-user` streams and still make requests beside them.
+const HTTP2_MAX_STREAMS: u32 = 256;
 
 /// What every handler shares: the app, and the settings of the HTTP front end. Cloning copies
 /// a handful of `Arc`s.
@@ -66,7 +76,8 @@ pub struct State {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then ends every stream and waits
 /// (within a backstop) for them and every open request to finish. `ready` is called once
-/// requests will be served.
+/// requests will be served. With `--tls-cert` the listener speaks TLS, and SIGHUP reloads the
+/// certificate; with `--redirect-http` a second, plain listener redirects to it.
 pub async fn serve(
     app: App,
     config: &Config,
@@ -83,7 +94,19 @@ pub async fn serve(
             })?,
         );
     }
-    let origins = Arc::new(origin::Origins::new(public, listener.local_addr()?.port()));
+    let certificates = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Certificates::load(cert, key, &metrics)?),
+        _ => None,
+    };
+    let tls = certificates
+        .as_ref()
+        .map(|certificates| certificates.server_config())
+        .transpose()?;
+    let origins = Arc::new(origin::Origins::new(
+        public,
+        listener.local_addr()?.port(),
+        tls.is_some(),
+    ));
     let state = State {
         app: app.clone(),
         body_limit: match config.max_body_bytes {
@@ -96,29 +119,86 @@ pub async fn serve(
     };
     let handoffs = Arc::new(Handoffs::default());
     let streams = Arc::new(Streams {
-        handoffs: config.stream_handoff.then(|| Arc::clone(&handoffs)),
+        // A TLS connection's socket carries its session: its streams stay with the HTTP
+        // server (see `transport::tls`).
+        connections: Arc::clone(&handoffs),
+        hand_off: config.stream_handoff == Switch::On && tls.is_none(),
         tasks: TaskTracker::new(),
         write_timeout: config.write_timeout(),
         metrics: Arc::clone(&metrics),
     });
     let proxies = Arc::new(client::Proxies::of(config));
-    let routes = build_app(state, origins, Arc::clone(&proxies), Arc::clone(&streams));
+    let hsts = config
+        .hsts_max_age()
+        .map(|age| HeaderValue::from_str(&format!("max-age={age}")))
+        .transpose()
+        .context("the Strict-Transport-Security header")?;
+    let routes = build_app(
+        state,
+        Arc::clone(&origins),
+        Arc::clone(&proxies),
+        Arc::clone(&streams),
+        hsts,
+    );
+    // Both listeners stop on the one signal.
+    let stop = CancellationToken::new();
     let signal = {
         let app = app.clone();
+        let stop = stop.clone();
         async move {
             shutdown.await;
             app.close_streams();
+            stop.cancel();
         }
     };
     let timeouts = Timeouts::new(config.request_timeout(), config.write_timeout(), config.keepalive())
         .with_silent(config.silent_timeout());
+    // One count of connections for both listeners: each costs a file all the same.
     let admission = Admission::behind(Caps::of(config), proxies, &metrics);
-    let acceptor = GuardedAcceptor::new(listener, timeouts, metrics, handoffs, admission)?;
+    let redirecting = match &config.redirect_http {
+        Some(addr) => {
+            let plain = transport::net::listen(addr)
+                .await
+                .with_context(|| format!("cannot listen on --redirect-http {addr}"))?;
+            tracing::info!(addr = %plain.local_addr()?, "redirecting plain http to https");
+            // Its own hand-offs, never taken: it serves no stream.
+            let acceptor = GuardedAcceptor::new(
+                plain,
+                timeouts,
+                Arc::clone(&metrics),
+                Arc::default(),
+                Arc::clone(&admission),
+            )?;
+            let server = run_server(
+                acceptor,
+                redirect::app(Arc::clone(&origins)),
+                stop.clone().cancelled_owned(),
+            );
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
+    let acceptor = GuardedAcceptor::new(listener, timeouts, Arc::clone(&metrics), handoffs, admission)?;
+    let reloading = certificates
+        .as_ref()
+        .map(|certificates| certificates.reload_on_hangup())
+        .transpose()
+        .context("cannot listen for SIGHUP")?;
     ready();
-    let served = Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes, signal, Some(SHUTDOWN_BACKSTOP))
-        .await;
+    let served = match tls {
+        Some(tls) => run_server(TlsAcceptor::new(acceptor, tls, metrics), routes, signal).await,
+        None => run_server(acceptor, routes, signal).await,
+    };
     app.close_streams();
+    stop.cancel();
+    if let Some(reloading) = reloading {
+        reloading.abort();
+    }
+    if let Some(redirecting) = redirecting
+        && let Ok(Err(error)) = redirecting.await
+    {
+        tracing::warn!(%error, "the redirecting listener failed");
+    }
     // The streams served on their own connections are not the HTTP server's to wait for.
     streams.tasks.close();
     if tokio::time::timeout(SHUTDOWN_BACKSTOP, streams.tasks.wait())
@@ -130,6 +210,19 @@ pub async fn serve(
     Ok(served?)
 }
 
+/// Serves `routes` on the connections `acceptor` takes until `signal`, HTTP/1.1 and HTTP/2
+/// alike (poem's server tells them apart by the first bytes).
+async fn run_server<A: Acceptor + 'static>(
+    acceptor: A,
+    routes: impl Endpoint + 'static,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    Server::new_with_acceptor(acceptor)
+        .http2_max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .run_with_graceful_shutdown(routes, signal, Some(SHUTDOWN_BACKSTOP))
+        .await
+}
+
 /// The routes, inside `streams`, which serves the event streams its handlers answer with.
 /// `proxies` decides which client each request is from (and so what its log line names).
 pub fn build_app(
@@ -137,6 +230,7 @@ pub fn build_app(
     origins: Arc<origin::Origins>,
     proxies: Arc<client::Proxies>,
     streams: Arc<Streams>,
+    hsts: Option<HeaderValue>,
 ) -> impl Endpoint {
     Route::new()
         .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
@@ -204,7 +298,7 @@ pub fn build_app(
         .data(state)
         .around(move |next, req| origin::guard(next, req, Arc::clone(&origins)))
         .catch_all_error(into_json_response)
-        .around(security_headers)
+        .around(move |next, req| security_headers(next, req, hsts.clone()))
         .around(move |next, req| client::identify(next, req, Arc::clone(&proxies)))
         .around(move |next, req| Arc::clone(&streams).serve(next, req))
 }
@@ -212,11 +306,16 @@ pub fn build_app(
 /// Headers every response carries. The page runs only our own scripts and styles (htmx is
 /// configured by a meta tag, so no inline script is needed), and may not be framed. An answer
 /// to a request with credentials is not stored by any cache unless it says otherwise (a
-/// versioned static file does).
-async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+/// versioned static file does). With `--hsts`, an answer over TLS tells the browser to come
+/// only by https from now on (over plain http it would mean nothing, and browsers ignore it).
+async fn security_headers<E: Endpoint>(next: E, req: Request, hsts: Option<HeaderValue>) -> poem::Result<Response> {
     let private = auth::request_token(&req).is_some();
+    let tls = *req.scheme() == Scheme::HTTPS;
     let mut response = next.call(req).await?.into_response();
     let headers = response.headers_mut();
+    if let Some(hsts) = hsts.filter(|_| tls) {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
     if private && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -3,9 +3,9 @@
 //! for the API (a cross-site page that makes a signed-in browser open a stream).
 //!
 //! The server's own origins are `--public-origin` (one or more, behind a proxy or under a name),
-//! and what reaching it directly looks like: `http://` and an IP literal or `localhost`, with
-//! the port it listens on (which no DNS can make a browser send for another site's name). A
-//! name an attacker's DNS points at us is none of these.
+//! and what reaching it directly looks like: `http://` (`https://` with `--tls-cert`) and an IP
+//! literal or `localhost`, with the port it listens on (which no DNS can make a browser send
+//! for another site's name). A name an attacker's DNS points at us is none of these.
 
 use poem::http::{Method, StatusCode, Uri, Version, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
@@ -76,11 +76,14 @@ pub struct Origins {
     public: Vec<Origin>,
     /// The port it listens on.
     port: u16,
+    /// How it is reached directly: `https` when it serves TLS itself, else `http`.
+    scheme: &'static str,
 }
 
 impl Origins {
-    pub fn new(public: Vec<Origin>, port: u16) -> Self {
-        Self { public, port }
+    pub fn new(public: Vec<Origin>, port: u16, tls: bool) -> Self {
+        let scheme = if tls { "https" } else { "http" };
+        Self { public, port, scheme }
     }
 
     /// Where links to this server start, for a request to `authority` (which the guard has
@@ -88,9 +91,28 @@ impl Origins {
     pub fn base_url(&self, authority: Option<&str>) -> String {
         match (self.public.first(), authority) {
             (Some(public), _) => public.url(),
-            (None, Some(authority)) => format!("http://{authority}"),
-            (None, None) => format!("http://127.0.0.1:{}", self.port),
+            (None, Some(authority)) => format!("{}://{authority}", self.scheme),
+            (None, None) => format!("{}://127.0.0.1:{}", self.scheme, self.port),
         }
+    }
+
+    /// Where a plain-http request for `authority` (to the `--redirect-http` listener) goes
+    /// over https: the `https` public origin of that host, or, for an IP address or
+    /// `localhost`, that host on the port this server listens on. `None` for a host that is
+    /// not ours, which gets no redirect (it would send a browser to someone else's name).
+    pub fn secure_base_for(&self, authority: &str) -> Option<String> {
+        let (host, _) = split_authority(authority, 80)?;
+        if let Some(public) = self.public.iter().find(|o| o.scheme == "https" && o.host == host) {
+            return Some(public.url());
+        }
+        (host == "localhost" || is_ip_literal(&host)).then(|| {
+            Origin {
+                scheme: "https".into(),
+                host,
+                port: self.port,
+            }
+            .url()
+        })
     }
 
     /// Whether `authority` is how this server is reached directly.
@@ -114,7 +136,7 @@ impl Origins {
         let Some(origin) = Origin::parse(origin) else {
             return false;
         };
-        let same_as_direct = origin.scheme == "http"
+        let same_as_direct = origin.scheme == self.scheme
             && self.direct(authority)
             && split_authority(authority, 80).is_some_and(|(host, port)| host == origin.host && port == origin.port);
         same_as_direct || self.public.contains(&origin)
@@ -127,15 +149,23 @@ fn any_host(uri: &Uri) -> bool {
 }
 
 /// The authority a request is for: its one `Host`, or HTTP/2's `:authority`. `Err` for a
-/// request that has none where it must, or two.
+/// request that has none where it must, or two, or, on HTTP/2, a `Host` that names another
+/// authority than `:authority` (RFC 9113 calls it malformed): two names, one of them checked
+/// and the other used, are how requests get past a host check.
 pub fn authority(req: &Request) -> Result<Option<String>, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err("a request names one Host"),
-        (Some(host), None) => host
-            .to_str()
-            .map(|h| Some(h.to_owned()))
-            .map_err(|_| "the Host header is not text"),
+        (Some(host), None) => {
+            let host = host.to_str().map_err(|_| "the Host header is not text")?;
+            if req.version() >= Version::HTTP_2
+                && let Some(own) = req.uri().authority()
+                && !own.as_str().eq_ignore_ascii_case(host)
+            {
+                return Err("the Host header names another host than the request");
+            }
+            Ok(Some(host.to_owned()))
+        }
         (None, _) => match req.uri().authority() {
             Some(authority) => Ok(Some(authority.as_str().to_owned())),
             None if req.version() <= Version::HTTP_10 => Ok(None),
@@ -190,7 +220,7 @@ mod tests {
     use super::*;
 
     fn direct() -> Origins {
-        Origins::new(vec![], 8080)
+        Origins::new(vec![], 8080, false)
     }
 
     #[test]
@@ -226,7 +256,7 @@ mod tests {
     #[test]
     fn a_public_origin_is_answered_beside_direct_access() {
         let public = Origin::parse("https://Chat.Example.com/").unwrap();
-        let o = Origins::new(vec![public], 8080);
+        let o = Origins::new(vec![public], 8080, false);
         assert!(o.host_allowed("chat.example.com"));
         assert!(o.host_allowed("chat.example.com:443"));
         assert!(!o.host_allowed("chat.example.com:8080"));
@@ -240,5 +270,40 @@ mod tests {
         assert!(!o.origin_allowed("http://chat.example.com", "chat.example.com"));
         assert!(Origin::parse("ftp://x").is_none());
         assert!(Origin::parse("https://x/path").is_none());
+    }
+
+    #[test]
+    fn with_tls_the_direct_origin_is_https() {
+        let o = Origins::new(vec![], 8443, true);
+        assert!(o.host_allowed("127.0.0.1:8443"));
+        assert!(o.origin_allowed("https://127.0.0.1:8443", "127.0.0.1:8443"));
+        assert!(!o.origin_allowed("http://127.0.0.1:8443", "127.0.0.1:8443"), "scheme");
+        assert_eq!(o.base_url(Some("localhost:8443")), "https://localhost:8443");
+    }
+
+    #[test]
+    fn plain_http_is_sent_to_the_https_origin_of_its_host_and_only_for_hosts_of_ours() {
+        let public = Origin::parse("https://chat.example.com").unwrap();
+        let o = Origins::new(vec![public], 8443, true);
+        assert_eq!(
+            o.secure_base_for("chat.example.com").as_deref(),
+            Some("https://chat.example.com")
+        );
+        assert_eq!(
+            o.secure_base_for("Chat.Example.com:80").as_deref(),
+            Some("https://chat.example.com")
+        );
+        assert_eq!(
+            o.secure_base_for("127.0.0.1:8080").as_deref(),
+            Some("https://127.0.0.1:8443")
+        );
+        assert_eq!(o.secure_base_for("[::1]:8080").as_deref(), Some("https://[::1]:8443"));
+        assert_eq!(o.secure_base_for("evil.example"), None);
+        assert_eq!(o.secure_base_for("a b"), None);
+        let on_443 = Origins::new(vec![], 443, true);
+        assert_eq!(
+            on_443.secure_base_for("localhost").as_deref(),
+            Some("https://localhost")
+        );
     }
 }

@@ -120,7 +120,7 @@ pub async fn sign_in_form(
 ) -> Result<Response, ApiError> {
     match app::accounts::sign_in(&state.app, &sessions::origin(req), &form.username, form.password).await {
         Ok(signed_in) => Ok(see_other("/rooms/general")
-            .with_header(header::SET_COOKIE, auth::session_cookie(&signed_in.token))
+            .with_header(header::SET_COOKIE, auth::session_cookie(req, &signed_in.token))
             .into_response()),
         Err(error) => {
             let error = ApiError::App(error);
@@ -148,7 +148,7 @@ pub async fn sign_in_form(
 pub async fn sign_out_form(req: &Request, Data(state): Data<&State>) -> Result<Response, ApiError> {
     revoke(req, state).await?;
     Ok(see_other("/")
-        .with_header(header::SET_COOKIE, auth::cleared_cookie())
+        .with_header(header::SET_COOKIE, auth::cleared_cookie(req))
         .into_response())
 }
 

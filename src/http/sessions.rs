@@ -40,7 +40,7 @@ pub async fn sign_in(
         role: signed_in.role.as_str(),
     };
     Ok(Json(session)
-        .with_header(header::SET_COOKIE, auth::session_cookie(&signed_in.token))
+        .with_header(header::SET_COOKIE, auth::session_cookie(req, &signed_in.token))
         .with_header(header::CACHE_CONTROL, "no-store")
         .into_response())
 }
@@ -62,7 +62,7 @@ pub fn origin(req: &Request) -> app::accounts::Origin {
 pub async fn sign_out(req: &Request, Data(state): Data<&State>) -> Result<Response, ApiError> {
     revoke(req, state).await?;
     Ok(StatusCode::NO_CONTENT
-        .with_header(header::SET_COOKIE, auth::cleared_cookie())
+        .with_header(header::SET_COOKIE, auth::cleared_cookie(req))
         .into_response())
 }
 

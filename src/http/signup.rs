@@ -62,7 +62,7 @@ pub async fn sign_up(
     .with_header(header::CACHE_CONTROL, "no-store");
     Ok(match &made.token {
         Some(token) => answer
-            .with_header(header::SET_COOKIE, auth::session_cookie(token))
+            .with_header(header::SET_COOKIE, auth::session_cookie(req, token))
             .into_response(),
         None => answer.into_response(),
     })
@@ -208,7 +208,7 @@ pub async fn sign_up_form(
             let back = see_other("/rooms/general");
             Ok(match made.token {
                 Some(token) => back
-                    .with_header(header::SET_COOKIE, auth::session_cookie(&token))
+                    .with_header(header::SET_COOKIE, auth::session_cookie(req, &token))
                     .into_response(),
                 None => back,
             })

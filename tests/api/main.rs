@@ -39,6 +39,7 @@ mod sites;
 mod slow;
 mod startup;
 mod tabs;
+mod tls;
 mod transport;
 mod trust_proxy;
 mod writer;

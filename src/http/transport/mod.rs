@@ -14,8 +14,9 @@
 //! no `Connection: close`, which some clients take as leave to read a cut body as complete. A
 //! stream ends when its frames do: at shutdown, once it has sent what was published before
 //! (`Hub::close`). The client's closing is seen as soon as it happens: the task watches the
-//! socket for it. A request the HTTP server cannot hand off (HTTP/1.0, HTTP/2, `HEAD`) is
-//! streamed through the HTTP server.
+//! socket for it. A request the HTTP server cannot hand off (HTTP/1.0, HTTP/2, `HEAD`, and
+//! anything over TLS, whose socket carries the session: see `tls`) is streamed through the
+//! HTTP server.
 //!
 //! What this relies on from poem and hyper, and nothing more:
 //!
@@ -41,10 +42,11 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
-use net::{Connection, Handoffs};
+use net::{Connection, Handoffs, Stall};
 
 pub mod admission;
 pub mod net;
+pub mod tls;
 
 /// A stream's frames, keep-alives included, already encoded.
 pub type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -84,8 +86,11 @@ impl EventStream {
 
 /// Serves the event streams of every response that carries one; the outermost layer of the app.
 pub struct Streams {
-    /// `None` with `--stream-handoff off`: every stream stays with the HTTP server.
-    pub handoffs: Option<Arc<Handoffs>>,
+    /// The open connections of the listener the app serves, by client address.
+    pub connections: Arc<Handoffs>,
+    /// Whether a stream may have its connection's socket: not with `--stream-handoff off`, nor
+    /// over TLS (see `tls`); every stream then stays with the HTTP server.
+    pub hand_off: bool,
     /// Every stream served on its own connection, so shutdown can wait for them to end.
     pub tasks: TaskTracker,
     pub write_timeout: Option<Duration>,
@@ -93,11 +98,15 @@ pub struct Streams {
 }
 
 impl Streams {
+    fn handoffs(&self) -> Option<&Arc<Handoffs>> {
+        self.hand_off.then_some(&self.connections)
+    }
+
     pub async fn serve<E: Endpoint>(self: Arc<Self>, next: Arc<E>, req: Request) -> poem::Result<Response> {
         // Chunked framing needs HTTP/1.1; a `HEAD` response has no body to stream.
         // A request pipelined behind a stream's, on a connection already taken for the stream:
         // its answer could go nowhere, so it must not run.
-        if let (Some(handoffs), Some(peer)) = (&self.handoffs, req.remote_addr().as_socket_addr())
+        if let (Some(handoffs), Some(peer)) = (self.handoffs(), req.remote_addr().as_socket_addr())
             && handoffs.handed_off(*peer)
         {
             return Ok(super::error::json_error(
@@ -105,14 +114,16 @@ impl Streams {
                 "nothing can follow an event stream's request on its connection",
             ));
         }
-        let peer = (req.method() == Method::GET && req.version() == Version::HTTP_11)
-            .then(|| req.remote_addr().as_socket_addr().copied())
+        let version = req.version();
+        let client = req.remote_addr().as_socket_addr().copied();
+        let peer = (req.method() == Method::GET && version == Version::HTTP_11)
+            .then_some(client)
             .flatten();
         let mut response = next.call(req).await?.into_response();
-        let Some(frames) = response.extensions_mut().remove::<EventStream>().and_then(|s| s.take()) else {
+        let Some(mut frames) = response.extensions_mut().remove::<EventStream>().and_then(|s| s.take()) else {
             return Ok(response);
         };
-        if let Some(socket) = peer.and_then(|peer| self.handoffs.as_ref()?.take(peer)) {
+        if let Some(socket) = peer.and_then(|peer| self.handoffs()?.take(peer)) {
             let head = head(&response);
             let this = Arc::clone(&self);
             self.tasks.spawn(async move {
@@ -123,6 +134,17 @@ impl Streams {
             });
             // Sent to nowhere: the HTTP server sees its connection end after it.
             return Ok(Response::default());
+        }
+        // Over HTTP/2 a client can stall one stream by flow control, which no write timeout
+        // sees: the connection's guard watches it instead.
+        if version == Version::HTTP_2
+            && self.write_timeout.is_some()
+            && let Some(stalls) = client.and_then(|client| self.connections.stalls(client))
+        {
+            frames = Box::pin(Watched {
+                frames,
+                stall: stalls.join(),
+            });
         }
         let body = frames.map(Ok::<_, io::Error>);
         response.set_body(Body::from_bytes_stream(body));
@@ -146,7 +168,7 @@ impl Streams {
                 Ok(()) if last => {
                     // The last chunk is sent: the connection is an ordinary kept-alive one
                     // again, for the client's next request.
-                    if let Some(handoffs) = &self.handoffs {
+                    if let Some(handoffs) = self.handoffs() {
                         handoffs.give_back(connection);
                     }
                     return;
@@ -187,6 +209,26 @@ impl Streams {
             }
         }
         Ok(())
+    }
+}
+
+/// A stream's frames, telling its connection's guard when the HTTP server has taken one and
+/// when it asks for the next (see `net::Stalls`).
+struct Watched {
+    frames: Frames,
+    stall: Stall,
+}
+
+impl Stream for Watched {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.stall.asked();
+        let next = self.frames.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(_)) = next {
+            self.stall.taken();
+        }
+        next
     }
 }
 

@@ -16,6 +16,10 @@
 //! - **Handing off**: a handler may take a connection's socket away from the HTTP server once
 //!   its response is decided (`Handoffs`): an event stream is then served on the bare socket,
 //!   without the HTTP server's buffers and layers (see `transport`).
+//! - **HTTP/2 streams**: a stream the client gives no room to send (flow control) stalls
+//!   without any write waiting on the socket, so the write timeout cannot see it. Each event
+//!   stream on an HTTP/2 connection says since when it has waited (`Stalls`), and the
+//!   connection fails once one has waited the write timeout, as a stalled write fails it.
 //!
 //! - **Silence**: a new connection that sends nothing for `silent` is closed sooner than the
 //!   request timeout: each costs a file descriptor, and a browser opens a connection only to
@@ -30,11 +34,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
@@ -131,12 +136,87 @@ impl Default for Handoffs {
     }
 }
 
-/// One connection's way out of the HTTP server.
+/// One connection's way out of the HTTP server, and what its streams tell its guard.
 #[derive(Default)]
 struct Handoff {
     /// Set once `to` holds a receiver: checked on every read and write, so without a lock.
     wanted: AtomicBool,
     to: Mutex<Option<oneshot::Sender<Connection>>>,
+    stalls: Arc<Stalls>,
+}
+
+/// The event streams the HTTP server writes on one connection, as its guard sees them. Over
+/// HTTP/2 the server takes a stream's next frame only once the client has given room for the
+/// one before (flow control): a stream whose frame was taken and that has not been asked for
+/// the next since is waiting for the client. The guard fails the connection once one stream
+/// has waited the write timeout, so a client that stops taking a stream (while it keeps the
+/// connection busy otherwise) loses it as one that stops reading loses its socket.
+#[derive(Default)]
+pub struct Stalls {
+    /// Each stream's wait: `0` while the server may ask it for a frame, else the millisecond
+    /// (since `Stalls::epoch`, plus one) at which its last frame was taken.
+    streams: Mutex<Vec<std::sync::Weak<AtomicU64>>>,
+    /// The guard's task, woken when a stream joins, so that it starts watching.
+    guard: AtomicWaker,
+}
+
+/// One stream's place in its connection's `Stalls`; dropping it leaves.
+pub struct Stall {
+    since: Arc<AtomicU64>,
+}
+
+/// The instant every `Stall` counts from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+impl Stalls {
+    /// A new stream on the connection.
+    pub fn join(&self) -> Stall {
+        let since = Arc::new(AtomicU64::new(0));
+        self.lock().push(Arc::downgrade(&since));
+        self.guard.wake();
+        Stall { since }
+    }
+
+    /// How long the stream that has waited longest has waited (zero if none is waiting), or
+    /// `None` when the connection carries no stream to watch.
+    fn longest_wait(&self) -> Option<Duration> {
+        let now = epoch().elapsed();
+        let mut streams = self.lock();
+        streams.retain(|stream| stream.strong_count() > 0);
+        let oldest = streams
+            .iter()
+            .filter_map(|stream| stream.upgrade())
+            .map(|since| since.load(Ordering::Relaxed))
+            .filter(|&since| since > 0)
+            .min();
+        if streams.is_empty() {
+            return None;
+        }
+        Some(oldest.map_or(Duration::ZERO, |since| {
+            now.saturating_sub(Duration::from_millis(since - 1))
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<std::sync::Weak<AtomicU64>>> {
+        // Pushes and prunes only: a panic cannot leave the list inconsistent.
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Stall {
+    /// The server took a frame: the stream waits until it is asked for the next.
+    pub fn taken(&self) {
+        let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.since.store(now + 1, Ordering::Relaxed);
+    }
+
+    /// The server asks for the next frame: the stream waits for nobody.
+    pub fn asked(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Handoffs {
@@ -150,6 +230,11 @@ impl Handoffs {
         *handoff.to.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
         handoff.wanted.store(true, Ordering::Release);
         Some(receiver)
+    }
+
+    /// The streams of the connection from `peer`, for a stream the HTTP server serves on it.
+    pub fn stalls(&self, peer: SocketAddr) -> Option<Arc<Stalls>> {
+        self.lock().get(&peer).map(|handoff| Arc::clone(&handoff.stalls))
     }
 
     /// Whether the connection from `peer` has been taken for a stream: a request the HTTP
@@ -315,6 +400,8 @@ pub struct Guarded {
     /// Armed while a write is waiting for the client to make room.
     write_timer: Option<Pin<Box<Sleep>>>,
     write_waiting: bool,
+    /// Armed while the connection carries streams to watch (`Stalls`).
+    stall_timer: Option<Pin<Box<Sleep>>>,
     peer: SocketAddr,
     handoffs: Arc<Handoffs>,
     handoff: Arc<Handoff>,
@@ -345,6 +432,7 @@ impl Guarded {
             read_timer: None,
             write_timer: None,
             write_waiting: false,
+            stall_timer: None,
             peer,
             handoffs: Arc::clone(handoffs),
             handoff: handoffs.open(peer),
@@ -394,6 +482,41 @@ impl Guarded {
             io::ErrorKind::TimedOut,
             "the client sent no complete request in time",
         ))
+    }
+
+    /// Called when a read is pending: fails once a stream of the connection has waited the
+    /// write timeout for the client to take its frames (see `Stalls`). The HTTP/2 server
+    /// always has a read pending, so this runs whenever its connection task does, and its
+    /// timer wakes that task when the longest wait could reach the limit.
+    fn poll_stalls(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some(limit) = self.timeouts.write else {
+            return Poll::Pending;
+        };
+        let stalls = Arc::clone(&self.handoff.stalls);
+        stalls.guard.register(cx.waker());
+        let Some(waited) = stalls.longest_wait() else {
+            self.stall_timer = None;
+            return Poll::Pending;
+        };
+        if waited >= limit {
+            self.metrics.connections_timed_out.inc();
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took nothing of an event stream in time",
+            ));
+        }
+        // Look again when the longest wait would reach the limit: only ever sooner than the
+        // timer says, so a busy connection does not move it on every read.
+        let due = Instant::now() + (limit - waited);
+        let timer = self
+            .stall_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() > due || timer.is_elapsed() {
+            timer.as_mut().reset(due);
+        }
+        // Registers the task to be woken when it fires.
+        let _ = timer.as_mut().poll(cx);
+        Poll::Pending
     }
 
     /// Whether the client has closed its end, or the kernel has given up on it: the error to
@@ -485,7 +608,10 @@ impl AsyncRead for Guarded {
                 this.heard |= buf.filled().len() > before;
                 Poll::Ready(result.map_err(|error| this.failed(error)))
             }
-            Poll::Pending => this.poll_read_deadline(cx).map(Err),
+            Poll::Pending => match this.poll_stalls(cx) {
+                Poll::Ready(error) => Poll::Ready(Err(error)),
+                Poll::Pending => this.poll_read_deadline(cx).map(Err),
+            },
         }
     }
 }

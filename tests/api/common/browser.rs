@@ -68,6 +68,13 @@ impl Driver {
         self.browser_with(name, prefs, &[]).await
     }
 
+    /// A browser that takes any certificate, as one whose user accepted a self-signed one:
+    /// for a server on https with a certificate the test made.
+    pub async fn ignoring_certificate_errors(&self, name: &str) -> Browser {
+        self.browser_with(name, json!({}), &["--ignore-certificate-errors"])
+            .await
+    }
+
     /// A browser that reaches 127.0.0.1 as `host`: a plain-http origin that is not
     /// `localhost`, so not a secure context, as a team's server on its network is.
     pub async fn on_network(&self, name: &str, host: &str) -> Browser {

@@ -163,7 +163,8 @@ impl Server {
 
     /// The address the server listens on, for raw sockets.
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.base.trim_start_matches("http://").parse().expect("socket address")
+        let addr = self.base.trim_start_matches("http://").trim_start_matches("https://");
+        addr.parse().expect("socket address")
     }
 
     /// The current value of a Prometheus metric, read from `/metrics`.
