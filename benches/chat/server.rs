@@ -279,7 +279,18 @@ fn warn_if_stale(bin: &Path) {
     let modified = |path: &Path| path.metadata().and_then(|m| m.modified()).ok();
     let Some(built) = modified(bin) else { return };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest = ["src", "src/store", "src/web", "migrations", "templates"]
+    let newest = [
+        "src",
+        "src/app",
+        "src/domain",
+        "src/eventlog",
+        "src/eventlog/sqlite",
+        "src/http",
+        "src/http/transport",
+        "src/wire",
+        "migrations/sqlite",
+        "templates",
+    ]
         .iter()
         .filter_map(|dir| std::fs::read_dir(root.join(dir)).ok())
         .flatten()

@@ -15,10 +15,10 @@ pub(crate) const ADA_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0wMDAwMDA"
 pub(crate) const BOB_TOKEN: &str = "b2xkLXJlbGVhc2Utc2Vzc2lvbi10b2tlbi0xMTExMTE";
 
 /// Brings `db` to the schema of a release: every migration numbered below `version`, as the
-/// files in `migrations/` say.
+/// files in `migrations/sqlite/` say.
 pub(crate) async fn schema_before(db: &TestDb, version: &str) -> sqlx::SqliteConnection {
     let migrations = tempfile::tempdir().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.as_str() < version {

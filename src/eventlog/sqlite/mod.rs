@@ -73,8 +73,8 @@ fn connect_options(path: &Path, sync: Durability) -> SqliteConnectOptions {
 /// up until its next tick: what a commit may wait for it.
 const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
 
-/// The schema, from `migrations/`, compiled in.
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema, from `migrations/sqlite/`, compiled in.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Opens (or creates) the database, brings its schema up to date, and checks it is sound
 /// enough to serve.

@@ -51,7 +51,7 @@ mod tests {
 
     use super::*;
 
-    /// An in-memory index made as `migrations/0010_search.sql` makes it, with a few rows.
+    /// An in-memory index made as `migrations/sqlite/0010_search.sql` makes it, with a few rows.
     async fn index() -> SqliteConnection {
         let mut conn = SqliteConnectOptions::new()
             .in_memory(true)

@@ -533,7 +533,7 @@ pub async fn insert_posts(
 }
 
 /// A message's text as the search index keeps it: U+0002 and U+0003, which mark matches in
-/// snippets, as spaces (see `migrations/0010_search.sql`).
+/// snippets, as spaces (see `migrations/sqlite/0010_search.sql`).
 macro_rules! search_text {
     ($text:literal) => {
         concat!("replace(replace(", $text, ", char(2), ' '), char(3), ' ')")
