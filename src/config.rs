@@ -230,6 +230,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_TRUST_PROXY_HEADER", value_enum, default_value_t = ForwardedHeader::XForwardedFor)]
     pub trust_proxy_header: ForwardedHeader,
 
+    /// How the log on standard error is written: `text`, a line for people, or `json`, one
+    /// JSON object a line for a log collector (`RUST_LOG` decides what is logged either way).
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// A token that lets its bearer read `/metrics` from anywhere; without it, only local
     /// addresses may.
     #[arg(long, env = "CHAT_METRICS_TOKEN")]
@@ -412,6 +417,13 @@ fn parse_room_days(raw: &str) -> Result<(String, u32), String> {
 pub enum Sync {
     Full,
     Normal,
+}
+
+/// The log's format, as `--log-format` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A feature turned `on` or `off`.

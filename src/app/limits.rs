@@ -18,24 +18,26 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
 use crate::config::{Config, Switch};
 use crate::domain::UserId;
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics, Refusals};
 
-/// A keyed token bucket, or nothing when the flag turned it off.
+/// A keyed token bucket, or nothing when the flag turned it off; `limit` names it in the
+/// metrics.
 struct Bucket<K: Hash + Eq + Clone> {
     limiter: Option<DefaultKeyedRateLimiter<K>>,
+    limit: Limit,
 }
 
 impl<K: Hash + Eq + Clone> Bucket<K> {
-    fn new(quota: Option<Quota>) -> Self {
+    fn new(limit: Limit, quota: Option<Quota>) -> Self {
         Self {
             limiter: quota.map(DefaultKeyedRateLimiter::keyed),
+            limit,
         }
     }
 
@@ -77,7 +79,7 @@ pub struct Limits {
     max_streams: usize,
     max_streams_per_user: usize,
     max_replay: Option<u32>,
-    refused: Counter,
+    refused: Refusals,
 }
 
 struct StreamCounts {
@@ -128,20 +130,20 @@ impl Limits {
         let signins = rate(config.signin_rate).map(Quota::per_minute);
         let signups = rate(config.signup_rate).map(Quota::per_hour);
         Self {
-            messages: Bucket::new(messages),
-            statuses: Bucket::new(rate(config.status_rate).map(Quota::per_minute)),
-            rooms: Bucket::new(rate(config.room_rate).map(Quota::per_hour)),
-            dms: Bucket::new(rate(config.dm_rate).map(Quota::per_hour)),
-            member_changes: Bucket::new(rate(config.member_rate).map(Quota::per_minute)),
-            edits: Bucket::new(rate(config.edit_rate).map(Quota::per_minute)),
-            reactions: Bucket::new(rate(config.reaction_rate).map(Quota::per_minute)),
-            reads: Bucket::new(rate(config.read_rate).map(Quota::per_minute)),
-            searches: Bucket::new(rate(config.search_rate).map(Quota::per_minute)),
-            stream_opens: Bucket::new(rate(config.stream_rate).map(Quota::per_minute)),
-            account_changes: Bucket::new(rate(config.account_rate).map(Quota::per_minute)),
-            invites: Bucket::new(rate(config.invite_rate).map(Quota::per_minute)),
-            signins_by_address: Bucket::new(signins),
-            signups_by_address: Bucket::new(signups),
+            messages: Bucket::new(Limit::Messages, messages),
+            statuses: Bucket::new(Limit::Statuses, rate(config.status_rate).map(Quota::per_minute)),
+            rooms: Bucket::new(Limit::Rooms, rate(config.room_rate).map(Quota::per_hour)),
+            dms: Bucket::new(Limit::Dms, rate(config.dm_rate).map(Quota::per_hour)),
+            member_changes: Bucket::new(Limit::MemberChanges, rate(config.member_rate).map(Quota::per_minute)),
+            edits: Bucket::new(Limit::Edits, rate(config.edit_rate).map(Quota::per_minute)),
+            reactions: Bucket::new(Limit::Reactions, rate(config.reaction_rate).map(Quota::per_minute)),
+            reads: Bucket::new(Limit::Reads, rate(config.read_rate).map(Quota::per_minute)),
+            searches: Bucket::new(Limit::Searches, rate(config.search_rate).map(Quota::per_minute)),
+            stream_opens: Bucket::new(Limit::StreamOpens, rate(config.stream_rate).map(Quota::per_minute)),
+            account_changes: Bucket::new(Limit::AccountChanges, rate(config.account_rate).map(Quota::per_minute)),
+            invites: Bucket::new(Limit::Invites, rate(config.invite_rate).map(Quota::per_minute)),
+            signins_by_address: Bucket::new(Limit::SignIns, signins),
+            signups_by_address: Bucket::new(Limit::SignUps, signups),
             failures: Failures::new(if rated { config.signin_failures } else { 0 }),
             streams: Arc::new(Mutex::new(StreamCounts {
                 total: 0,
@@ -151,7 +153,7 @@ impl Limits {
             max_streams: config.max_streams.unwrap_or(0),
             max_streams_per_user: config.max_streams_per_user,
             max_replay: (config.max_replay > 0).then_some(config.max_replay),
-            refused: metrics.refused_by_limits.clone(),
+            refused: metrics.refusals.clone(),
         }
     }
 
@@ -213,7 +215,7 @@ impl Limits {
 
     fn take(&self, bucket: &Bucket<UserId>, user: UserId, what: &'static str) -> Result<(), Error> {
         bucket.check(&user).map_err(|wait| {
-            self.refused.inc();
+            self.refused.count(bucket.limit);
             Error::TooManyRequests {
                 what,
                 retry_after: wait,
@@ -224,8 +226,8 @@ impl Limits {
     /// One sign-in attempt for `username` from `address`: within the address's allowance of
     /// attempts, and not while that name has failed too often from that address lately.
     pub fn sign_in(&self, username: &str, address: Option<IpAddr>) -> Result<(), Error> {
-        let refuse = |wait| {
-            self.refused.inc();
+        let refuse = |limit, wait| {
+            self.refused.count(limit);
             Error::TooManyRequests {
                 what: "sign-in attempts",
                 retry_after: wait,
@@ -234,10 +236,12 @@ impl Limits {
         let Some(address) = address.map(client_group) else {
             return Ok(());
         };
-        self.signins_by_address.check(&address).map_err(refuse)?;
+        self.signins_by_address
+            .check(&address)
+            .map_err(|wait| refuse(Limit::SignIns, wait))?;
         self.failures
             .wait(username, address)
-            .map_or(Ok(()), |wait| Err(refuse(wait)))
+            .map_or(Ok(()), |wait| Err(refuse(Limit::SignInFailures, wait)))
     }
 
     /// A wrong password for `username` from `address`.
@@ -260,7 +264,7 @@ impl Limits {
             return Ok(());
         };
         self.signups_by_address.check(&address).map_err(|wait| {
-            self.refused.inc();
+            self.refused.count(Limit::SignUps);
             Error::TooManyRequests {
                 what: "new accounts from this address",
                 retry_after: wait,
@@ -274,14 +278,14 @@ impl Limits {
         self.take(&self.stream_opens, user, "event streams opened")?;
         let mut counts = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         if self.max_streams > 0 && counts.total >= self.max_streams {
-            self.refused.inc();
+            self.refused.count(Limit::Streams);
             return Err(Error::ServerFull {
                 retry_after: STREAMS_RETRY_AFTER,
             });
         }
         let mine = counts.per_user.entry(user).or_default();
         if self.max_streams_per_user > 0 && *mine >= self.max_streams_per_user {
-            self.refused.inc();
+            self.refused.count(Limit::StreamsPerUser);
             return Err(Error::TooManyRequests {
                 what: "open event streams",
                 retry_after: STREAMS_RETRY_AFTER,

@@ -142,6 +142,16 @@ impl App {
         Ok(self.log.store.ping().await?)
     }
 
+    /// Brings the metrics of the database up to date: its file's and log's sizes and the age
+    /// of the last backup, read now (for `/metrics`, as it is asked for).
+    pub async fn observe_storage(&self) -> Result<(), Error> {
+        let storage = self.log.store.storage().await?;
+        self.metrics
+            .storage
+            .observe(storage.database_bytes, storage.wal_bytes, storage.last_backup);
+        Ok(())
+    }
+
     /// Ends every open stream once it has sent what was published before. Nothing is sent
     /// live after this.
     pub fn close_streams(&self) {
@@ -155,7 +165,7 @@ impl App {
         let queued = hashing.queued.fetch_add(1, Ordering::AcqRel);
         let _queued = Queued(&hashing.queued);
         if hashing.max_queued > 0 && queued >= hashing.max_queued {
-            self.metrics.refused_by_limits.inc();
+            self.metrics.refusals.count(crate::metrics::Limit::Hashing);
             return Err(Error::Busy {
                 what: "sign-ins",
                 retry_after: Duration::from_secs(2),

@@ -91,7 +91,10 @@ pub async fn open(app: &App, session: Session, follow: Follow<'_>, cursor: Curso
             _ if replay_too_long(app, view, id, head).await? => {
                 reset("the cursor is further behind than the server replays; reload the history")
             }
-            _ => (id, None),
+            _ => {
+                app.metrics.resumed_streams.inc();
+                (id, None)
+            }
         },
     };
     tracing::debug!(?view, user = %session.username, ?cursor, %start, "stream opened");

@@ -380,7 +380,10 @@ impl Task {
     /// One transaction for the whole batch; then publish and answer, in order.
     async fn commit(&mut self, batch: VecDeque<Request>) {
         self.metrics.write_batch_size.observe(batch.len() as f64);
-        match self.apply_batch(batch).await {
+        let started = std::time::Instant::now();
+        let outcome = self.apply_batch(batch).await;
+        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(applied) => {
                 for done in applied {
                     for (room, users) in done.admit {

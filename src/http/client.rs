@@ -12,16 +12,29 @@
 //! header is ignored: anyone can send one. (poem's own `RealIp` and `Tracing` take the
 //! left-most address of `X-Forwarded-For` or `X-Real-IP` from anybody, which is why the
 //! request log is written here instead.)
+//!
+//! Every request has an id, in its `X-Request-Id` answer and on every line logged for it and
+//! for the stream it opens: the one a trusted proxy sent (so its access log and ours name the
+//! request alike), else one made here.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ipnet::IpNet;
-use poem::http::HeaderMap;
+use poem::http::{HeaderMap, HeaderValue};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
 use crate::config::{Config, ForwardedHeader};
+use crate::metrics::Metrics;
+
+/// The header a request's id comes in (from a trusted proxy) and goes back out in.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The longest request id taken from a proxy.
+const MAX_REQUEST_ID: usize = 128;
 
 /// Hops read from the right at most: a chain of trusted proxies longer than this is not a
 /// deployment but a header made to cost us work.
@@ -124,35 +137,81 @@ pub fn client_ip(req: &Request) -> Option<IpAddr> {
         .or_else(|| req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_canonical()))
 }
 
-/// Decides the request's client (`ClientAddr`, in its extensions) and serves it inside a
-/// `request` span naming that client, so every line logged for it says who asked.
+/// The request's id, as `identify` decided it; in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// An id a proxy may give a request: 1 to `MAX_REQUEST_ID` letters, digits and `-._:`, which
+/// covers nginx's `$request_id`, Caddy's UUIDs and HAProxy's `unique-id`, and keeps a log line
+/// free of anything a client could make look like another field.
+fn valid_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=MAX_REQUEST_ID).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+}
+
+/// A new request id: 16 hex digits, none repeated within the process (a counter through a
+/// bijective mix) and unlike another process's (the counter starts from a random seed).
+fn new_request_id() -> HeaderValue {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let mut bytes = [0; 8];
+        // Without randomness, ids are still unique in this process: they start at the time.
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64),
+        }
+    });
+    // splitmix64's finaliser: a bijection on u64, so distinct counters give distinct ids.
+    let mut z = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    HeaderValue::from_str(&format!("{z:016x}")).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Decides the request's client (`ClientAddr`) and id (`RequestId`), both in its extensions,
+/// and serves it inside a `request` span naming them, so every line logged for it says which
+/// request it was and who asked; the answer carries the id in `X-Request-Id`, and is counted
+/// in the metrics by its status and time.
 pub async fn identify<E: Endpoint>(
     next: E,
     mut req: Request,
     proxies: std::sync::Arc<Proxies>,
+    metrics: std::sync::Arc<Metrics>,
 ) -> poem::Result<Response> {
-    let client = req
-        .remote_addr()
-        .as_socket_addr()
-        .map(|peer| proxies.client(peer.ip(), req.headers()));
+    let peer = req.remote_addr().as_socket_addr().map(|peer| peer.ip());
+    let client = peer.map(|peer| proxies.client(peer, req.headers()));
     if let Some(client) = client {
         req.set_data(ClientAddr(client));
     }
+    let id = match req.headers().get(REQUEST_ID) {
+        Some(id) if peer.is_some_and(|peer| proxies.trusts(peer)) && valid_request_id(id) => id.clone(),
+        _ => new_request_id(),
+    };
+    req.set_data(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
+        request_id = %id.to_str().unwrap_or("-"),
         client = %client.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
         method = %req.method(),
         uri = %req.original_uri(),
     );
     async move {
         let started = Instant::now();
-        let answer = next.call(req).await;
-        let status = match &answer {
-            Ok(_) => None,
-            Err(error) => Some(error.status()),
+        let mut response = match next.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(error) => error.into_response(),
         };
-        let response = answer?.into_response();
-        tracing::debug!(status = %status.unwrap_or(response.status()), elapsed = ?started.elapsed(), "response");
+        let elapsed = started.elapsed();
+        metrics.requests.answered(response.status().as_u16(), elapsed);
+        tracing::debug!(status = %response.status(), ?elapsed, "response");
+        response.headers_mut().insert(REQUEST_ID, id);
         Ok(response)
     }
     .instrument(span)

@@ -83,9 +83,15 @@ async fn open(
         sse::write_event(&mut first, Some(reset.newest), "reset", &data);
     }
     let metrics = std::sync::Arc::clone(&state.app.metrics);
+    let mut log = StreamLog {
+        span: tracing::Span::current(),
+        opened: Instant::now(),
+        events: 0,
+    };
     let events = opened.items.map(move |item| match item {
         StreamItem::Frame(frame) => {
-            metrics.frames_sent.inc();
+            metrics.deliveries.sent(frame.event.scope());
+            log.sent();
             frame.bytes(format).clone()
         }
         StreamItem::Logout => logout(),
@@ -95,6 +101,29 @@ async fn open(
         Box::pin(frames),
         state.keepalive,
     ))))
+}
+
+/// Logs, in the span of the request that opened it, how long a stream was open and how many
+/// events it sent, when it ends for any reason.
+struct StreamLog {
+    span: tracing::Span,
+    opened: Instant,
+    events: u64,
+}
+
+impl StreamLog {
+    // A method, so that the closure counting holds the whole of it (and drops it when the
+    // stream ends), not just the field.
+    fn sent(&mut self) {
+        self.events += 1;
+    }
+}
+
+impl Drop for StreamLog {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        tracing::debug!(events = self.events, open = ?self.opened.elapsed(), "stream ended");
+    }
 }
 
 /// The last frame of a stream whose session ended: the page goes to sign-in instead of

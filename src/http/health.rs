@@ -34,6 +34,10 @@ pub async fn metrics(req: &Request, Data(state): Data<&State>) -> Response {
             "metrics are served to local addresses, or to the bearer of --metrics-token",
         );
     }
+    // The rest are as fresh as they can be without the database.
+    if let Err(error) = state.app.observe_storage().await {
+        tracing::warn!(%error, "cannot read the database's sizes for the metrics");
+    }
     state
         .app
         .metrics

@@ -232,6 +232,7 @@ pub fn build_app(
     streams: Arc<Streams>,
     hsts: Option<HeaderValue>,
 ) -> impl Endpoint {
+    let metrics = Arc::clone(&state.app.metrics);
     Route::new()
         .at("/api/sessions", post(sessions::sign_in).delete(sessions::sign_out))
         .at("/api/rooms", get(rooms::list_rooms).post(rooms::create_room))
@@ -299,7 +300,7 @@ pub fn build_app(
         .around(move |next, req| origin::guard(next, req, Arc::clone(&origins)))
         .catch_all_error(into_json_response)
         .around(move |next, req| security_headers(next, req, hsts.clone()))
-        .around(move |next, req| client::identify(next, req, Arc::clone(&proxies)))
+        .around(move |next, req| client::identify(next, req, Arc::clone(&proxies), Arc::clone(&metrics)))
         .around(move |next, req| Arc::clone(&streams).serve(next, req))
 }
 

@@ -4,7 +4,9 @@
 //! beside it, compacted, readable by its owner only. It is written under a temporary name
 //! beside OUT, synced, checked (`PRAGMA integrity_check`) and only then renamed to OUT, so
 //! OUT is either a whole, checked backup or not there: a backup cut short (a full disk, a
-//! killed process) leaves at most a `.OUT.….partial` file, never a damaged OUT.
+//! killed process) leaves at most a `.OUT.….partial` file, never a damaged OUT. The copy is
+//! then recorded in the database (`backups`), so the server's metrics say how old the newest
+//! backup is.
 
 use std::path::Path;
 
@@ -52,7 +54,6 @@ pub async fn run(db: &Path, out: &Path, force: bool) -> anyhow::Result<String> {
     operator::vacuum_into(&mut source, &partial_path)
         .await
         .with_context(|| format!("cannot copy {} to {}", db.display(), dir.display()))?;
-    let _ = source.close().await;
     partial
         .as_file()
         .sync_all()
@@ -85,6 +86,13 @@ pub async fn run(db: &Path, out: &Path, force: bool) -> anyhow::Result<String> {
     std::fs::File::open(dir)
         .and_then(|dir| dir.sync_all())
         .with_context(|| format!("cannot sync {}", dir.display()))?;
+    // The backup is made either way; only the metrics would not know of it (a database the
+    // backup's user may read but not write, or one a server of this version never opened).
+    let recorded = operator::record_backup(&mut source, &out.display().to_string(), bytes).await;
+    let _ = source.close().await;
+    if let Err(error) = recorded {
+        eprintln!("chat-server backup: the backup is made, but cannot be recorded in the database: {error}");
+    }
     Ok(format!(
         "{} copied to {} ({:.1} MiB; integrity check ok)",
         db.display(),

@@ -307,6 +307,32 @@ async fn restart_behind(kind: Kind, edit: impl Fn(String) -> String) -> (Vec<Fol
 
     let mut ada = server.user("ada").await;
     ada.base = proxy.base.clone();
+    // The server names each request by the id the proxy gave it (its own are 16 hex digits).
+    let id = ada
+        .request(reqwest::Method::GET, "/api/me")
+        .send()
+        .await
+        .unwrap()
+        .headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let hex = |id: &str, upper: bool| {
+        id.bytes().all(|b| {
+            b.is_ascii_digit()
+                || if upper {
+                    b.is_ascii_uppercase()
+                } else {
+                    b.is_ascii_lowercase()
+                } && b.is_ascii_hexdigit()
+        })
+    };
+    let proxys = match kind {
+        Kind::Nginx => id.len() == 32 && hex(&id, false),
+        Kind::Caddy => id.len() == 36 && id.matches('-').count() == 4,
+        Kind::Haproxy => id.len() > 16 && hex(&id, true),
+    };
+    assert!(proxys, "{kind:?}: the request id {id:?} is not the proxy's");
     let mut sources = STREAMS.map(|path| EventSource::open(ada.url(path), ada.token.clone()));
     let mut followed = [Followed::default(), Followed::default()];
     // Both streams are open (their first ping came) before anything is posted.

@@ -474,7 +474,7 @@ async fn refused_by_limits_counts_each_refusal_and_nothing_else() {
     )
     .await;
     let metric = "chat_refused_by_limits_total";
-    assert_eq!(server.metric(metric).await, 0.0);
+    assert_eq!(server.metric_sum(metric).await, 0.0);
     let ada = server.user("ada").await;
     let bob = server.user("bob").await;
     // Signing up is no sign-in attempt: two sign-ins use up the allowance of two.
@@ -500,7 +500,15 @@ async fn refused_by_limits_counts_each_refusal_and_nothing_else() {
     assert_eq!(try_stream(&ada).await.status(), 429);
     let _bobs = bob.open_stream("general", "", None).await;
     assert_eq!(try_stream(&bob).await.status(), 503);
-    assert_eq!(server.metric(metric).await, 4.0);
+    assert_eq!(server.metric_sum(metric).await, 4.0);
+    // Each counted under the limit that refused it.
+    for limit in ["sign_ins", "messages", "streams_per_user", "streams"] {
+        assert_eq!(
+            server.metric(&format!("{metric}{{limit=\"{limit}\"}}")).await,
+            1.0,
+            "{limit}"
+        );
+    }
 
     // Other refusals are not the limits'.
     assert_eq!(server.anonymous().post("general", "who?").await.status(), 401);
@@ -511,7 +519,7 @@ async fn refused_by_limits_counts_each_refusal_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(nowhere.status(), 404);
-    assert_eq!(server.metric(metric).await, 4.0);
+    assert_eq!(server.metric_sum(metric).await, 4.0);
 }
 
 /// The status events `username` has stored.

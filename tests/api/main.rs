@@ -20,6 +20,7 @@ mod hostile;
 mod idempotency;
 mod limits;
 mod migration;
+mod observability;
 mod operations;
 mod operator;
 mod permalink;

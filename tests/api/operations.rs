@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::common::{Client, Rng, Server, TestDb, WAIT, seed};
 
 /// Runs `chat-server ARGS` (with `stdin`, if any) and waits for it.
-async fn chat(args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub(crate) async fn chat(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -42,7 +42,7 @@ async fn chat(args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 /// Whether it worked, its standard output and its standard error.
-fn said(output: &Output) -> (bool, String, String) {
+pub(crate) fn said(output: &Output) -> (bool, String, String) {
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

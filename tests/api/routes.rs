@@ -430,7 +430,8 @@ async fn health_and_metrics() {
     assert_eq!(server.metric("chat_events_written_total").await, 1.0);
     assert_eq!(server.metric("chat_open_streams").await, 0.0);
     for name in [
-        "chat_frames_sent_total",
+        "chat_deliveries_total{scope=\"room\"}",
+        "chat_resumed_streams_total",
         "chat_lag_recoveries_total",
         "chat_replayed_events_total",
     ] {

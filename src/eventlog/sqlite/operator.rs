@@ -92,3 +92,26 @@ pub async fn vacuum_into(conn: &mut SqliteConnection, into: &str) -> Result<(), 
 pub async fn integrity_check(conn: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("PRAGMA integrity_check").fetch_all(conn).await
 }
+
+/// Backups recorded at most; the oldest go first.
+const BACKUPS_KEPT: i64 = 100;
+
+/// Records that a checked copy of `bytes` bytes was written to `path` just now, for the
+/// server's `chat_last_backup_timestamp_seconds`.
+pub async fn record_backup(conn: &mut SqliteConnection, path: &str, bytes: u64) -> Result<(), WriteError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "INSERT INTO backups (finished_at, bytes, path) \
+         VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?)",
+    )
+    .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+    .bind(path)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM backups WHERE id <= (SELECT max(id) FROM backups) - ?")
+        .bind(BACKUPS_KEPT)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1229,6 +1229,23 @@ impl Store {
     }
 
     /// Answers when the database answers.
+    /// The sizes of the database file and of its write-ahead log, in bytes, and the Unix time
+    /// of the newest backup recorded (`chat-server backup`).
+    pub async fn storage(&self) -> Result<Storage, sqlx::Error> {
+        let (file, last_backup): (String, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT file FROM pragma_database_list WHERE name = 'main'), \
+                    (SELECT CAST(unixepoch(max(finished_at), 'subsec') AS INTEGER) FROM backups)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let size = |path: &str| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        Ok(Storage {
+            database_bytes: size(&file),
+            wal_bytes: size(&format!("{file}-wal")),
+            last_backup,
+        })
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1 FROM rooms LIMIT 1")
             .execute(&self.pool)
@@ -1239,6 +1256,14 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// What `Store::storage` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
+    pub last_backup: Option<i64>,
 }
 
 /// A user's status as stored: what the others were last shown, and what the user chose.

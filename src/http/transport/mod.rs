@@ -40,6 +40,7 @@ use poem::http::{Method, Version, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span};
 
 use crate::metrics::Metrics;
 use net::{Connection, Handoffs, Stall};
@@ -61,12 +62,14 @@ const BATCH_BYTES: usize = 64 * 1024;
 const SMALL_WRITE: usize = 2048;
 
 /// The body of an event-stream response, put in its extensions by the handler; `Streams`
-/// serves it, on its own connection when it can.
+/// serves it, on its own connection when it can, inside the span of the request that opened
+/// it, so that what is logged while it runs names that request.
 #[derive(Clone)]
-pub struct EventStream(Arc<Mutex<Option<Frames>>>);
+pub struct EventStream(Arc<Mutex<Option<Frames>>>, Span);
 
 impl EventStream {
-    /// A `200` event-stream response whose frames come from `frames`.
+    /// A `200` event-stream response whose frames come from `frames`, served in the current
+    /// span.
     pub fn response(frames: Frames) -> Response {
         let mut response = Response::builder()
             .content_type("text/event-stream")
@@ -75,12 +78,29 @@ impl EventStream {
             .finish();
         response
             .extensions_mut()
-            .insert(Self(Arc::new(Mutex::new(Some(frames)))));
+            .insert(Self(Arc::new(Mutex::new(Some(frames))), Span::current()));
         response
     }
 
-    fn take(&self) -> Option<Frames> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    fn take(&self) -> Option<(Frames, Span)> {
+        let frames = self.0.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+        Some((frames, self.1.clone()))
+    }
+}
+
+/// A stream's frames, polled inside its request's span.
+struct InSpan {
+    frames: Frames,
+    span: Span,
+}
+
+impl Stream for InSpan {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.frames.as_mut().poll_next(cx)
     }
 }
 
@@ -120,21 +140,25 @@ impl Streams {
             .then_some(client)
             .flatten();
         let mut response = next.call(req).await?.into_response();
-        let Some(mut frames) = response.extensions_mut().remove::<EventStream>().and_then(|s| s.take()) else {
+        let Some((frames, span)) = response.extensions_mut().remove::<EventStream>().and_then(|s| s.take()) else {
             return Ok(response);
         };
         if let Some(socket) = peer.and_then(|peer| self.handoffs()?.take(peer)) {
             let head = head(&response);
             let this = Arc::clone(&self);
-            self.tasks.spawn(async move {
-                // No socket: the connection closed before the response could be sent.
-                if let Ok(connection) = socket.await {
-                    this.run(connection, head, frames).await;
+            self.tasks.spawn(
+                async move {
+                    // No socket: the connection closed before the response could be sent.
+                    if let Ok(connection) = socket.await {
+                        this.run(connection, head, frames).await;
+                    }
                 }
-            });
+                .instrument(span),
+            );
             // Sent to nowhere: the HTTP server sees its connection end after it.
             return Ok(Response::default());
         }
+        let mut frames: Frames = Box::pin(InSpan { frames, span });
         // Over HTTP/2 a client can stall one stream by flow control, which no write timeout
         // sees: the connection's guard watches it instead.
         if version == Version::HTTP_2

@@ -52,6 +52,35 @@ impl TestDb {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// What the server wrote to standard error, line by line, when started by `start_logged`.
+    logs: Option<Logs>,
+}
+
+/// The server's log as it is written.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until some line satisfies `test`, and returns it.
+    pub async fn wait_for(&self, what: &str, test: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|line| test(line)) {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line {what} in:\n{}",
+                self.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Server {
@@ -61,16 +90,29 @@ impl Server {
     }
 
     pub async fn start_at(db: &Path, args: &[&str]) -> Self {
-        Self::start_with(db, args, None).await
+        Self::start_with(db, args, None, None).await
+    }
+
+    /// Starts the server with `RUST_LOG=log` and keeps what it logs (`Server::logs`).
+    pub async fn start_logged(db: &TestDb, args: &[&str], log: &str) -> Self {
+        Self::start_with(&db.path(), args, None, Some(log)).await
+    }
+
+    /// The log of a server started by `start_logged`.
+    pub fn logs(&self) -> &Logs {
+        self.logs.as_ref().expect("a server started by start_logged")
     }
 
     /// Starts the server with its open-file limit, soft and hard, set to `files`.
     pub async fn start_with_file_limit(db: &TestDb, args: &[&str], files: u64) -> Self {
-        Self::start_with(&db.path(), args, Some(files)).await
+        Self::start_with(&db.path(), args, Some(files), None).await
     }
 
-    async fn start_with(db: &Path, args: &[&str], files: Option<u64>) -> Self {
-        let log = std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into());
+    async fn start_with(db: &Path, args: &[&str], files: Option<u64>, kept: Option<&str>) -> Self {
+        let log = match kept {
+            Some(log) => log.to_owned(),
+            None => std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
         if let Some(files) = files {
             let limit = libc::rlimit {
@@ -115,10 +157,25 @@ impl Server {
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if kept.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("start chat-server");
+        let logs = child.stderr.take().map(|stderr| {
+            let logs = Logs::default();
+            let kept = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    kept.0.lock().unwrap().push(line);
+                }
+            });
+            logs
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -130,7 +187,7 @@ impl Server {
             .rsplit_once(' ')
             .map(|(_, url)| url.to_owned())
             .expect("address line");
-        Self { child, base }
+        Self { child, base, logs }
     }
 
     pub fn pid(&self) -> i32 {
@@ -179,6 +236,27 @@ impl Server {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// The sum of a metric over all its labels (`chat_refused_by_limits_total` over every
+    /// `limit`).
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics");
+        text.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse::<f64>().ok()
+            })
+            .sum()
     }
 
     /// Waits until a metric reads `value`.
