@@ -291,13 +291,13 @@ fn warn_if_stale(bin: &Path) {
         "migrations/sqlite",
         "templates",
     ]
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(root.join(dir)).ok())
-        .flatten()
-        .flatten()
-        .filter_map(|entry| modified(&entry.path()))
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH);
+    .iter()
+    .filter_map(|dir| std::fs::read_dir(root.join(dir)).ok())
+    .flatten()
+    .flatten()
+    .filter_map(|entry| modified(&entry.path()))
+    .max()
+    .unwrap_or(SystemTime::UNIX_EPOCH);
     if newest > built {
         eprintln!(
             "warning: {} is older than the sources; run `cargo build --release` first",
