@@ -23,6 +23,7 @@ mod migration;
 mod operations;
 mod operator;
 mod permalink;
+mod postgres_log;
 mod presence;
 mod reads;
 mod restart;
