@@ -1,10 +1,12 @@
 //! The event log: the only writer, the hub that carries committed events to live streams, the
-//! subscriptions that replay and then follow it, and the storage behind them (`sqlite/`, with
-//! every line of SQL). Centrifuge's broker is the model for the seam: publish (the writer),
+//! subscriptions that replay and then follow it, and the storage behind them, a module per
+//! engine with its SQL: `sqlite/`, which the server runs on, and `postgres/`, being built for
+//! several nodes sharing one log. Centrifuge's broker is the model for the seam: publish (the writer),
 //! history (the store), subscribe with a stream position (the subscription).
 
 mod change;
 pub mod hub;
+pub mod postgres;
 pub mod sqlite;
 pub mod subscription;
 pub mod writer;

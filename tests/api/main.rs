@@ -24,6 +24,7 @@ mod observability;
 mod operations;
 mod operator;
 mod permalink;
+mod postgres_log;
 mod presence;
 mod reads;
 mod restart;

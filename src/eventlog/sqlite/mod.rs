@@ -1,7 +1,7 @@
 //! SQLite behind the event log: opening the file (pragmas, migrations), every read
 //! (`reads.rs`), the SQL the writer applies (`writes.rs`), the operator's commands
 //! (`operator.rs`, and `import.rs` for `chat-server import`), and the checkpoint task. All the
-//! SQL of the crate is here.
+//! SQLite SQL of the crate is here.
 //!
 //! Writes belong to the writer task (`eventlog::writer`), which owns the one connection allowed
 //! to write; the read pool is `query_only`, so a read path that tried to write would fail

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod eventsource;
+pub mod postgres;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
