@@ -219,6 +219,16 @@ CREATE TABLE retention (
     kept_from bigint  NOT NULL
 );
 
+-- Backups: `chat-server backup` records each copy it made and checked, so the running server
+-- can tell the operator's monitoring how old the newest one is
+-- (`chat_last_backup_timestamp_seconds`). The newest hundred are kept.
+CREATE TABLE backups (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    bytes       bigint      NOT NULL,  -- the size of the copy
+    path        text        NOT NULL   -- where it was written, as the operator named it
+);
+
 -- Full-text search over what messages say now: one row per live message, `text` its current
 -- text (the newest edit's, else the message's own), kept in step by the writer in the same
 -- transaction as the post, the edit or the deletion, as on SQLite.
