@@ -184,11 +184,6 @@ impl Refusals {
     pub fn count(&self, limit: Limit) {
         self.0.get_or_create(&LimitLabels { limit }).inc();
     }
-
-    /// How many `limit` has refused.
-    pub fn of(&self, limit: Limit) -> u64 {
-        self.0.get_or_create(&LimitLabels { limit }).get()
-    }
 }
 
 /// `chat_http_requests_total{class}` and `chat_http_request_duration_seconds`: every answer,

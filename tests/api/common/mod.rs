@@ -225,14 +225,19 @@ impl Server {
         addr.parse().expect("socket address")
     }
 
-    /// The current value of a Prometheus metric, read from `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
+    /// `/metrics`, as text.
+    async fn metrics_text(&self) -> String {
+        reqwest::get(self.url("/metrics"))
             .await
             .expect("GET /metrics")
             .text()
             .await
-            .expect("metrics");
+            .expect("metrics")
+    }
+
+    /// The current value of a Prometheus metric, read from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
@@ -242,13 +247,9 @@ impl Server {
     /// The sum of a metric over all its labels (`chat_refused_by_limits_total` over every
     /// `limit`).
     pub async fn metric_sum(&self, name: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
+        self.metrics_text()
             .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics");
-        text.lines()
+            .lines()
             .filter_map(|line| {
                 let rest = line.strip_prefix(name)?;
                 let value = match rest.strip_prefix('{') {
